@@ -1,0 +1,84 @@
+// Element-wise maps and reductions through xsimd: a vector body, then a scalar tail.
+// The functors are generic lambdas that work on both xsimd::batch<T> and T, using the
+// xsimd:: math functions (which have scalar overloads), e.g.
+//     simd::map(n, x, y, [](auto v) { return v * (1 / (1 + xsimd::exp(-v))); });
+#ifndef DIFFUSE_CORE_SIMD_HPP
+#define DIFFUSE_CORE_SIMD_HPP
+
+#include <cstddef>
+#include <xsimd/xsimd.hpp>
+
+namespace diffuse::simd {
+
+template <class T>
+using batch = xsimd::batch<T>;
+template <class T>
+inline constexpr std::size_t width = batch<T>::size;
+
+/// y[i] = f(x[i])
+template <class T, class F>
+inline void map(std::size_t n, const T* x, T* y, F f) {
+    std::size_t i = 0;
+    for (; i + width<T> <= n; i += width<T>) f(batch<T>::load_unaligned(x + i)).store_unaligned(y + i);
+    for (; i < n; ++i) y[i] = f(x[i]);
+}
+
+/// z[i] = f(x[i], y[i])
+template <class T, class F>
+inline void map2(std::size_t n, const T* x, const T* y, T* z, F f) {
+    std::size_t i = 0;
+    for (; i + width<T> <= n; i += width<T>)
+        f(batch<T>::load_unaligned(x + i), batch<T>::load_unaligned(y + i)).store_unaligned(z + i);
+    for (; i < n; ++i) z[i] = f(x[i], y[i]);
+}
+
+/// w[i] = f(x[i], y[i], z[i])
+template <class T, class F>
+inline void map3(std::size_t n, const T* x, const T* y, const T* z, T* w, F f) {
+    std::size_t i = 0;
+    for (; i + width<T> <= n; i += width<T>)
+        f(batch<T>::load_unaligned(x + i), batch<T>::load_unaligned(y + i), batch<T>::load_unaligned(z + i))
+            .store_unaligned(w + i);
+    for (; i < n; ++i) w[i] = f(x[i], y[i], z[i]);
+}
+
+/// y += a * x
+template <class T>
+inline void axpy(std::size_t n, T a, const T* x, T* y) {
+    map2(n, x, y, y, [a](auto xv, auto yv) { return yv + a * xv; });
+}
+/// y += x
+template <class T>
+inline void add_to(std::size_t n, const T* x, T* y) {
+    map2(n, x, y, y, [](auto xv, auto yv) { return yv + xv; });
+}
+
+/// sum of f(x[i]) in a fixed order (vector lanes, then the tail), so the result is reproducible.
+template <class T, class F>
+inline T reduce(std::size_t n, const T* x, F f) {
+    batch<T> acc(T(0));
+    std::size_t i = 0;
+    for (; i + width<T> <= n; i += width<T>) acc += f(batch<T>::load_unaligned(x + i));
+    T s = xsimd::hadd(acc);
+    for (; i < n; ++i) s += f(x[i]);
+    return s;
+}
+template <class T>
+inline T sum(std::size_t n, const T* x) {
+    return reduce(n, x, [](auto v) { return v; });
+}
+/// sum of x[i] * y[i], fixed order.
+template <class T>
+inline T dot(std::size_t n, const T* x, const T* y) {
+    batch<T> acc(T(0));
+    std::size_t i = 0;
+    for (; i + width<T> <= n; i += width<T>)
+        acc = xsimd::fma(batch<T>::load_unaligned(x + i), batch<T>::load_unaligned(y + i), acc);
+    T s = xsimd::hadd(acc);
+    for (; i < n; ++i) s += x[i] * y[i];
+    return s;
+}
+
+}  // namespace diffuse::simd
+
+#endif

@@ -1,0 +1,67 @@
+// Linear (Dense): y[..., Out] = x[..., In] · weightᵀ + bias, over every leading position.
+// weight is [Out, In] as in PyTorch, so state dicts carry over unchanged.
+//
+// This is the reference for the layer contract every layer follows:
+//   forward(x, y [, cache])             writes all of y (and the cache)
+//   backward(x, y [, cache], dy, dx)    ADDS into dx and into the parameter gradients;
+//                                       a null dx view skips the input gradient.
+#ifndef DIFFUSE_NN_LINEAR_HPP
+#define DIFFUSE_NN_LINEAR_HPP
+
+#include "diffuse/core/gemm.hpp"
+#include "diffuse/core/params.hpp"
+#include "diffuse/core/simd.hpp"
+#include "diffuse/core/tensor.hpp"
+
+namespace diffuse {
+
+template <class T, int In, int Out>
+struct Linear {
+    static_assert(In > 0 && Out > 0, "Linear: widths must be positive");
+    static constexpr int in_features = In, out_features = Out;
+
+    Param<T, Out, In> weight{Init::FanIn(In)};
+    Param<T, Out> bias{Init::FanIn(In)};
+
+    template <class V>
+    constexpr void visit(V& v) { v("weight", weight); v("bias", bias); }
+
+    /// The output shape for an input shape: the last dimension becomes Out.
+    template <class XShape>
+    using output_shape = ReplaceLast<XShape, Out>;
+
+    template <Shaped X, Shaped Y>
+    void forward(const X& x, Y&& y) const {
+        check_shapes<X, Y>();
+        constexpr int M = shape_of<X>::rows;
+        T* yp = y.data();
+        for (int m = 0; m < M; ++m) std::copy(bias.value_ptr, bias.value_ptr + Out, yp + std::size_t(m) * Out);
+        gemm<Trans::N, Trans::T>(M, Out, In, x.data(), weight.value_ptr, yp, Accumulate::yes);
+    }
+
+    template <Shaped X, Shaped Y, Shaped DY, Shaped DX>
+    void backward(const X& x, const Y&, const DY& dy, DX&& dx) const {
+        check_shapes<X, Y>();
+        static_assert(same_shape<shape_of<DY>, shape_of<Y>> && same_shape<shape_of<DX>, shape_of<X>>,
+                      "Linear: gradients must have the shapes of their values");
+        constexpr int M = shape_of<X>::rows;
+        // dW[Out, In] += dyᵀ[Out, M] · x[M, In]
+        gemm<Trans::T, Trans::N>(Out, In, M, dy.data(), x.data(), weight.grad_ptr, Accumulate::yes);
+        // db[o] += Σ_m dy[m, o], rows summed in order
+        for (int m = 0; m < M; ++m) simd::add_to(std::size_t(Out), dy.data() + std::size_t(m) * Out, bias.grad_ptr);
+        // dx[M, In] += dy[M, Out] · W[Out, In]
+        if (dx.data()) gemm<Trans::N, Trans::N>(M, In, Out, dy.data(), weight.value_ptr, dx.data(), Accumulate::yes);
+    }
+
+private:
+    template <class X, class Y>
+    static constexpr void check_shapes() {
+        static_assert(shape_of<X>::last == In, "Linear: the input's last dimension must equal the layer's In width");
+        static_assert(same_shape<shape_of<Y>, output_shape<shape_of<X>>>,
+                      "Linear: the output must have the input's shape with the last dimension equal to Out");
+    }
+};
+
+}  // namespace diffuse
+
+#endif

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Installs what diffuse needs from Debian 12's packages, and only what is missing.
+# Pass --torch to also install PyTorch (python3-torch), used only to regenerate reference data
+# and for the side-by-side benchmarks.
+set -euo pipefail
+pkgs=(g++ cmake make libeigen3-dev libxsimd-dev doctest-dev zlib1g-dev libpng-dev dataset-fashion-mnist)
+[[ "${1:-}" == "--torch" ]] && pkgs+=(python3-torch)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  sudo_cmd=""; [[ $(id -u) -ne 0 ]] && sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
