@@ -1,0 +1,50 @@
+// Gradient clipping by global norm, as torch.nn.utils.clip_grad_norm_ (norm_type 2).
+//
+// The squared norm is summed per fixed chunk (the chunks of the optimizer's loop), then the
+// partial sums are combined in chunk order: the result does not depend on the thread count.
+#ifndef DIFFUSE_TRAIN_GRAD_CLIP_HPP
+#define DIFFUSE_TRAIN_GRAD_CLIP_HPP
+
+#include <cmath>
+#include <cstddef>
+#include <type_traits>
+#include <vector>
+
+#include "diffuse/core/params.hpp"
+#include "diffuse/core/simd.hpp"
+#include "diffuse/train/adam.hpp"  // for_each_flat_chunk, kFlatChunk
+
+namespace diffuse {
+
+/// The L2 norm of all gradients of the store, summed in a fixed order.
+template <class T>
+T grad_norm(const ParamStore<T>& store) {
+    const std::size_t n = store.size();
+    const T* g = store.grads();
+    std::vector<T> partial(std::size_t(flat_chunk_count(n)), T(0));
+    for_each_flat_chunk(n, [&](std::size_t b, std::size_t e) {
+        partial[b / kFlatChunk] = simd::reduce(e - b, g + b, [](auto x) { return x * x; });
+    });
+    T total = 0;
+    for (T s : partial) total += s;
+    return std::sqrt(total);
+}
+
+/// Scales all gradients so that their global L2 norm is at most max_norm; returns the norm
+/// before clipping. Like PyTorch, the scale is max_norm / (norm + 1e-6), applied only when < 1.
+template <class T>
+T clip_grad_norm(ParamStore<T>& store, std::type_identity_t<T> max_norm) {
+    const T norm = grad_norm(store);
+    const T scale = max_norm / (norm + T(1e-6));
+    if (scale < T(1)) {
+        T* g = store.grads();
+        for_each_flat_chunk(store.size(), [&](std::size_t b, std::size_t e) {
+            simd::map(e - b, g + b, g + b, [scale](auto x) { return x * decltype(x)(scale); });
+        });
+    }
+    return norm;
+}
+
+}  // namespace diffuse
+
+#endif
