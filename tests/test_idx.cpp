@@ -1,0 +1,215 @@
+#include <doctest/doctest.h>
+#include <zlib.h>
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <numeric>
+#include <string>
+#include <vector>
+
+#include "diffuse/io/idx.hpp"
+
+using namespace diffuse::io;
+namespace fs = std::filesystem;
+
+namespace {
+
+// A fresh directory per test case, removed afterwards.
+struct TempDir {
+    fs::path path;
+    TempDir() {
+        path = fs::temp_directory_path() / ("diffuse_test_idx_" + std::to_string(::getpid()) + "_" + std::to_string(counter()++));
+        fs::create_directories(path);
+    }
+    ~TempDir() { std::error_code ec; fs::remove_all(path, ec); }
+    std::string file(const std::string& name) const { return (path / name).string(); }
+    static int& counter() { static int c = 0; return c; }
+};
+
+std::vector<unsigned char> idx_bytes(std::uint32_t magic, std::vector<std::uint32_t> dims, std::size_t payload) {
+    std::vector<unsigned char> b;
+    auto be32 = [&](std::uint32_t v) { for (int s = 24; s >= 0; s -= 8) b.push_back((unsigned char)(v >> s)); };
+    be32(magic);
+    for (auto d : dims) be32(d);
+    for (std::size_t i = 0; i < payload; ++i) b.push_back((unsigned char)(i * 7 % 251));
+    return b;
+}
+
+void write_plain(const std::string& path, const std::vector<unsigned char>& b) {
+    std::ofstream(path, std::ios::binary).write(reinterpret_cast<const char*>(b.data()), std::streamsize(b.size()));
+}
+
+void write_gz(const std::string& path, const std::vector<unsigned char>& b) {
+    gzFile f = gzopen(path.c_str(), "wb");
+    REQUIRE(f);
+    REQUIRE(gzwrite(f, b.data(), unsigned(b.size())) == int(b.size()));
+    REQUIRE(gzclose(f) == Z_OK);
+}
+
+std::vector<unsigned char> read_all(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+// The error message of f(), or "" if it did not throw std::runtime_error.
+template <class F>
+std::string error_of(F&& f) {
+    try { f(); } catch (const std::runtime_error& e) { return e.what(); }
+    return "";
+}
+
+bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+
+}  // namespace
+
+TEST_CASE("IDX: the Fashion-MNIST test set loads with its known contents") {
+    const auto d = load_fashion_mnist(Split::test);
+    CHECK(d.images.count == 10000);
+    CHECK(d.images.rows == 28);
+    CHECK(d.images.cols == 28);
+    REQUIRE(d.images.pixels.size() == 10000u * 784u);
+    REQUIRE(d.labels.labels.size() == 10000u);
+
+    std::array<int, 10> hist{};
+    for (auto l : d.labels.labels) hist[l]++;
+    for (int c = 0; c < 10; ++c) CHECK(hist[std::size_t(c)] == 1000);
+
+    // First labels and pixel sums, computed independently with Python's gzip module.
+    const std::vector<int> first{9, 2, 1, 1, 6, 1, 4, 6, 5, 7};
+    for (int i = 0; i < 10; ++i) CHECK(int(d.labels.labels[std::size_t(i)]) == first[std::size_t(i)]);
+    const auto sum = [](const std::uint8_t* p, std::size_t n) { return std::accumulate(p, p + n, std::uint64_t(0)); };
+    CHECK(sum(d.images.pixels.data(), d.images.pixels.size()) == 573469082u);
+    CHECK(sum(d.images.image(0), 784) == 33456u);
+    CHECK(sum(d.images.image(9999), 784) == 24390u);
+    CHECK(std::count(d.images.image(0), d.images.image(0) + 784, 0) == 517);
+    CHECK(std::string(kFashionMnistClasses[9]) == "Ankle boot");
+}
+
+TEST_CASE("IDX: the Fashion-MNIST training set has 6000 images of each class") {
+    const auto d = load_fashion_mnist(Split::train);
+    CHECK(d.images.count == 60000);
+    std::array<int, 10> hist{};
+    for (auto l : d.labels.labels) hist[l]++;
+    for (int c = 0; c < 10; ++c) CHECK(hist[std::size_t(c)] == 6000);
+    CHECK(std::accumulate(d.images.pixels.begin(), d.images.pixels.end(), std::uint64_t(0)) == 3431114169u);
+}
+
+TEST_CASE("IDX: the data directory follows DIFFUSE_FASHION_MNIST_DIR") {
+    const char* old = std::getenv(kFashionMnistDirEnv);
+    const std::string saved = old ? old : "";
+    ::setenv(kFashionMnistDirEnv, "/some/where", 1);
+    CHECK(fashion_mnist_dir() == "/some/where");
+    ::setenv(kFashionMnistDirEnv, "", 1);
+    CHECK(fashion_mnist_dir() == kFashionMnistDefaultDir);
+    if (old) ::setenv(kFashionMnistDirEnv, saved.c_str(), 1);
+    else ::unsetenv(kFashionMnistDirEnv);
+}
+
+TEST_CASE("IDX: plain and gzip files give the same data") {
+    TempDir t;
+    const auto b = idx_bytes(0x803, {3, 4, 5}, 60);
+    write_plain(t.file("plain"), b);
+    write_gz(t.file("packed.gz"), b);
+    const auto a = load_idx_images(t.file("plain"));
+    const auto z = load_idx_images(t.file("packed.gz"));
+    CHECK(a.count == 3);
+    CHECK(a.rows == 4);
+    CHECK(a.cols == 5);
+    CHECK(a.pixels == std::vector<std::uint8_t>(b.begin() + 16, b.end()));
+    CHECK(z.pixels == a.pixels);
+
+    write_gz(t.file("labels.gz"), idx_bytes(0x801, {6}, 6));
+    const auto l = load_idx_labels(t.file("labels.gz"));
+    CHECK(l.count == 6);
+    CHECK(l.labels[1] == 7);
+}
+
+TEST_CASE("IDX: malformed files give errors that name the file and the problem") {
+    TempDir t;
+
+    SUBCASE("missing file") {
+        const auto e = error_of([&] { load_idx_images(t.file("nope.gz")); });
+        CHECK(contains(e, "nope.gz"));
+        CHECK(contains(e, "No such file"));
+    }
+    SUBCASE("bad magic: a label file read as images") {
+        write_gz(t.file("labels.gz"), idx_bytes(0x801, {6}, 6));
+        const auto e = error_of([&] { load_idx_images(t.file("labels.gz")); });
+        CHECK(contains(e, "labels.gz"));
+        CHECK(contains(e, "bad magic number 0x00000801"));
+    }
+    SUBCASE("bad magic: not unsigned bytes") {
+        write_plain(t.file("floats"), idx_bytes(0xD03, {1, 1, 1}, 4));
+        CHECK(contains(error_of([&] { load_idx_images(t.file("floats")); }), "bad magic number 0x00000D03"));
+    }
+    SUBCASE("empty file") {
+        write_plain(t.file("empty"), {});
+        CHECK(contains(error_of([&] { load_idx_images(t.file("empty")); }), "truncated: the header needs 4 bytes"));
+    }
+    SUBCASE("truncated header") {
+        auto b = idx_bytes(0x803, {3, 4, 5}, 0);
+        b.resize(10);
+        write_gz(t.file("short.gz"), b);
+        CHECK(contains(error_of([&] { load_idx_images(t.file("short.gz")); }), "truncated: the header"));
+    }
+    SUBCASE("truncated payload") {
+        write_gz(t.file("payload.gz"), idx_bytes(0x803, {3, 4, 5}, 59));
+        const auto e = error_of([&] { load_idx_images(t.file("payload.gz")); });
+        CHECK(contains(e, "payload.gz"));
+        CHECK(contains(e, "image data needs 60 bytes but only 59 remain"));
+    }
+    SUBCASE("truncated gzip stream") {
+        write_gz(t.file("cut.gz"), idx_bytes(0x803, {3, 4, 5}, 60));
+        auto z = read_all(t.file("cut.gz"));
+        z.resize(z.size() - 12);  // drop the CRC trailer and some of the deflate stream
+        write_plain(t.file("cut.gz"), z);
+        const auto e = error_of([&] { load_idx_images(t.file("cut.gz")); });
+        CHECK(contains(e, "cut.gz"));
+        CHECK((contains(e, "truncated") || contains(e, "corrupt")));
+    }
+    SUBCASE("corrupt gzip stream (bad CRC)") {
+        write_gz(t.file("crc.gz"), idx_bytes(0x803, {3, 4, 5}, 60));
+        auto z = read_all(t.file("crc.gz"));
+        z[z.size() - 6] ^= 0x5A;  // inside the CRC-32 trailer
+        write_plain(t.file("crc.gz"), z);
+        const auto e = error_of([&] { load_idx_images(t.file("crc.gz")); });
+        INFO(e);
+        CHECK(contains(e, "crc.gz"));
+        CHECK(contains(e, "corrupt"));
+    }
+    SUBCASE("trailing data") {
+        write_plain(t.file("long"), idx_bytes(0x801, {5}, 6));
+        CHECK(contains(error_of([&] { load_idx_labels(t.file("long")); }), "unexpected data after the payload"));
+    }
+    SUBCASE("wrong dims: zero rows") {
+        write_plain(t.file("zero"), idx_bytes(0x803, {3, 0, 5}, 0));
+        CHECK(contains(error_of([&] { load_idx_images(t.file("zero")); }), "implausible row count 0"));
+    }
+    SUBCASE("wrong dims: absurd count") {
+        write_plain(t.file("huge"), idx_bytes(0x803, {0xFFFFFFFFu, 28, 28}, 0));
+        CHECK(contains(error_of([&] { load_idx_images(t.file("huge")); }), "implausible image count 4294967295"));
+    }
+    SUBCASE("wrong dims for Fashion-MNIST") {
+        write_gz(t.file("t10k-images-idx3-ubyte.gz"), idx_bytes(0x803, {2, 27, 28}, 2 * 27 * 28));
+        write_gz(t.file("t10k-labels-idx1-ubyte.gz"), idx_bytes(0x801, {2}, 2));
+        CHECK(contains(error_of([&] { load_fashion_mnist(Split::test, t.path.string()); }), "images are 27x28, expected 28x28"));
+    }
+    SUBCASE("image and label counts differ") {
+        write_gz(t.file("t10k-images-idx3-ubyte.gz"), idx_bytes(0x803, {2, 28, 28}, 2 * 784));
+        write_gz(t.file("t10k-labels-idx1-ubyte.gz"), idx_bytes(0x801, {3}, 3));
+        CHECK(contains(error_of([&] { load_fashion_mnist(Split::test, t.path.string()); }), "2 images but 3 labels"));
+    }
+    SUBCASE("label out of range") {
+        write_gz(t.file("t10k-images-idx3-ubyte.gz"), idx_bytes(0x803, {2, 28, 28}, 2 * 784));
+        auto b = idx_bytes(0x801, {2}, 0);
+        b.push_back(3);
+        b.push_back(10);
+        write_gz(t.file("t10k-labels-idx1-ubyte.gz"), b);
+        CHECK(contains(error_of([&] { load_fashion_mnist(Split::test, t.path.string()); }), "label 10 at index 1 is outside 0..9"));
+    }
+}
