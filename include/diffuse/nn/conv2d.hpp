@@ -1,0 +1,217 @@
+// Conv2d: 2-D convolution over channels-last images, [N, H, W, Cin] -> [N, Ho, Wo, Cout], as im2col + GEMM.
+//
+// weight is [Cout, K, K, Cin], so a weight row is one im2col patch in channels-last order (PyTorch's
+// [Cout, Cin, K, K] permuted by (0, 2, 3, 1)); bias is [Cout]. Padding is "same" (the default) or
+// "valid", see window.hpp. A strided conv is the downsampler.
+//
+// Memory: the column matrix of one image, [Ho·Wo, K·K·Cin], is built in one of `Slots` per-image
+// buffers of the Cache and never for the whole batch (stable-diffusion.cpp #261). Slot s handles a
+// fixed contiguous block of the batch; slots run in parallel (parallel_for), images within a slot in
+// order. A 1×1 stride-1 conv is a plain GEMM over all pixels and needs no columns at all.
+//
+// Backward, per image:  dW += colᵀ·dY,  dX += col2im(dY·W),  db += Σ dY.
+// Determinism: each slot accumulates its images' dW into its own partial buffer in the Cache; the
+// partials are added into the gradient in slot order. The slot split depends only on N and Slots
+// (compile-time), so dW is bitwise the same for any thread count.
+#ifndef DIFFUSE_NN_CONV2D_HPP
+#define DIFFUSE_NN_CONV2D_HPP
+
+#include <algorithm>
+#include <cstddef>
+#include <type_traits>
+
+#include "diffuse/core/gemm.hpp"
+#include "diffuse/core/parallel.hpp"
+#include "diffuse/core/params.hpp"
+#include "diffuse/core/simd.hpp"
+#include "diffuse/core/tensor.hpp"
+#include "diffuse/nn/window.hpp"
+
+namespace diffuse {
+
+/// Default number of per-image column buffers in a Conv2d cache (capped by the batch size): the
+/// most images convolved at once. Pick another per cache with Cache<XShape, Slots>.
+inline constexpr int conv_default_slots = 4;
+
+namespace detail {
+/// Conv2d scratch: one image's columns per slot, and each slot's weight-gradient partial.
+template <class T, int Slots, int Rows, int Patch, int Cout>
+struct ConvColumns {
+    static constexpr int slots = Slots;
+    Tensor<T, Slots, Rows, Patch> col;      // [S, Ho·Wo, K·K·Cin]
+    Tensor<T, Slots, Cout, Patch> dweight;  // [S, Cout, K·K·Cin]
+};
+/// A 1×1 stride-1 conv needs no scratch.
+struct ConvNoColumns {
+    static constexpr int slots = 0;
+};
+}  // namespace detail
+
+template <class T, int Cin, int Cout, int K, int Stride = 1, Padding Pad = Padding::same>
+struct Conv2d {
+    static_assert(Cin > 0 && Cout > 0, "Conv2d: channel counts must be positive");
+    static_assert(K > 0 && Stride > 0, "Conv2d: kernel size and stride must be positive");
+    static constexpr int in_channels = Cin, out_channels = Cout, kernel_size = K, stride = Stride;
+    static constexpr Padding padding = Pad;
+    /// Length of one im2col row (a K×K×Cin patch), and of one weight row.
+    static constexpr int patch = K * K * Cin;
+    /// 1×1 with stride 1: y = x·Wᵀ + b over every pixel, no im2col.
+    static constexpr bool pointwise = K == 1 && Stride == 1;
+
+    Param<T, Cout, K, K, Cin> weight{Init::FanIn(patch)};
+    Param<T, Cout> bias{Init::FanIn(patch)};
+
+    template <class V>
+    constexpr void visit(V& v) { v("weight", weight); v("bias", bias); }
+
+    template <class XShape>
+    using output_shape = WindowOutput<XShape, K, Stride, Pad, Cout>;
+
+    template <class XShape, int Slots = std::min(XShape::first, conv_default_slots)>
+    using Cache = std::conditional_t<pointwise, detail::ConvNoColumns,
+                                     detail::ConvColumns<T, Slots, output_shape<XShape>::rows / XShape::first, patch, Cout>>;
+
+    template <Shaped X, Shaped Y, class C>
+    void forward(const X& x, Y&& y, C& cache) const {
+        check<X, Y, C>();
+        using XS = shape_of<X>;
+        if constexpr (pointwise) {
+            fill_bias(XS::rows, y.data());
+            gemm<Trans::N, Trans::T>(XS::rows, Cout, Cin, x.data(), weight.value_ptr, y.data(), Accumulate::yes);
+        } else {
+            constexpr int rows = Geometry<XS>::rows;
+            for_each_slot<XS, C>([&](int s, int n) {
+                T* col = cache.col.data() + std::size_t(s) * cache.col.size / C::slots;
+                T* yn = y.data() + std::size_t(n) * rows * Cout;
+                im2col<XS>(x.data() + std::size_t(n) * Geometry<XS>::in_image, col);
+                fill_bias(rows, yn);
+                gemm<Trans::N, Trans::T>(rows, Cout, patch, col, weight.value_ptr, yn, Accumulate::yes);
+            });
+        }
+    }
+    /// A pointwise conv may run without a cache.
+    template <Shaped X, Shaped Y>
+        requires pointwise
+    void forward(const X& x, Y&& y) const {
+        detail::ConvNoColumns none;
+        forward(x, y, none);
+    }
+
+    template <Shaped X, Shaped Y, class C, Shaped DY, Shaped DX>
+    void backward(const X& x, const Y&, C& cache, const DY& dy, DX&& dx) const {
+        check<X, Y, C>();
+        static_assert(same_shape<shape_of<DY>, shape_of<Y>> && same_shape<shape_of<DX>, shape_of<X>>,
+                      "Conv2d: gradients must have the shapes of their values");
+        using XS = shape_of<X>;
+        constexpr int M = shape_of<Y>::rows;
+        // db[o] += Σ_m dy[m, o], rows summed in order
+        for (int m = 0; m < M; ++m) simd::add_to(std::size_t(Cout), dy.data() + std::size_t(m) * Cout, bias.grad_ptr);
+        if constexpr (pointwise) {
+            // dW[Cout, Cin] += dyᵀ[Cout, M] · x[M, Cin];  dx[M, Cin] += dy[M, Cout] · W[Cout, Cin]
+            gemm<Trans::T, Trans::N>(Cout, Cin, M, dy.data(), x.data(), weight.grad_ptr, Accumulate::yes);
+            if (dx.data()) gemm<Trans::N, Trans::N>(M, Cin, Cout, dy.data(), weight.value_ptr, dx.data(), Accumulate::yes);
+        } else {
+            constexpr int rows = Geometry<XS>::rows;
+            constexpr std::size_t wsize = std::size_t(Cout) * patch;
+            for (int s = 0; s < C::slots; ++s) std::fill_n(cache.dweight.data() + s * wsize, wsize, T(0));
+            for_each_slot<XS, C>([&](int s, int n) {
+                T* col = cache.col.data() + std::size_t(s) * cache.col.size / C::slots;
+                const T* dyn = dy.data() + std::size_t(n) * rows * Cout;
+                im2col<XS>(x.data() + std::size_t(n) * Geometry<XS>::in_image, col);
+                // dW_s[Cout, patch] += dyᵀ[Cout, rows] · col[rows, patch]
+                gemm<Trans::T, Trans::N>(Cout, patch, rows, dyn, col, cache.dweight.data() + s * wsize, Accumulate::yes);
+                if (dx.data()) {
+                    // dcol[rows, patch] = dy[rows, Cout] · W[Cout, patch], folded back onto the image
+                    gemm<Trans::N, Trans::N>(rows, patch, Cout, dyn, weight.value_ptr, col, Accumulate::no);
+                    col2im<XS>(col, dx.data() + std::size_t(n) * Geometry<XS>::in_image);
+                }
+            });
+            // Partials added in slot order: independent of the thread count.
+            parallel_for(Cout, [&](int o) {
+                for (int s = 0; s < C::slots; ++s)
+                    simd::add_to(std::size_t(patch), cache.dweight.data() + s * wsize + std::size_t(o) * patch,
+                                 weight.grad_ptr + std::size_t(o) * patch);
+            });
+        }
+    }
+    template <Shaped X, Shaped Y, Shaped DY, Shaped DX>
+        requires pointwise
+    void backward(const X& x, const Y& y, const DY& dy, DX&& dx) const {
+        detail::ConvNoColumns none;
+        backward(x, y, none, dy, dx);
+    }
+
+private:
+    template <class XS>
+    struct Geometry {
+        static constexpr int H = XS::template dim<1>, W = XS::template dim<2>;
+        using AH = WindowAxis<H, K, Stride, Pad>;
+        using AW = WindowAxis<W, K, Stride, Pad>;
+        static constexpr int rows = AH::out * AW::out;        // output pixels of one image
+        static constexpr std::size_t in_image = std::size_t(H) * W * Cin;
+    };
+
+    template <class X, class Y, class C>
+    static constexpr void check() {
+        using XS = shape_of<X>;
+        static_assert(XS::rank == 4, "Conv2d: the input must be an image batch [N, H, W, Cin]");
+        static_assert(XS::last == Cin, "Conv2d: input channel count must equal Cin");
+        static_assert(same_shape<shape_of<Y>, output_shape<XS>>,
+                      "Conv2d: the output must be [N, Ho, Wo, Cout] as given by output_shape");
+        static_assert(std::is_same_v<std::remove_cvref_t<C>, Cache<XS, std::remove_cvref_t<C>::slots>>,
+                      "Conv2d: the cache must be this layer's Cache<input shape>");
+    }
+
+    void fill_bias(int rows, T* y) const {
+        for (int m = 0; m < rows; ++m) std::copy(bias.value_ptr, bias.value_ptr + Cout, y + std::size_t(m) * Cout);
+    }
+
+    /// f(slot, image) for every image; slot s takes the contiguous block [s·N/S, (s+1)·N/S).
+    template <class XS, class C, class F>
+    static void for_each_slot(F f) {
+        constexpr int N = XS::first, S = C::slots;
+        parallel_for(S, [&](int s) {
+            for (int n = int(std::size_t(s) * N / S); n < int(std::size_t(s + 1) * N / S); ++n) f(s, n);
+        });
+    }
+
+    /// Walks one image's column matrix [rows, K·K·Cin] as contiguous runs: seg(col_offset, x_offset,
+    /// length), x_offset < 0 for a run that falls in the padding.
+    template <class XS, class Seg>
+    static void walk(Seg seg) {
+        using G = Geometry<XS>;
+        for (int oh = 0; oh < G::AH::out; ++oh)
+            for (int ow = 0; ow < G::AW::out; ++ow) {
+                const std::ptrdiff_t row = std::ptrdiff_t(oh * G::AW::out + ow) * patch;
+                const int k0 = G::AW::first(ow), k1 = G::AW::last(ow);
+                for (int kh = 0; kh < K; ++kh) {
+                    const std::ptrdiff_t c = row + std::ptrdiff_t(kh) * K * Cin;
+                    const int ih = G::AH::input(oh, kh);
+                    if (ih < 0 || ih >= G::H) { seg(c, -1, K * Cin); continue; }
+                    if (k0 > 0) seg(c, -1, k0 * Cin);
+                    if (k1 > k0)
+                        seg(c + k0 * Cin, (std::ptrdiff_t(ih) * G::W + G::AW::input(ow, k0)) * Cin, (k1 - k0) * Cin);
+                    if (k1 < K) seg(c + k1 * Cin, -1, (K - k1) * Cin);
+                }
+            }
+    }
+    /// x [H, W, Cin] -> col [rows, K·K·Cin]
+    template <class XS>
+    static void im2col(const T* x, T* col) {
+        walk<XS>([&](std::ptrdiff_t c, std::ptrdiff_t xo, int len) {
+            if (xo < 0) std::fill_n(col + c, len, T(0));
+            else std::copy_n(x + xo, len, col + c);
+        });
+    }
+    /// dx [H, W, Cin] += fold(col [rows, K·K·Cin])
+    template <class XS>
+    static void col2im(const T* col, T* dx) {
+        walk<XS>([&](std::ptrdiff_t c, std::ptrdiff_t xo, int len) {
+            if (xo >= 0) simd::add_to(std::size_t(len), col + c, dx + xo);
+        });
+    }
+};
+
+}  // namespace diffuse
+
+#endif

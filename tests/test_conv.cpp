@@ -1,0 +1,216 @@
+#include <doctest/doctest.h>
+
+#include <omp.h>
+
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "diffuse/diffuse.hpp"
+#include "diffuse/nn/conv2d.hpp"
+#include "diffuse/testing/gradient_check.hpp"
+
+using namespace diffuse;
+using diffuse::testing::check_gradients;
+
+namespace {
+
+/// Gradient check of Conv2d on an [N, H, W, Cin] input whose output must be [N, Ho, Wo, Cout]
+/// (the expected sizes are written out by hand, from PyTorch's formula).
+template <int Cin, int Cout, int K, int S, Padding P, int N, int H, int W, int Ho, int Wo, int Slots = 0>
+void check_conv() {
+    using L = Conv2d<double, Cin, Cout, K, S, P>;
+    using XS = Shape<N, H, W, Cin>;
+    static_assert(same_shape<typename L::template output_shape<XS>, Shape<N, Ho, Wo, Cout>>);
+    using Cache = std::conditional_t<Slots == 0, typename L::template Cache<XS>, typename L::template Cache<XS, Slots>>;
+    L layer;
+    ParamStore<double> store(layer, 7);
+    Rng rng(1);
+    auto x = make<Tensor<double, N, H, W, Cin>>(), dx = make<Tensor<double, N, H, W, Cin>>();
+    auto y = make<Tensor<double, N, Ho, Wo, Cout>>();
+    auto cache = make<Cache>();
+    fill_normal(*x, rng);
+    auto probes = testing::probes(store);
+    probes.push_back(testing::probe("x", *x, *dx));
+    auto rep = check_gradients(probes, *y, [&] { layer.forward(*x, *y, *cache); },
+                               [&](auto dy) { layer.backward(*x, *y, *cache, dy, *dx); });
+    INFO("Conv2d<", Cin, ", ", Cout, ", K=", K, ", S=", S, std::string(P == Padding::same ? ", same" : ", valid"), "> on [", N,
+         ", ", H, ", ", W, "]: ", rep.summary());
+    CHECK(rep.clean());
+    CHECK(rep.max_rel_error < 1e-6);
+}
+
+/// Direct convolution, PyTorch's definition: zero padding pad before, taps falling outside skipped.
+template <class L, int N, int H, int W, int Cin, int Ho, int Wo, int Cout>
+void naive_conv(const L& layer, const Tensor<float, N, H, W, Cin>& x, Tensor<float, N, Ho, Wo, Cout>& y, int pad) {
+    constexpr int K = L::kernel_size, S = L::stride;
+    auto wt = layer.weight.value();
+    for (int n = 0; n < N; ++n)
+        for (int oh = 0; oh < Ho; ++oh)
+            for (int ow = 0; ow < Wo; ++ow)
+                for (int o = 0; o < Cout; ++o) {
+                    double acc = layer.bias.value()[o];
+                    for (int kh = 0; kh < K; ++kh)
+                        for (int kw = 0; kw < K; ++kw) {
+                            const int ih = oh * S - pad + kh, iw = ow * S - pad + kw;
+                            if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
+                            for (int c = 0; c < Cin; ++c) acc += double(wt(o, kh, kw, c)) * x(n, ih, iw, c);
+                        }
+                    y(n, oh, ow, o) = float(acc);
+                }
+}
+
+template <int Cin, int Cout, int K, int S, Padding P, int N, int H, int W, int Ho, int Wo>
+void check_forward_float(int pad) {
+    using L = Conv2d<float, Cin, Cout, K, S, P>;
+    using XS = Shape<N, H, W, Cin>;
+    L layer;
+    ParamStore<float> store(layer, 11);
+    Rng rng(5);
+    auto x = make<Tensor<float, N, H, W, Cin>>();
+    auto y = make<Tensor<float, N, Ho, Wo, Cout>>(), want = make<Tensor<float, N, Ho, Wo, Cout>>();
+    auto cache = make<typename L::template Cache<XS>>();
+    fill_normal(*x, rng);
+    layer.forward(*x, *y, *cache);
+    naive_conv(layer, *x, *want, pad);
+    float worst = 0;
+    for (std::size_t i = 0; i < y->size; ++i) worst = std::max(worst, std::abs((*y)[i] - (*want)[i]));
+    INFO("K=", K, " S=", S, " max abs difference ", worst);
+    CHECK(worst < 1e-5f);
+}
+
+}  // namespace
+
+TEST_CASE("Conv2d: output shapes follow PyTorch's formula") {
+    using S33 = Conv2d<float, 3, 8, 3>;
+    static_assert(same_shape<S33::output_shape<Shape<2, 32, 32, 3>>, Shape<2, 32, 32, 8>>);
+    using D = Conv2d<float, 8, 8, 3, 2>;  // the downsampler: ceil(H / 2)
+    static_assert(same_shape<D::output_shape<Shape<2, 32, 32, 8>>, Shape<2, 16, 16, 8>>);
+    static_assert(same_shape<D::output_shape<Shape<1, 7, 5, 8>>, Shape<1, 4, 3, 8>>);
+    using V = Conv2d<float, 1, 4, 5, 1, Padding::valid>;
+    static_assert(same_shape<V::output_shape<Shape<1, 28, 28, 1>>, Shape<1, 24, 24, 4>>);
+    using V2 = Conv2d<float, 1, 4, 3, 2, Padding::valid>;
+    static_assert(same_shape<V2::output_shape<Shape<1, 8, 9, 1>>, Shape<1, 3, 4, 4>>);
+    CHECK(true);
+}
+
+TEST_CASE("Conv2d: gradients, stride 1, same padding, several kernel sizes") {
+    check_conv<2, 3, 3, 1, Padding::same, 2, 5, 4, 5, 4>();
+    check_conv<3, 2, 5, 1, Padding::same, 2, 3, 4, 3, 4>();  // kernel larger than the image
+    check_conv<2, 3, 2, 1, Padding::same, 2, 4, 5, 4, 5>();  // even kernel: extra padding after
+    check_conv<4, 4, 4, 1, Padding::same, 1, 5, 5, 5, 5>();
+}
+
+TEST_CASE("Conv2d: gradients, stride 2 (the downsampler)") {
+    check_conv<2, 3, 3, 2, Padding::same, 3, 6, 5, 3, 3>();
+    check_conv<3, 2, 4, 2, Padding::same, 2, 5, 6, 3, 3>();
+    check_conv<1, 2, 3, 3, Padding::same, 2, 7, 7, 3, 3>();
+}
+
+TEST_CASE("Conv2d: gradients, valid padding") {
+    check_conv<2, 3, 3, 1, Padding::valid, 2, 5, 6, 3, 4>();
+    check_conv<3, 2, 3, 2, Padding::valid, 3, 7, 6, 3, 2>();
+    check_conv<1, 2, 2, 1, Padding::valid, 2, 3, 3, 2, 2>();
+}
+
+TEST_CASE("Conv2d: gradients, 1x1 (plain GEMM) and 1x1 strided") {
+    static_assert(Conv2d<double, 3, 4, 1>::pointwise && !Conv2d<double, 3, 4, 1, 2>::pointwise);
+    check_conv<3, 4, 1, 1, Padding::same, 2, 3, 4, 3, 4>();
+    check_conv<4, 2, 1, 1, Padding::valid, 1, 2, 2, 2, 2>();
+    check_conv<3, 4, 1, 2, Padding::same, 2, 5, 4, 3, 2>();
+}
+
+TEST_CASE("Conv2d: gradients with one slot, and with more slots than images") {
+    check_conv<2, 3, 3, 1, Padding::same, 3, 4, 4, 4, 4, 1>();
+    check_conv<2, 3, 3, 2, Padding::same, 2, 4, 4, 2, 2, 5>();
+}
+
+TEST_CASE("Conv2d: forward matches a direct convolution, in float") {
+    check_forward_float<3, 5, 3, 1, Padding::same, 2, 7, 6, 7, 6>(1);
+    check_forward_float<4, 3, 3, 2, Padding::same, 3, 8, 7, 4, 4>(1);
+    check_forward_float<2, 4, 5, 1, Padding::valid, 2, 9, 8, 5, 4>(0);
+    check_forward_float<2, 3, 4, 1, Padding::same, 1, 6, 6, 6, 6>(1);  // even K: pad 1 before, 2 after
+    check_forward_float<6, 2, 1, 1, Padding::same, 2, 3, 3, 3, 3>(0);
+}
+
+TEST_CASE("Conv2d: a 1x1 conv is Linear over every pixel") {
+    Conv2d<float, 5, 3, 1> conv;
+    Linear<float, 5, 3> lin;
+    ParamStore<float> cs(conv, 9), ls(lin, 9);
+    // Same seed, same initializer, same layout: [3, 1, 1, 5] is [3, 5].
+    REQUIRE(std::equal(cs.values(), cs.values() + cs.size(), ls.values()));
+    Rng rng(3);
+    Tensor<float, 2, 3, 4, 5> x, dxc, dxl;
+    Tensor<float, 2, 3, 4, 3> yc, yl, dy;
+    fill_normal(x, rng);
+    fill_normal(dy, rng);
+    dxc.fill(0);
+    dxl.fill(0);
+    conv.forward(x, yc);
+    lin.forward(x, yl);
+    CHECK(std::equal(yc.begin(), yc.end(), yl.begin()));
+    cs.zero_grad();
+    ls.zero_grad();
+    conv.backward(x, yc, dy, dxc);
+    lin.backward(x, yl, dy, dxl);
+    CHECK(std::equal(dxc.begin(), dxc.end(), dxl.begin()));
+    CHECK(std::equal(cs.grads(), cs.grads() + cs.size(), ls.grads()));
+}
+
+TEST_CASE("Conv2d: the column buffer is per image, not per batch") {
+    using L = Conv2d<float, 16, 32, 3>;
+    using Small = L::Cache<Shape<4, 16, 16, 16>>;
+    using Big = L::Cache<Shape<256, 16, 16, 16>>;
+    static_assert(Small::slots == conv_default_slots && Big::slots == conv_default_slots);
+    CHECK(sizeof(Big) == sizeof(Small));
+    CHECK(sizeof(Small) == conv_default_slots * (16 * 16 * 9 * 16 + 32 * 9 * 16) * sizeof(float));
+    CHECK(sizeof(L::Cache<Shape<1, 16, 16, 16>>) == (16 * 16 * 9 * 16 + 32 * 9 * 16) * sizeof(float));
+}
+
+TEST_CASE("Conv2d: results are bitwise the same for any thread count") {
+    using L = Conv2d<float, 3, 4, 3, 2>;
+    using XS = Shape<7, 9, 8, 3>;
+    L layer;
+    ParamStore<float> store(layer, 5);
+    Rng rng(8);
+    auto x = make<Tensor<float, 7, 9, 8, 3>>();
+    auto y = make<TensorOf<float, L::output_shape<XS>>>(), dy = make<TensorOf<float, L::output_shape<XS>>>();
+    auto cache = make<L::Cache<XS>>();
+    fill_normal(*x, rng);
+    fill_normal(*dy, rng);
+    auto run = [&](int threads) {
+        omp_set_num_threads(threads);
+        auto dx = make<Tensor<float, 7, 9, 8, 3>>();
+        store.zero_grad();
+        layer.forward(*x, *y, *cache);
+        layer.backward(*x, *y, *cache, *dy, *dx);
+        std::vector<float> out(y->begin(), y->end());
+        out.insert(out.end(), dx->begin(), dx->end());
+        out.insert(out.end(), store.grads(), store.grads() + store.size());
+        return out;
+    };
+    const int saved = omp_get_max_threads();
+    const auto one = run(1), two = run(2), three = run(3);
+    omp_set_num_threads(saved);
+    CHECK(std::memcmp(one.data(), two.data(), one.size() * sizeof(float)) == 0);
+    CHECK(std::memcmp(one.data(), three.data(), one.size() * sizeof(float)) == 0);
+}
+
+TEST_CASE("Conv2d: a null dx skips the input gradient but still accumulates parameter grads") {
+    using L = Conv2d<double, 2, 3, 3>;
+    using XS = Shape<2, 4, 4, 2>;
+    L layer;
+    ParamStore<double> store(layer, 1);
+    Rng rng(2);
+    Tensor<double, 2, 4, 4, 2> x;
+    Tensor<double, 2, 4, 4, 3> y, dy;
+    L::Cache<XS> cache;
+    fill_normal(x, rng);
+    fill_normal(dy, rng);
+    layer.forward(x, y, cache);
+    store.zero_grad();
+    layer.backward(x, y, cache, dy, View<double, 2, 4, 4, 2>());
+    double s = 0;
+    for (std::size_t i = 0; i < store.size(); ++i) s += std::abs(store.grads()[i]);
+    CHECK(s > 0);
+}
