@@ -1,0 +1,218 @@
+// MultiHeadAttention: PyTorch's nn.MultiheadAttention(D, Heads, kdim=Dkv, vdim=Dkv, batch_first=True).
+//
+//   q = x · Wqᵀ + bq          x       [N, Tq, D]    ->  q [N, Tq, D]
+//   k = c · Wkᵀ + bk          context [N, Tk, Dkv]  ->  k [N, Tk, D]
+//   v = c · Wvᵀ + bv                                ->  v [N, Tk, D]
+//   per head h (columns h·dh .. h·dh+dh of q, k, v; dh = D / Heads):
+//     P_h = softmax(q_h k_hᵀ / sqrt(dh))   over keys, masked keys excluded   [Tq, Tk]
+//     ctx_h = P_h v_h                                                          [Tq, dh]
+//   y = ctx · Woᵀ + bo                                                         [N, Tq, D]
+//
+// Key padding mask: an optional [N, Tk] tensor of bool or uint8 where true (non-zero) marks a padded
+// key that no query may attend to (PyTorch's key_padding_mask). Pass diffuse::no_mask for none.
+// A sample whose keys are ALL padded has no distribution to attend with: where PyTorch returns NaN,
+// we define its probabilities and attention context as zero, so its output rows are out_proj.bias
+// and no gradient flows to its context.
+//
+// Heads are strided column slices of q, k, v and ctx: the per-(sample, head) GEMMs address them with
+// a row stride of D, no copies. Those GEMMs run in parallel over (sample, head), each writing only
+// its own slices; the projections' parameter gradients are single GEMMs over all rows at once,
+// outside the parallel region, so every reduction has a fixed order.
+//
+// Backward (S = scaled scores, dctx = dy · Wo):
+//   dv_h = P_hᵀ dctx_h,   dP_h = dctx_h v_hᵀ,   dS_h = P_h ∘ (dP_h − rowsum(dP_h ∘ P_h)) / sqrt(dh)
+//   dq_h = dS_h k_h,      dk_h = dS_hᵀ q_h,     then back through the three projections.
+#ifndef DIFFUSE_NN_ATTENTION_HPP
+#define DIFFUSE_NN_ATTENTION_HPP
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <type_traits>
+
+#include "diffuse/core/gemm.hpp"
+#include "diffuse/core/parallel.hpp"
+#include "diffuse/core/params.hpp"
+#include "diffuse/core/tensor.hpp"
+#include "diffuse/nn/linear.hpp"
+#include "diffuse/nn/softmax.hpp"
+
+namespace diffuse {
+
+/// "No key padding mask": every key is visible.
+struct NoMask {};
+inline constexpr NoMask no_mask{};
+
+template <class T, int D, int Heads, int Dkv = D>
+struct MultiHeadAttention {
+    static_assert(D > 0 && Heads > 0 && Dkv > 0, "MultiHeadAttention: widths and head count must be positive");
+    static_assert(D % Heads == 0, "MultiHeadAttention: model width must divide by the head count");
+    static constexpr int model_width = D, num_heads = Heads, head_width = D / Heads, context_width = Dkv;
+
+    Linear<T, D, D> q_proj;
+    Linear<T, Dkv, D> k_proj;
+    Linear<T, Dkv, D> v_proj;
+    Linear<T, D, D> out_proj;
+
+    /// PyTorch's initialisation: Xavier-uniform q/k/v weights (over the packed [3D, D] in_proj_weight
+    /// when Dkv == D, per matrix otherwise), zero biases, out_proj weight as Linear's.
+    constexpr MultiHeadAttention() {
+        const double q_bound = Dkv == D ? std::sqrt(6.0 / (4 * D)) : std::sqrt(6.0 / (2 * D));
+        const double kv_bound = Dkv == D ? q_bound : std::sqrt(6.0 / (D + Dkv));
+        q_proj.weight.init = Init::Uniform(q_bound);
+        k_proj.weight.init = Init::Uniform(kv_bound);
+        v_proj.weight.init = Init::Uniform(kv_bound);
+        q_proj.bias.init = k_proj.bias.init = v_proj.bias.init = out_proj.bias.init = Init::Zeros();
+    }
+
+    template <class V>
+    constexpr void visit(V& v) {
+        v("q_proj", q_proj);
+        v("k_proj", k_proj);
+        v("v_proj", v_proj);
+        v("out_proj", out_proj);
+    }
+
+    template <class XShape>
+    using output_shape = XShape;
+
+    /// What forward saves for backward, plus backward's scratch (so backward allocates nothing).
+    template <class XShape, class CShape = XShape>
+    struct Cache {
+        static constexpr int N = XShape::first, Tq = XShape::template dim<1>, Tk = CShape::template dim<1>;
+        Tensor<T, N, Tq, D> q;                // projected queries, heads side by side
+        Tensor<T, N, Tk, D> k, v;             // projected keys and values
+        Tensor<T, N, Heads, Tq, Tk> p;        // attention probabilities
+        Tensor<T, N, Tq, D> ctx;              // attention context, the input of out_proj
+        // Backward scratch. dctx is overwritten by dq, head by head, once dctx_h is no longer needed.
+        Tensor<T, N, Tq, D> dctx;             // d(ctx), then dq
+        Tensor<T, N, Tk, D> dk, dv;
+        Tensor<T, N, Heads, Tq, Tk> ds;       // dP, then d(scaled scores)
+    };
+
+    /// Cross attention: queries from x [N, Tq, D], keys and values from context [N, Tk, Dkv].
+    template <Shaped X, Shaped C, class M, Shaped Y, class CacheT>
+    void forward(const X& x, const C& context, const M& mask, Y&& y, CacheT& cache) const {
+        check_shapes<X, C, M, Y, CacheT>();
+        constexpr int N = shape_of<X>::first, Tq = shape_of<X>::template dim<1>, Tk = shape_of<C>::template dim<1>;
+        constexpr int dh = head_width;
+        const T scale = T(1) / std::sqrt(T(dh));
+
+        q_proj.forward(x, cache.q);
+        k_proj.forward(context, cache.k);
+        v_proj.forward(context, cache.v);
+
+        const T *q = cache.q.data(), *k = cache.k.data(), *v = cache.v.data();
+        T *p = cache.p.data(), *ctx = cache.ctx.data();
+        const auto* padded = mask_data(mask);
+        parallel_for(N * Heads, [&](int i) {
+            const int n = i / Heads, h = i % Heads;
+            const T* qh = q + std::size_t(n) * Tq * D + h * dh;
+            const T* kh = k + std::size_t(n) * Tk * D + h * dh;
+            const T* vh = v + std::size_t(n) * Tk * D + h * dh;
+            T* ph = p + std::size_t(i) * Tq * Tk;
+            // S[Tq, Tk] = q_h · k_hᵀ (unscaled; softmax_row applies the scale)
+            gemm<Trans::N, Trans::T>(Tq, Tk, dh, qh, kh, ph, Accumulate::no, D, D, Tk);
+            for (int t = 0; t < Tq; ++t) {
+                T* row = ph + std::size_t(t) * Tk;
+                if (padded)
+                    for (int j = 0; j < Tk; ++j)
+                        if (padded[std::size_t(n) * Tk + j]) row[j] = -std::numeric_limits<T>::infinity();
+                softmax_row(Tk, row, row, scale);
+            }
+            // ctx_h[Tq, dh] = P[Tq, Tk] · v_h[Tk, dh]
+            gemm<Trans::N, Trans::N>(Tq, dh, Tk, ph, vh, ctx + std::size_t(n) * Tq * D + h * dh, Accumulate::no,
+                                     Tk, D, D);
+        });
+
+        out_proj.forward(cache.ctx, y);
+    }
+
+    /// Mirrors forward. Adds into dx, dcontext and the parameter gradients; a null dx or dcontext view
+    /// skips that input's gradient. dx and dcontext may be the same memory (self attention): every
+    /// write into them is an accumulation, one after another.
+    template <Shaped X, Shaped C, class M, Shaped Y, class CacheT, Shaped DY, Shaped DX, Shaped DC>
+    void backward(const X& x, const C& context, const M& mask, const Y& y, CacheT& cache, const DY& dy, DX&& dx,
+                  DC&& dcontext) const {
+        check_shapes<X, C, M, Y, CacheT>();
+        static_assert(same_shape<shape_of<DY>, shape_of<Y>> && same_shape<shape_of<DX>, shape_of<X>> &&
+                          same_shape<shape_of<DC>, shape_of<C>>,
+                      "MultiHeadAttention: gradients must have the shapes of their values");
+        constexpr int N = shape_of<X>::first, Tq = shape_of<X>::template dim<1>, Tk = shape_of<C>::template dim<1>;
+        constexpr int dh = head_width;
+        const T scale = T(1) / std::sqrt(T(dh));
+
+        cache.dctx.fill(T(0));
+        out_proj.backward(cache.ctx, y, dy, cache.dctx);
+
+        const T *q = cache.q.data(), *k = cache.k.data(), *v = cache.v.data(), *p = cache.p.data();
+        T *dctx = cache.dctx.data(), *dk = cache.dk.data(), *dv = cache.dv.data(), *ds = cache.ds.data();
+        parallel_for(N * Heads, [&](int i) {
+            const int n = i / Heads, h = i % Heads;
+            const std::size_t qo = std::size_t(n) * Tq * D + h * dh, ko = std::size_t(n) * Tk * D + h * dh;
+            const T* ph = p + std::size_t(i) * Tq * Tk;
+            T* dsh = ds + std::size_t(i) * Tq * Tk;
+            // dv_h[Tk, dh] = Pᵀ[Tk, Tq] · dctx_h[Tq, dh]
+            gemm<Trans::T, Trans::N>(Tk, dh, Tq, ph, dctx + qo, dv + ko, Accumulate::no, Tk, D, D);
+            // dP[Tq, Tk] = dctx_h · v_hᵀ, then dS in place
+            gemm<Trans::N, Trans::T>(Tq, Tk, dh, dctx + qo, v + ko, dsh, Accumulate::no, D, D, Tk);
+            for (int t = 0; t < Tq; ++t) {
+                const std::size_t r = std::size_t(t) * Tk;
+                softmax_row_backward(Tk, ph + r, dsh + r, dsh + r, Accumulate::no, scale);
+            }
+            // dq_h[Tq, dh] = dS · k_h, written over dctx_h (dead from here on)
+            gemm<Trans::N, Trans::N>(Tq, dh, Tk, dsh, k + ko, dctx + qo, Accumulate::no, Tk, D, D);
+            // dk_h[Tk, dh] = dSᵀ · q_h
+            gemm<Trans::T, Trans::N>(Tk, dh, Tq, dsh, q + qo, dk + ko, Accumulate::no, Tk, D, D);
+        });
+        (void)mask;  // masked keys already carry P = 0, so dS = 0 there
+
+        q_proj.backward(x, cache.q, cache.dctx, dx);
+        k_proj.backward(context, cache.k, cache.dk, dcontext);
+        v_proj.backward(context, cache.v, cache.dv, dcontext);
+    }
+
+    /// Self attention: context is x (requires Dkv == D).
+    template <Shaped X, class M, Shaped Y, class CacheT>
+    void forward_self(const X& x, const M& mask, Y&& y, CacheT& cache) const {
+        forward(x, x, mask, y, cache);
+    }
+    /// x feeds queries, keys and values: its gradient is the sum of all three paths, accumulated into dx.
+    template <Shaped X, class M, Shaped Y, class CacheT, Shaped DY, Shaped DX>
+    void backward_self(const X& x, const M& mask, const Y& y, CacheT& cache, const DY& dy, DX&& dx) const {
+        backward(x, x, mask, y, cache, dy, dx, dx);
+    }
+
+private:
+    template <class M>
+    static const auto* mask_data(const M& mask) {
+        if constexpr (std::is_same_v<M, NoMask>) return static_cast<const unsigned char*>(nullptr);
+        else return mask.data();
+    }
+
+    template <class X, class C, class M, class Y, class CacheT>
+    static constexpr void check_shapes() {
+        using XS = shape_of<X>;
+        using CS = shape_of<C>;
+        static_assert(XS::rank == 3 && CS::rank == 3,
+                      "MultiHeadAttention: the query input and the context must be token sequences [N, T, width]");
+        static_assert(XS::last == D, "MultiHeadAttention: the query input's last dimension must equal the model width D");
+        static_assert(CS::last == Dkv, "MultiHeadAttention: the context's last dimension must equal Dkv");
+        static_assert(XS::first == CS::first, "MultiHeadAttention: query input and context must have the same batch size");
+        static_assert(same_shape<shape_of<Y>, XS>, "MultiHeadAttention: the output must have the query input's shape");
+        static_assert(std::is_same_v<CacheT, Cache<XS, CS>>,
+                      "MultiHeadAttention: the cache must be Cache<query shape, context shape>");
+        if constexpr (!std::is_same_v<M, NoMask>) {
+            static_assert(Shaped<M>, "MultiHeadAttention: the key padding mask must be a tensor or view, or no_mask");
+            using E = typename std::remove_cvref_t<M>::value_type;
+            static_assert(std::is_same_v<E, bool> || std::is_same_v<E, std::uint8_t>,
+                          "MultiHeadAttention: the key padding mask must hold bool or uint8 (true = padded)");
+            static_assert(same_shape<shape_of<M>, Shape<XS::first, CS::template dim<1>>>,
+                          "MultiHeadAttention: the key padding mask must be [N, Tk]");
+        }
+    }
+};
+
+}  // namespace diffuse
+
+#endif
