@@ -2,6 +2,7 @@
 
 #include <omp.h>
 
+#include <cmath>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -213,4 +214,67 @@ TEST_CASE("Conv2d: a null dx skips the input gradient but still accumulates para
     double s = 0;
     for (std::size_t i = 0; i < store.size(); ++i) s += std::abs(store.grads()[i]);
     CHECK(s > 0);
+}
+
+// PyTorch parity. Inputs follow closed formulas (x_i = sin(0.3 i + 0.1), w_j = 0.2 cos(0.7 j) over our
+// [Cout, K, K, Cin] layout, b_o = 0.1 o - 0.05, dy_i = cos(0.5 i), all flat channels-last indices);
+// each tensor is compared through the checksum Σ_i t_i sin(1.3 i + 0.2). Reference values from
+// Debian's python3-torch 1.13 (float64), by this script:
+//
+//   import math, torch
+//   def case(N, H, W, Cin, Cout, K, S, pad):
+//       x = torch.tensor([math.sin(0.3*i+0.1) for i in range(N*H*W*Cin)], dtype=torch.float64).reshape(N,H,W,Cin)
+//       w = torch.tensor([0.2*math.cos(0.7*j) for j in range(Cout*K*K*Cin)], dtype=torch.float64).reshape(Cout,K,K,Cin)
+//       b = torch.tensor([0.1*o-0.05 for o in range(Cout)], dtype=torch.float64)
+//       xt = x.permute(0,3,1,2).clone().requires_grad_(); wt = w.permute(0,3,1,2).clone().requires_grad_()
+//       bt = b.clone().requires_grad_()
+//       y = torch.nn.functional.conv2d(xt, wt, bt, stride=S, padding=pad).permute(0,2,3,1)
+//       dy = torch.tensor([math.cos(0.5*i) for i in range(y.numel())], dtype=torch.float64).reshape(y.shape)
+//       (y*dy).sum().backward()
+//       ck = lambda t: sum(float(v)*math.sin(1.3*i+0.2) for i, v in enumerate(t.reshape(-1)))
+//       print(ck(y), ck(xt.grad.permute(0,2,3,1)), ck(wt.grad.permute(0,2,3,1)), ck(bt.grad))
+//   case(2,5,6,2,3,3,2,1); case(1,4,5,2,3,4,1,'same'); case(2,7,6,3,2,5,1,0)
+namespace {
+double checksum(const double* t, std::size_t n) {
+    double s = 0;
+    for (std::size_t i = 0; i < n; ++i) s += t[i] * std::sin(1.3 * double(i) + 0.2);
+    return s;
+}
+
+template <int N, int H, int W, int Cin, int Cout, int K, int S, Padding P>
+void check_torch(double y_ref, double dx_ref, double dw_ref, double db_ref) {
+    using L = Conv2d<double, Cin, Cout, K, S, P>;
+    using XS = Shape<N, H, W, Cin>;
+    using YS = typename L::template output_shape<XS>;
+    L layer;
+    ParamStore<double> store(layer);
+    auto w = layer.weight.value();
+    for (std::size_t j = 0; j < w.size; ++j) w[j] = 0.2 * std::cos(0.7 * double(j));
+    for (int o = 0; o < Cout; ++o) layer.bias.value()[o] = 0.1 * o - 0.05;
+    TensorOf<double, XS> x, dx;
+    TensorOf<double, YS> y, dy;
+    typename L::template Cache<XS> cache;
+    for (std::size_t i = 0; i < x.size; ++i) x[i] = std::sin(0.3 * double(i) + 0.1);
+    for (std::size_t i = 0; i < dy.size; ++i) dy[i] = std::cos(0.5 * double(i));
+    dx.fill(0);
+    store.zero_grad();
+    layer.forward(x, y, cache);
+    layer.backward(x, y, cache, dy, dx);
+    CHECK(checksum(y.data(), y.size) == doctest::Approx(y_ref).epsilon(1e-12));
+    CHECK(checksum(dx.data(), dx.size) == doctest::Approx(dx_ref).epsilon(1e-12));
+    CHECK(checksum(layer.weight.grad_ptr, w.size) == doctest::Approx(dw_ref).epsilon(1e-12));
+    CHECK(checksum(layer.bias.grad_ptr, Cout) == doctest::Approx(db_ref).epsilon(1e-12));
+}
+}  // namespace
+
+TEST_CASE("Conv2d: forward and backward match PyTorch") {
+    // stride 2, padding 1 (our "same" for K=3)
+    check_torch<2, 5, 6, 2, 3, 3, 2, Padding::same>(0.6197683714073848, -0.33939042380573764, 1.5478340076400925,
+                                                    1.2913978613023076);
+    // even kernel, stride 1: PyTorch's padding="same" (1 before, 2 after)
+    check_torch<1, 4, 5, 2, 3, 4, 1, Padding::same>(0.18889039588339965, -0.6856802228833465, 0.18316019773892117,
+                                                    -0.8553475730515805);
+    // valid, 5x5
+    check_torch<2, 7, 6, 3, 2, 5, 1, Padding::valid>(0.09641415605924197, 5.680877222346373, 4.139649671912806,
+                                                     -0.6402528578349629);
 }
