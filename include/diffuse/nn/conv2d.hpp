@@ -91,8 +91,8 @@ struct Conv2d {
     }
     /// A pointwise conv may run without a cache.
     template <Shaped X, Shaped Y>
-        requires pointwise
     void forward(const X& x, Y&& y) const {
+        static_assert(pointwise, "Conv2d: only a 1x1 stride-1 conv runs without a Cache");
         detail::ConvNoColumns none;
         forward(x, y, none);
     }
@@ -135,8 +135,8 @@ struct Conv2d {
         }
     }
     template <Shaped X, Shaped Y, Shaped DY, Shaped DX>
-        requires pointwise
     void backward(const X& x, const Y& y, const DY& dy, DX&& dx) const {
+        static_assert(pointwise, "Conv2d: only a 1x1 stride-1 conv runs without a Cache");
         detail::ConvNoColumns none;
         backward(x, y, none, dy, dx);
     }
