@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <limits>
+#include <type_traits>
 
 #include "diffuse/core/gemm.hpp"
 #include "diffuse/core/parallel.hpp"
