@@ -54,25 +54,30 @@ TEST_CASE("Softmax: float forward matches a direct computation, and is stable fo
     }
 }
 
-TEST_CASE("softmax_row: scale, masked (-inf) entries and a fully masked row") {
-    constexpr double inf = std::numeric_limits<double>::infinity();
-    double x[11] = {0.5, -inf, 1.5, 2.0, -inf, 0.0, -1.0, 3.0, 0.25, -inf, 1.0};
-    double y[11];
-    softmax_row(11, x, y, 0.5);
+TEST_CASE_TEMPLATE("softmax_row: scale, masked (-inf) entries in the vector body and tail, a fully masked row", T,
+                   float, double) {
+    constexpr T inf = std::numeric_limits<T>::infinity();
+    constexpr int n = 19;  // two float AVX batches and a tail
+    T x[n], y[n];
+    for (int j = 0; j < n; ++j) x[j] = (j % 4 == 1 || j == 17) ? -inf : T(std::sin(1.7 * j) * 3);
+    softmax_row(n, x, y, T(0.5));
     double z = 0;
-    for (double v : x) z += v == -inf ? 0 : std::exp(0.5 * v);
-    for (int j = 0; j < 11; ++j) CHECK(y[j] == doctest::Approx(x[j] == -inf ? 0.0 : std::exp(0.5 * x[j]) / z));
-    CHECK(y[1] == 0.0);
-    double all[6] = {-inf, -inf, -inf, -inf, -inf, -inf};
-    softmax_row(6, all, all);  // in place
-    for (double v : all) CHECK(v == 0.0);
+    for (T v : x) z += v == -inf ? 0 : std::exp(0.5 * double(v));
+    for (int j = 0; j < n; ++j) {
+        if (x[j] == -inf) CHECK(y[j] == T(0));
+        else CHECK(double(y[j]) == doctest::Approx(std::exp(0.5 * double(x[j])) / z).epsilon(1e-5));
+    }
+    T all[n];
+    std::fill(all, all + n, -inf);
+    softmax_row(n, all, all);  // in place
+    for (T v : all) CHECK(v == T(0));
     // Backward with a scale: dx = scale · y (dy − Σ dy y), accumulated.
-    double dy[11], dx[11];
-    for (int j = 0; j < 11; ++j) dy[j] = std::sin(j + 1.0), dx[j] = 1.0;
-    softmax_row_backward(11, y, dy, dx, Accumulate::yes, 0.5);
+    T dy[n], dx[n];
+    for (int j = 0; j < n; ++j) dy[j] = T(std::sin(j + 1.0)), dx[j] = T(1);
+    softmax_row_backward(n, y, dy, dx, Accumulate::yes, T(0.5));
     double s = 0;
-    for (int j = 0; j < 11; ++j) s += dy[j] * y[j];
-    for (int j = 0; j < 11; ++j) CHECK(dx[j] == doctest::Approx(1.0 + 0.5 * y[j] * (dy[j] - s)));
+    for (int j = 0; j < n; ++j) s += double(dy[j]) * y[j];
+    for (int j = 0; j < n; ++j) CHECK(double(dx[j]) == doctest::Approx(1.0 + 0.5 * y[j] * (dy[j] - s)).epsilon(1e-5));
 }
 
 // ---- Embedding ----
