@@ -1,13 +1,15 @@
 // LayerNorm and GroupNorm (PyTorch semantics: biased variance, eps inside the square root, a
 // per-channel affine weight "weight" starting at ones and "bias" at zeros).
 //
-//   LayerNorm<T, D>            x[..., D]: each row of D features is one normalization unit.
+//   LayerNorm<T, D>            x[..., D]: each row of D features is normalized on its own.
 //   GroupNorm<T, C, Groups>    x[N, H, W, C] (channels-last; any [N, ..., C]): each (sample, group)
-//                              is one unit of H·W·(C/Groups) elements.
+//                              is normalized over its H·W·(C/Groups) elements.
 //
-// Both are one computation over a NormGeometry: a unit is `segs` segments of `len` contiguous
-// elements, `channels` apart, and element j of a segment uses affine channel channel0(unit) + j.
-// A LayerNorm row is one segment of D; a GroupNorm group is H·W segments of C/Groups.
+// Both are one computation over a NormGeometry: `outer` items (LayerNorm rows, GroupNorm samples),
+// each `rows` contiguous rows of C channels (1 for LayerNorm, H·W for GroupNorm), the channels
+// split into `groups` groups; a unit (item, group) is normalized over its rows·C/groups elements.
+// Every pass walks an item row by row with vectors over the channels (per-channel sums first, then
+// per-group sums of those), so a group narrower than a vector costs no scalar loop.
 //
 // Per unit, with M elements, x̂ = (x - mean) · rstd, rstd = 1/√(var + eps), g = dy · weight:
 //   y  = x̂ · weight + bias
@@ -16,14 +18,16 @@
 // The variance is a second pass over (x - mean)², so a constant row gives var = 0 and
 // rstd = 1/√eps, never NaN.
 //
-// Threads: forward runs units in parallel. Backward splits the units into a FIXED number of
+// Threads: forward runs items in parallel. Backward splits the items into a FIXED number of
 // contiguous blocks (at most kNormBlocks, independent of the thread count); each block sums its
 // dweight/dbias partials into the cache's scratch, and the partials are added into the parameter
 // gradients in block order. So the result is bitwise the same for any thread count.
+// Per-item scratch (a few C-long arrays) lives on the stack.
 #ifndef DIFFUSE_NN_NORM_HPP
 #define DIFFUSE_NN_NORM_HPP
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstddef>
 
@@ -40,61 +44,92 @@ namespace detail {
 /// Upper bound on backward's reduction blocks (each holds 2·channels partial sums).
 inline constexpr int kNormBlocks = 32;
 
-/// Outer items (samples or rows), each with Groups units; a unit is Segs segments of
-/// Channels/Groups contiguous elements, Channels apart.
-template <int Outer, int Segs, int Channels, int Groups>
+/// Outer items of Rows rows of Channels contiguous values; the channels form Groups groups.
+template <int Outer, int Rows, int Channels, int Groups>
 struct NormGeometry {
-    static constexpr int channels = Channels, segs = Segs, len = Channels / Groups;
-    static constexpr int units = Outer * Groups;
-    static constexpr int count = Segs * len;  // elements per unit
-    static constexpr int blocks = units < kNormBlocks ? units : kNormBlocks;
+    static constexpr int outer = Outer, rows = Rows, channels = Channels, groups = Groups;
+    static constexpr int len = Channels / Groups;          // channels per group
+    static constexpr int units = Outer * Groups;           // (item, group) pairs
+    static constexpr int count = Rows * len;               // elements per unit
+    static constexpr std::size_t item = std::size_t(Rows) * Channels;
+    static constexpr int blocks = Outer < kNormBlocks ? Outer : kNormBlocks;
 
-    static constexpr std::size_t offset(int u) {
-        return std::size_t(u / Groups) * std::size_t(Segs) * Channels + std::size_t(u % Groups) * len;
-    }
-    static constexpr int channel0(int u) { return (u % Groups) * len; }
-
-    /// body(i, j, V{}) over a unit: i is the offset from the unit's start, j the channel within the group.
+    /// body(i, c, V{}) over one item: i the offset from the item's start, c the channel.
     template <class T, class F>
     static void each(F body) {
-        for (int s = 0; s < Segs; ++s) {
-            const std::size_t o = std::size_t(s) * Channels;
-            lanes::each<T>(std::size_t(len), [&](std::size_t j, auto tag) { body(o + j, j, tag); });
+        for (int r = 0; r < Rows; ++r) {
+            const std::size_t o = std::size_t(r) * Channels;
+            lanes::each<T>(std::size_t(Channels), [&](std::size_t c, auto tag) { body(o + c, c, tag); });
         }
+    }
+    /// body(c, V{}) over the channels.
+    template <class T, class F>
+    static void each_channel(F body) { lanes::each<T>(std::size_t(Channels), body); }
+    /// Per-group sums of a per-channel array, in a fixed order.
+    template <class T>
+    static void group_sums(const T* per_channel, T* per_group) {
+        for (int g = 0; g < Groups; ++g) per_group[g] = simd::sum(std::size_t(len), per_channel + g * len);
+    }
+    /// A per-group value repeated over the group's channels.
+    template <class T>
+    static void expand(const T* per_group, T* per_channel) {
+        for (int g = 0; g < Groups; ++g) std::fill(per_channel + g * len, per_channel + (g + 1) * len, per_group[g]);
     }
 };
 
 /// What backward needs from forward, plus backward's scratch for its fixed-order reduction.
 template <class T, class G>
 struct NormCache {
-    Tensor<T, G::units> mean, rstd;                  // [units]
+    Tensor<T, G::units> mean, rstd;                  // [outer, groups]
     Tensor<T, G::blocks, 2, G::channels> partial;    // [blocks, (dweight, dbias), C]
 };
 
-/// y = normalize(x) · w + b for every unit; mean/rstd may be null (inference).
+/// y = normalize(x) · w + b for every item; mean/rstd may be null (inference).
 template <class G, class T>
 void norm_forward(const T* x, T* y, const T* w, const T* b, T eps, T* mean, T* rstd) {
     using lanes::load;
-    parallel_for(G::units, [&](int u) {
-        const T* xu = x + G::offset(u);
-        T* yu = y + G::offset(u);
-        const T* wu = w + G::channel0(u);
-        const T* bu = b + G::channel0(u);
-        lanes::Sum<T> s;
-        G::template each<T>([&](std::size_t i, std::size_t, auto tag) { s.add(load<decltype(tag)>(xu + i)); });
-        const T m = s.total() / T(G::count);
-        lanes::Sum<T> q;
-        G::template each<T>([&](std::size_t i, std::size_t, auto tag) {
+    constexpr int C = G::channels;
+    parallel_for(G::outer, [&](int o) {
+        const T* xo = x + std::size_t(o) * G::item;
+        T* yo = y + std::size_t(o) * G::item;
+        std::array<T, C> acc, mc, scale;
+        std::array<T, G::groups> gm, gr;
+        // Per-channel sums of x (a single row is its own sum).
+        const T* sums = xo;
+        if constexpr (G::rows > 1) {
+            acc.fill(T(0));
+            G::template each<T>([&](std::size_t i, std::size_t c, auto tag) {
+                using V = decltype(tag);
+                lanes::store(acc.data() + c, load<V>(acc.data() + c) + load<V>(xo + i));
+            });
+            sums = acc.data();
+        }
+        G::group_sums(sums, gm.data());
+        for (auto& m : gm) m /= T(G::count);
+        G::expand(gm.data(), mc.data());
+        // Per-channel sums of (x - mean)².
+        acc.fill(T(0));
+        G::template each<T>([&](std::size_t i, std::size_t c, auto tag) {
             using V = decltype(tag);
-            const V d = load<V>(xu + i) - V(m);
-            q.add(d * d);
+            const V d = load<V>(xo + i) - load<V>(mc.data() + c);
+            lanes::store(acc.data() + c, load<V>(acc.data() + c) + d * d);
         });
-        const T r = T(1) / std::sqrt(q.total() / T(G::count) + eps);
-        G::template each<T>([&](std::size_t i, std::size_t j, auto tag) {
+        G::group_sums(acc.data(), gr.data());
+        for (auto& r : gr) r = T(1) / std::sqrt(r / T(G::count) + eps);
+        // y = (x - mean) · (rstd · w) + b
+        G::expand(gr.data(), scale.data());
+        G::template each_channel<T>([&](std::size_t c, auto tag) {
             using V = decltype(tag);
-            lanes::store(yu + i, (load<V>(xu + i) - V(m)) * V(r) * load<V>(wu + j) + load<V>(bu + j));
+            lanes::store(scale.data() + c, load<V>(scale.data() + c) * load<V>(w + c));
         });
-        if (mean) { mean[u] = m; rstd[u] = r; }
+        G::template each<T>([&](std::size_t i, std::size_t c, auto tag) {
+            using V = decltype(tag);
+            lanes::store(yo + i, (load<V>(xo + i) - load<V>(mc.data() + c)) * load<V>(scale.data() + c) + load<V>(b + c));
+        });
+        if (mean) {
+            std::copy(gm.begin(), gm.end(), mean + std::size_t(o) * G::groups);
+            std::copy(gr.begin(), gr.end(), rstd + std::size_t(o) * G::groups);
+        }
     });
 }
 
@@ -108,33 +143,50 @@ void norm_backward(const T* x, const T* dy, T* dx, const T* w, const T* mean, co
         T* pw = partial + std::size_t(blk) * 2 * C;
         T* pb = pw + C;
         std::fill(pw, pw + 2 * C, T(0));
-        const int u0 = int(long(blk) * G::units / G::blocks), u1 = int(long(blk + 1) * G::units / G::blocks);
-        for (int u = u0; u < u1; ++u) {
-            const std::size_t base = G::offset(u);
-            const int c0 = G::channel0(u);
-            const T* xu = x + base;
-            const T* gu = dy + base;
-            const T* wu = w + c0;
-            const T m = mean[u], r = rstd[u];
-            lanes::Sum<T> sg, sgx;
-            G::template each<T>([&](std::size_t i, std::size_t j, auto tag) {
+        const int o0 = int(long(blk) * G::outer / G::blocks), o1 = int(long(blk + 1) * G::outer / G::blocks);
+        std::array<T, C> mc, rc, s1, s2, k1;
+        std::array<T, G::groups> sg, sgx;
+        for (int o = o0; o < o1; ++o) {
+            const std::size_t base = std::size_t(o) * G::item;
+            const T* xo = x + base;
+            const T* go = dy + base;
+            G::expand(mean + std::size_t(o) * G::groups, mc.data());
+            G::expand(rstd + std::size_t(o) * G::groups, rc.data());
+            // Per-channel Σ dy and Σ dy·x̂.
+            s1.fill(T(0));
+            s2.fill(T(0));
+            G::template each<T>([&](std::size_t i, std::size_t c, auto tag) {
                 using V = decltype(tag);
-                const V xh = (load<V>(xu + i) - V(m)) * V(r);
-                const V d = load<V>(gu + i);
-                const V g = d * load<V>(wu + j);
-                sg.add(g);
-                sgx.add(g * xh);
-                lanes::store(pw + c0 + j, load<V>(pw + c0 + j) + d * xh);
-                lanes::store(pb + c0 + j, load<V>(pb + c0 + j) + d);
+                const V xh = (load<V>(xo + i) - load<V>(mc.data() + c)) * load<V>(rc.data() + c);
+                const V d = load<V>(go + i);
+                lanes::store(s1.data() + c, load<V>(s1.data() + c) + d);
+                lanes::store(s2.data() + c, load<V>(s2.data() + c) + d * xh);
             });
+            simd::add_to(std::size_t(C), s2.data(), pw);
+            simd::add_to(std::size_t(C), s1.data(), pb);
             if (!dx) continue;
-            T* du = dx + base;
-            const T a = sg.total() / T(G::count), c = sgx.total() / T(G::count);
-            G::template each<T>([&](std::size_t i, std::size_t j, auto tag) {
+            // Per group: mean(g) = Σ w·s1 / M, mean(g·x̂) = Σ w·s2 / M.
+            for (int g = 0; g < G::groups; ++g) {
+                sg[g] = simd::dot(std::size_t(G::len), w + g * G::len, s1.data() + g * G::len) / T(G::count);
+                sgx[g] = simd::dot(std::size_t(G::len), w + g * G::len, s2.data() + g * G::len) / T(G::count);
+            }
+            // dx = k1·dy - k2 - x̂·k3 with k1 = rstd·w, k2 = rstd·mean(g), k3 = rstd·mean(g·x̂)
+            // (k2, k3 reuse s1, s2).
+            G::expand(sg.data(), s1.data());
+            G::expand(sgx.data(), s2.data());
+            G::template each_channel<T>([&](std::size_t c, auto tag) {
                 using V = decltype(tag);
-                const V xh = (load<V>(xu + i) - V(m)) * V(r);
-                const V g = load<V>(gu + i) * load<V>(wu + j);
-                lanes::store(du + i, load<V>(du + i) + V(r) * (g - V(a) - xh * V(c)));
+                const V r = load<V>(rc.data() + c);
+                lanes::store(k1.data() + c, r * load<V>(w + c));
+                lanes::store(s1.data() + c, r * load<V>(s1.data() + c));
+                lanes::store(s2.data() + c, r * load<V>(s2.data() + c));
+            });
+            T* du = dx + base;
+            G::template each<T>([&](std::size_t i, std::size_t c, auto tag) {
+                using V = decltype(tag);
+                const V xh = (load<V>(xo + i) - load<V>(mc.data() + c)) * load<V>(rc.data() + c);
+                lanes::store(du + i, load<V>(du + i) + load<V>(k1.data() + c) * load<V>(go + i) -
+                                         load<V>(s1.data() + c) - xh * load<V>(s2.data() + c));
             });
         }
     });
@@ -144,7 +196,7 @@ void norm_backward(const T* x, const T* dy, T* dx, const T* w, const T* mean, co
     }
 }
 
-/// How LayerNorm sees its input: one unit per row of D.
+/// How LayerNorm sees its input: every row of D is an item of one row and one group.
 template <int D>
 struct LayerNormShapes {
     template <class XShape>
@@ -157,7 +209,7 @@ struct LayerNormShapes {
     }
 };
 
-/// How GroupNorm sees its input [N, ..., C]: one unit per (sample, group), H·W segments each.
+/// How GroupNorm sees its input [N, ..., C]: every sample is an item of H·W rows.
 template <int C, int Groups>
 struct GroupNormShapes {
     template <class XShape>
@@ -183,7 +235,7 @@ struct Normalization {
 
     template <class XShape>
     using output_shape = XShape;
-    /// mean and rstd per unit [units], and backward's reduction scratch [blocks, 2, C].
+    /// mean and rstd per (item, group), and backward's reduction scratch [blocks, 2, C].
     template <class XShape>
     using Cache = NormCache<T, typename Shapes::template geometry<XShape>>;
 
