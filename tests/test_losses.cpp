@@ -81,7 +81,8 @@ TEST_CASE("mse_loss: float value and gradient match a direct computation") {
     for (int i = 0; i < n; ++i) want += std::pow(double((*p)[i]) - (*t)[i], 2);
     want /= n;
     CHECK(loss == doctest::Approx(want).epsilon(1e-6));
-    for (int i = 0; i < n; i += 97) CHECK((*g)[i] == doctest::Approx(1.0 + 0.5 * 2 * ((*p)[i] - (*t)[i]) / n).epsilon(1e-6));
+    for (int i = 0; i < n; i += 97)
+        CHECK((*g)[i] == doctest::Approx(1.0 + 0.5 * 2 * ((*p)[i] - (*t)[i]) / n).epsilon(1e-6));
 }
 
 TEST_CASE_TEMPLATE("cross_entropy matches torch.nn.functional.cross_entropy", T, float, double) {

@@ -113,7 +113,8 @@ struct Activation {
         const T* gp = dy.data();
         T* dp = dx.data();
         lanes::chunks(shape_of<X>::size, kChunk, [&](std::size_t b, std::size_t e) {
-            simd::map3(e - b, sp + b, gp + b, dp + b, dp + b, [](auto s, auto g, auto d) { return d + g * Kind::df(s); });
+            simd::map3(e - b, sp + b, gp + b, dp + b, dp + b,
+                       [](auto s, auto g, auto d) { return d + g * Kind::df(s); });
         });
     }
 };

@@ -124,7 +124,8 @@ void norm_forward(const T* x, T* y, const T* w, const T* b, T eps, T* mean, T* r
         });
         G::template each<T>([&](std::size_t i, std::size_t c, auto tag) {
             using V = decltype(tag);
-            lanes::store(yo + i, (load<V>(xo + i) - load<V>(mc.data() + c)) * load<V>(scale.data() + c) + load<V>(b + c));
+            const V xc = load<V>(xo + i) - load<V>(mc.data() + c);
+            lanes::store(yo + i, xc * load<V>(scale.data() + c) + load<V>(b + c));
         });
         if (mean) {
             std::copy(gm.begin(), gm.end(), mean + std::size_t(o) * G::groups);
@@ -204,7 +205,8 @@ struct LayerNormShapes {
 
     template <class X, class Y>
     static constexpr void check() {
-        static_assert(shape_of<X>::last == D, "LayerNorm: the input's last dimension must equal the normalized width D");
+        static_assert(shape_of<X>::last == D,
+                      "LayerNorm: the input's last dimension must equal the normalized width D");
         static_assert(same_shape<shape_of<Y>, shape_of<X>>, "LayerNorm: the output must have the input's shape");
     }
 };

@@ -118,7 +118,8 @@ T cross_entropy_rows(const T* x, const int* labels, const T* w, T* dx, T dloss) 
 /// Mean cross-entropy of logits [N, Classes] against int labels [N]; throws std::out_of_range
 /// for a label outside [0, Classes). dlogits += dloss · (softmax - onehot) / N unless null.
 template <Shaped L, Shaped Lab, Shaped DL>
-detail::value_type_of<L> cross_entropy(const L& logits, const Lab& labels, DL&& dlogits, detail::value_type_of<L> dloss = 1) {
+detail::value_type_of<L> cross_entropy(const L& logits, const Lab& labels, DL&& dlogits,
+                                       detail::value_type_of<L> dloss = 1) {
     detail::check_classification<L, Lab>();
     static_assert(same_shape<shape_of<L>, shape_of<DL>>, "cross_entropy: the gradient must have the logits' shape");
     return detail::cross_entropy_rows<shape_of<L>::first, shape_of<L>::last>(
