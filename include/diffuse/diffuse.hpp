@@ -3,14 +3,42 @@
 #define DIFFUSE_DIFFUSE_HPP
 
 #include "diffuse/version.hpp"
-#include "diffuse/core/shape.hpp"
-#include "diffuse/core/tensor.hpp"
+
+// core: shapes, tensors, parameters, kernels
 #include "diffuse/core/aligned_buffer.hpp"
-#include "diffuse/core/rng.hpp"
-#include "diffuse/core/params.hpp"
 #include "diffuse/core/gemm.hpp"
-#include "diffuse/core/simd.hpp"
 #include "diffuse/core/parallel.hpp"
+#include "diffuse/core/params.hpp"
+#include "diffuse/core/rng.hpp"
+#include "diffuse/core/shape.hpp"
+#include "diffuse/core/simd.hpp"
+#include "diffuse/core/tensor.hpp"
+
+// layers
+#include "diffuse/nn/activation.hpp"
+#include "diffuse/nn/attention.hpp"
+#include "diffuse/nn/combine.hpp"
+#include "diffuse/nn/conv2d.hpp"
+#include "diffuse/nn/embedding.hpp"
 #include "diffuse/nn/linear.hpp"
+#include "diffuse/nn/norm.hpp"
+#include "diffuse/nn/pool.hpp"
+#include "diffuse/nn/resample.hpp"
+#include "diffuse/nn/softmax.hpp"
+
+// training
+#include "diffuse/train/adam.hpp"
+#include "diffuse/train/grad_clip.hpp"
+#include "diffuse/train/losses.hpp"
+
+// data, files, text
+#include "diffuse/io/idx.hpp"
+#include "diffuse/io/png.hpp"
+#include "diffuse/io/safetensors.hpp"
+#include "diffuse/text/tokenizer.hpp"
+
+// models
+#include "diffuse/models/fashion_classifier.hpp"
+#include "diffuse/train/classifier_training.hpp"
 
 #endif

@@ -15,11 +15,16 @@ using batch = xsimd::batch<T>;
 template <class T>
 inline constexpr std::size_t width = batch<T>::size;
 
+/// End of the vector part of [0, n). Computing it first (rather than testing i + width <= n)
+/// also keeps GCC 12 from a false -Waggressive-loop-optimizations warning for constant n.
+template <class T>
+constexpr std::size_t vector_end(std::size_t n) { return n - n % width<T>; }
+
 /// y[i] = f(x[i])
 template <class T, class F>
 inline void map(std::size_t n, const T* x, T* y, F f) {
     std::size_t i = 0;
-    for (; i + width<T> <= n; i += width<T>) f(batch<T>::load_unaligned(x + i)).store_unaligned(y + i);
+    for (const std::size_t nv = vector_end<T>(n); i < nv; i += width<T>) f(batch<T>::load_unaligned(x + i)).store_unaligned(y + i);
     for (; i < n; ++i) y[i] = f(x[i]);
 }
 
@@ -27,7 +32,7 @@ inline void map(std::size_t n, const T* x, T* y, F f) {
 template <class T, class F>
 inline void map2(std::size_t n, const T* x, const T* y, T* z, F f) {
     std::size_t i = 0;
-    for (; i + width<T> <= n; i += width<T>)
+    for (const std::size_t nv = vector_end<T>(n); i < nv; i += width<T>)
         f(batch<T>::load_unaligned(x + i), batch<T>::load_unaligned(y + i)).store_unaligned(z + i);
     for (; i < n; ++i) z[i] = f(x[i], y[i]);
 }
@@ -36,7 +41,7 @@ inline void map2(std::size_t n, const T* x, const T* y, T* z, F f) {
 template <class T, class F>
 inline void map3(std::size_t n, const T* x, const T* y, const T* z, T* w, F f) {
     std::size_t i = 0;
-    for (; i + width<T> <= n; i += width<T>)
+    for (const std::size_t nv = vector_end<T>(n); i < nv; i += width<T>)
         f(batch<T>::load_unaligned(x + i), batch<T>::load_unaligned(y + i), batch<T>::load_unaligned(z + i))
             .store_unaligned(w + i);
     for (; i < n; ++i) w[i] = f(x[i], y[i], z[i]);
@@ -58,7 +63,7 @@ template <class T, class F>
 inline T reduce(std::size_t n, const T* x, F f) {
     batch<T> acc(T(0));
     std::size_t i = 0;
-    for (; i + width<T> <= n; i += width<T>) acc += f(batch<T>::load_unaligned(x + i));
+    for (const std::size_t nv = vector_end<T>(n); i < nv; i += width<T>) acc += f(batch<T>::load_unaligned(x + i));
     T s = xsimd::hadd(acc);
     for (; i < n; ++i) s += f(x[i]);
     return s;
@@ -72,7 +77,7 @@ template <class T>
 inline T dot(std::size_t n, const T* x, const T* y) {
     batch<T> acc(T(0));
     std::size_t i = 0;
-    for (; i + width<T> <= n; i += width<T>)
+    for (const std::size_t nv = vector_end<T>(n); i < nv; i += width<T>)
         acc = xsimd::fma(batch<T>::load_unaligned(x + i), batch<T>::load_unaligned(y + i), acc);
     T s = xsimd::hadd(acc);
     for (; i < n; ++i) s += x[i] * y[i];

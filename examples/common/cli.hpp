@@ -1,0 +1,105 @@
+// A tiny command-line parser shared by the example programs: typed --flags with defaults,
+// --help, and a clear error (exit status 2) for an unknown flag, a missing value or a bad number.
+#ifndef DIFFUSE_EXAMPLES_CLI_HPP
+#define DIFFUSE_EXAMPLES_CLI_HPP
+
+#include <charconv>
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace cli {
+
+class Parser {
+public:
+    Parser(std::string program, std::string summary) : program_(std::move(program)), summary_(std::move(summary)) {}
+
+    Parser& option(std::string name, std::string& target, std::string help) {
+        return add(std::move(name), "TEXT", std::move(help), "\"" + target + "\"",
+                   [&target](std::string_view v) { target = std::string(v); return true; });
+    }
+    Parser& option(std::string name, int& target, std::string help) { return number(std::move(name), target, std::move(help)); }
+    Parser& option(std::string name, long long& target, std::string help) { return number(std::move(name), target, std::move(help)); }
+    Parser& option(std::string name, double& target, std::string help) {
+        return add(std::move(name), "X", std::move(help), std::to_string(target), [&target](std::string_view v) {
+            char* end = nullptr;
+            const std::string s(v);
+            const double d = std::strtod(s.c_str(), &end);
+            if (s.empty() || *end != '\0') return false;
+            target = d;
+            return true;
+        });
+    }
+    Parser& flag(std::string name, bool& target, std::string help) {
+        flags_.push_back({std::move(name), std::move(help), &target});
+        return *this;
+    }
+
+    /// Parses argv; prints help and exits 0 for --help, prints the problem and exits 2 on bad input.
+    void parse(int argc, char** argv) const {
+        for (int i = 1; i < argc; ++i) {
+            const std::string_view arg = argv[i];
+            if (arg == "--help" || arg == "-h") { print_help(stdout); std::exit(0); }
+            bool known = false;
+            for (const auto& f : flags_)
+                if (arg == f.name) { *f.target = true; known = true; }
+            for (const auto& o : options_) {
+                if (arg != o.name) continue;
+                known = true;
+                if (i + 1 >= argc) fail(o.name + " needs a value (" + o.metavar + ")");
+                if (!o.set(argv[++i])) fail(o.name + ": '" + argv[i] + "' is not a valid " + o.metavar);
+            }
+            if (!known) fail("unknown argument '" + std::string(arg) + "'");
+        }
+    }
+
+    [[noreturn]] void fail(const std::string& what) const {
+        std::fprintf(stderr, "%s: %s\nRun '%s --help' for the options.\n", program_.c_str(), what.c_str(), program_.c_str());
+        std::exit(2);
+    }
+
+private:
+    struct Option {
+        std::string name, metavar, help, default_text;
+        std::function<bool(std::string_view)> set;
+    };
+    struct Flag {
+        std::string name, help;
+        bool* target;
+    };
+
+    template <class I>
+    Parser& number(std::string name, I& target, std::string help) {
+        return add(std::move(name), "N", std::move(help), std::to_string(target), [&target](std::string_view v) {
+            I x{};
+            auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), x);
+            if (ec != std::errc() || p != v.data() + v.size()) return false;
+            target = x;
+            return true;
+        });
+    }
+    Parser& add(std::string name, std::string metavar, std::string help, std::string def,
+                std::function<bool(std::string_view)> set) {
+        options_.push_back({std::move(name), std::move(metavar), std::move(help), std::move(def), std::move(set)});
+        return *this;
+    }
+    void print_help(FILE* out) const {
+        std::fprintf(out, "%s — %s\n\nOptions:\n", program_.c_str(), summary_.c_str());
+        for (const auto& o : options_)
+            std::fprintf(out, "  %-14s %-5s %s (default %s)\n", o.name.c_str(), o.metavar.c_str(), o.help.c_str(),
+                         o.default_text.c_str());
+        for (const auto& f : flags_) std::fprintf(out, "  %-20s %s\n", f.name.c_str(), f.help.c_str());
+        std::fprintf(out, "  %-20s %s\n", "--help", "this text");
+    }
+
+    std::string program_, summary_;
+    std::vector<Option> options_;
+    std::vector<Flag> flags_;
+};
+
+}  // namespace cli
+
+#endif
