@@ -1,0 +1,184 @@
+// Small helpers shared by the benchmarks: a wall-clock timer with median-of-k, interleaved rounds
+// (so load from other processes on a shared machine hits every case alike), result checks that
+// abort the run with a message, and Markdown tables.
+#ifndef DIFFUSE_BENCHMARKS_BENCH_UTIL_HPP
+#define DIFFUSE_BENCHMARKS_BENCH_UTIL_HPP
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdarg>
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace diffuse::bench {
+
+/// Seconds per call, one sample per timed run.
+struct Timing {
+    std::vector<double> t;
+    double median() const {
+        std::vector<double> s = t;
+        std::sort(s.begin(), s.end());
+        const std::size_t n = s.size();
+        return n % 2 ? s[n / 2] : 0.5 * (s[n / 2 - 1] + s[n / 2]);
+    }
+    double min() const { return *std::min_element(t.begin(), t.end()); }
+};
+
+/// Seconds one call of f takes.
+template <class F>
+double seconds(F&& f) {
+    const auto a = std::chrono::steady_clock::now();
+    f();
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - a).count();
+}
+
+/// Times `iters` calls of f as one sample of the per-call time.
+template <class F>
+void time_once(Timing& out, F&& f, int iters = 1) {
+    out.t.push_back(seconds([&] {
+                        for (int i = 0; i < iters; ++i) f();
+                    }) /
+                    iters);
+}
+
+/// How many calls of f make one sample last at least target_s (f is called a few times here,
+/// which also warms caches and first-touch pages).
+template <class F>
+int calibrate(F&& f, double target_s) {
+    f();
+    double once = seconds(f);
+    once = std::min(once, seconds(f));
+    return std::max(1, int(std::ceil(target_s / std::max(once, 1e-9))));
+}
+
+/// Cases timed in interleaved rounds: round r runs every case once, in order, before round r + 1.
+class Rounds {
+public:
+    /// Registers f; returns its index into timings().
+    std::size_t add(std::function<void()> f, double target_s) {
+        const int iters = calibrate(f, target_s);
+        cases_.push_back({std::move(f), iters});
+        timings_.emplace_back();
+        return cases_.size() - 1;
+    }
+    void run(int rounds) {
+        for (int r = 0; r < rounds; ++r)
+            for (std::size_t i = 0; i < cases_.size(); ++i) time_once(timings_[i], cases_[i].f, cases_[i].iters);
+    }
+    const Timing& timing(std::size_t i) const { return timings_[i]; }
+    int iters(std::size_t i) const { return cases_[i].iters; }
+
+private:
+    struct Case {
+        std::function<void()> f;
+        int iters;
+    };
+    std::vector<Case> cases_;
+    std::vector<Timing> timings_;
+};
+
+/// printf into a std::string.
+inline std::string fmt(const char* f, ...) {
+    va_list a, b;
+    va_start(a, f);
+    va_copy(b, a);
+    const int n = std::vsnprintf(nullptr, 0, f, a);
+    va_end(a);
+    std::string s(std::size_t(std::max(n, 0)), '\0');
+    std::vsnprintf(s.data(), s.size() + 1, f, b);
+    va_end(b);
+    return s;
+}
+
+/// A failed check ends the benchmark: timing a wrong kernel is worthless.
+[[noreturn]] inline void fail(const std::string& what) {
+    std::fflush(stdout);
+    std::fprintf(stderr, "CHECK FAILED: %s\n", what.c_str());
+    std::exit(1);
+}
+inline void check(bool ok, const std::string& what) {
+    if (!ok) fail(what);
+}
+
+/// Largest |got - want| over n values, relative to the largest |want| (so an all-small tensor
+/// is judged on its own scale), or to `floor` if that is larger (for a reference that is zero up
+/// to rounding, such as a gradient that cancels exactly). NaN anywhere fails every tolerance.
+template <class A, class B>
+double scaled_error(std::size_t n, const A* got, const B* want, std::size_t* where = nullptr, double floor = 1e-30) {
+    double err = 0, scale = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+        const double d = std::abs(double(got[i]) - double(want[i]));
+        if (!(d <= err)) {  // also catches NaN
+            err = d;
+            if (where) *where = i;
+        }
+        scale = std::max(scale, std::abs(double(want[i])));
+    }
+    return err / std::max(scale, floor);
+}
+
+/// Aborts unless scaled_error(got, want) <= tol; returns the error for reporting.
+template <class A, class B>
+double check_close(const std::string& what, std::size_t n, const A* got, const B* want, double tol,
+                   double floor = 1e-30) {
+    std::size_t at = 0;
+    const double e = scaled_error(n, got, want, &at, floor);
+    if (!(e <= tol))
+        fail(fmt("%s: scaled error %.3g > %.3g (at %zu: got %.9g, want %.9g)", what.c_str(), e, tol, at,
+                 double(got[at]), double(want[at])));
+    return e;
+}
+
+/// A Markdown table with columns padded to line up in plain text too.
+class Table {
+public:
+    /// right[i]: right-align column i (numbers).
+    Table(std::vector<std::string> header, std::vector<bool> right)
+        : header_(std::move(header)), right_(std::move(right)) {
+        right_.resize(header_.size(), false);
+    }
+    void row(std::vector<std::string> cells) {
+        cells.resize(header_.size());
+        rows_.push_back(std::move(cells));
+    }
+    void print(std::FILE* out = stdout) const {
+        std::vector<std::size_t> w(header_.size(), 3);
+        for (std::size_t c = 0; c < w.size(); ++c) {
+            w[c] = std::max(w[c], width(header_[c]));
+            for (const auto& r : rows_) w[c] = std::max(w[c], width(r[c]));
+        }
+        auto line = [&](const std::vector<std::string>& cells) {
+            std::fputs("|", out);
+            for (std::size_t c = 0; c < w.size(); ++c) {
+                const std::string pad(w[c] - width(cells[c]), ' ');
+                std::fprintf(out, " %s%s%s |", right_[c] ? pad.c_str() : "", cells[c].c_str(),
+                             right_[c] ? "" : pad.c_str());
+            }
+            std::fputs("\n", out);
+        };
+        line(header_);
+        std::fputs("|", out);
+        for (std::size_t c = 0; c < w.size(); ++c)
+            std::fprintf(out, "%s%s|", std::string(w[c] + 1, '-').c_str(), right_[c] ? ":" : "-");
+        std::fputs("\n", out);
+        for (const auto& r : rows_) line(r);
+    }
+
+private:
+    /// Characters, not bytes, of UTF-8 text (for "·" and "→" in cells).
+    static std::size_t width(const std::string& s) {
+        return std::size_t(std::count_if(s.begin(), s.end(), [](char ch) { return (ch & 0xC0) != 0x80; }));
+    }
+    std::vector<std::string> header_;
+    std::vector<bool> right_;
+    std::vector<std::vector<std::string>> rows_;
+};
+
+}  // namespace diffuse::bench
+
+#endif
