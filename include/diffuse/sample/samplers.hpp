@@ -1,0 +1,332 @@
+// Samplers for a trained denoiser: DDPM (ancestral), DDIM (eta), Euler and Euler ancestral
+// (k-diffusion), any number of steps, classifier-free guidance. They know nothing of the network:
+// each step they call a user callback with a DenoiseCall and read back the model output.
+//
+//   sample(schedule, options, batch, item_size, seed, out, denoise)
+//
+// The callback. It receives noisy latents z_t in the variance-preserving form the model was trained
+// on (z_t = sqrt(ab)·z0 + sqrt(1 − ab)·eps; the Euler samplers rescale their own state before the
+// call, diffusers' scale_model_input), one int32 timestep per item, and writes the model output
+// (eps or v, SamplerOptions::prediction) for every item. `branch` says which text context to use:
+//   conditional    all items: the prompt
+//   unconditional  all items: the empty prompt, or a negative prompt — the callback decides
+//   both           items [0, N) conditional, [N, 2N) unconditional: one batched call of 2N
+// With guidance g != 1 the sampler asks for both branches (one call of 2N, or two of N when
+// batch_branches is false, for a model built for batch N) and uses uncond + g·(cond − uncond).
+// With g = 1 it asks for the conditional branch only.
+//
+// Timesteps. `steps` of the T training steps, evenly spaced, descending (diffusers' names):
+//   leading   (S−1−i)·⌊T/S⌋ + offset     — diffusers' DDIM/DDPM default; never starts at T−1
+//   trailing  round(T − i·T/S) − 1       — the default here: starts at T−1, pure noise (Lin et al. 2024)
+//   linspace  round((T−1)·(S−1−i)/(S−1)) — diffusers' Euler default
+// Euler samplers step over the sigmas of those timesteps (or Karras et al.'s rho = 7 sigmas between
+// the same ends), then 0; the model's timestep for a sigma comes from log-sigma interpolation
+// (NoiseSchedule::sigma_to_t), rounded to an int for the callback (its exact value is in `t`).
+// Every sampler starts from z_T ~ N(0, I) in the variance-preserving form (Euler: x = z_T·sqrt(1 + σ_max²),
+// which is exact; diffusers uses σ_max alone for linspace/trailing) and ends with the clean sample:
+// the last DDPM/DDIM step goes to alpha_bar = 1 (diffusers' set_alpha_to_one), Euler's to sigma 0.
+//
+// Determinism. Item i draws all its noise (z_T and every ancestral step) from its own stream
+// stream_rng(seed, i), created inside the call: the same seed gives bitwise the same samples on every
+// call (no generator state carried between calls, the diffusers #4055 pitfall), and item i's sample
+// does not depend on the batch size as long as the model's output for an item does not either.
+#ifndef DIFFUSE_SAMPLE_SAMPLERS_HPP
+#define DIFFUSE_SAMPLE_SAMPLERS_HPP
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "diffuse/core/aligned_buffer.hpp"
+#include "diffuse/core/rng.hpp"
+#include "diffuse/core/simd.hpp"
+#include "diffuse/core/tensor.hpp"
+#include "diffuse/sample/noise_schedule.hpp"
+#include "diffuse/sample/seed_stream.hpp"
+
+namespace diffuse::diffusion {
+
+enum class Method { ddpm, ddim, euler, euler_ancestral };
+enum class Spacing { leading, trailing, linspace };
+enum class Branch { conditional, unconditional, both };
+
+struct SamplerOptions {
+    Method method = Method::ddim;
+    int steps = 50;
+    Spacing spacing = Spacing::trailing;
+    int steps_offset = 0;  // added to leading timesteps (Stable Diffusion's config uses 1)
+    Prediction prediction = Prediction::epsilon;
+    double guidance = 1;         // classifier-free guidance scale; 1 = conditional branch only
+    bool batch_branches = true;  // guided: one call of 2N rather than two calls of N
+    double eta = 0;              // DDIM: 0 deterministic, 1 = DDPM's posterior variance
+    bool karras_sigmas = false;  // Euler: rho = 7 sigmas (Karras et al. 2022) between the same ends
+    double clip_sample = 0;      // DDPM/DDIM: clamp the predicted x0 to [−c, c]; 0 = off
+};
+
+/// One request to the model: fill out [batch, item_size] from z [batch, item_size].
+template <class T>
+struct DenoiseCall {
+    const T* z = nullptr;                     // [batch, item_size] noisy latents (VP form)
+    T* out = nullptr;                         // [batch, item_size] model output, to be written
+    const std::int32_t* timesteps = nullptr;  // [batch] the same integer timestep for every item
+    int batch = 0;                            // N, or 2N for Branch::both
+    std::size_t item_size = 0;
+    Branch branch = Branch::conditional;
+    double t = 0;          // the exact (possibly fractional) timestep
+    double alpha_bar = 0;  // z's noise level: z = sqrt(ab)·z0 + sqrt(1 − ab)·eps
+    int step = 0, steps = 0;
+
+    /// z and out as shaped views, e.g. call.input<2 * N, 8, 8, 4>(); throws if the size differs.
+    template <int... D>
+    View<const T, D...> input() const { check(Shape<D...>::size); return View<const T, D...>(z); }
+    template <int... D>
+    View<T, D...> output() const { check(Shape<D...>::size); return View<T, D...>(out); }
+    template <int N>
+    View<const std::int32_t, N> timestep_view() const { check_batch(N); return View<const std::int32_t, N>(timesteps); }
+
+private:
+    void check(std::size_t n) const {
+        if (n != std::size_t(batch) * item_size)
+            throw std::invalid_argument("DenoiseCall: a view of " + std::to_string(n) + " elements over a batch of " +
+                                        std::to_string(batch) + " x " + std::to_string(item_size));
+    }
+    void check_batch(int n) const {
+        if (n != batch) throw std::invalid_argument("DenoiseCall: " + std::to_string(n) + " timesteps for a batch of " + std::to_string(batch));
+    }
+};
+
+/// The descending timesteps of an S-step run over a schedule of T steps (see the header comment).
+inline std::vector<int> sampling_timesteps(int T, int steps, Spacing spacing, int offset = 0) {
+    if (steps < 1 || steps > T)
+        throw std::invalid_argument("sampling_timesteps: " + std::to_string(steps) + " steps of a " + std::to_string(T) +
+                                    "-step schedule");
+    std::vector<int> ts(std::size_t(steps), 0);
+    for (int i = 0; i < steps; ++i) {
+        int t = 0;
+        switch (spacing) {
+            case Spacing::leading: t = (steps - 1 - i) * (T / steps) + offset; break;
+            case Spacing::trailing: t = int(std::nearbyint(T - i * (double(T) / steps))) - 1; break;
+            case Spacing::linspace:
+                t = steps == 1 ? 0 : int(std::nearbyint(double(T - 1) * (steps - 1 - i) / (steps - 1)));
+                break;
+        }
+        if (t < 0 || t >= T)
+            throw std::invalid_argument("sampling_timesteps: timestep " + std::to_string(t) + " (offset " +
+                                        std::to_string(offset) + ") is outside the schedule");
+        ts[std::size_t(i)] = t;
+    }
+    return ts;
+}
+
+/// Karras et al.'s sigmas: n values from sigma_max down to sigma_min, evenly spaced in sigma^(1/rho).
+inline std::vector<double> karras_sigmas(double sigma_min, double sigma_max, int n, double rho = 7) {
+    std::vector<double> s(static_cast<std::size_t>(n));
+    const double lo = std::pow(sigma_min, 1 / rho), hi = std::pow(sigma_max, 1 / rho);
+    for (int i = 0; i < n; ++i) {
+        const double r = n == 1 ? 0.0 : double(i) / (n - 1);
+        s[std::size_t(i)] = std::pow(hi + r * (lo - hi), rho);
+    }
+    return s;
+}
+
+/// One step of a run: where the model is evaluated and where the step goes.
+struct PlannedStep {
+    double t;              // model timestep (exact)
+    double alpha_bar;      // noise level of the model input
+    double alpha_bar_next; // DDPM/DDIM: after the step (1 at the end)
+    double sigma, sigma_next;  // Euler: k-diffusion noise levels (sigma_next = 0 at the end)
+};
+
+/// The steps a sampler takes: timesteps and noise levels, independent of the data.
+inline std::vector<PlannedStep> plan_steps(const NoiseSchedule& s, const SamplerOptions& o) {
+    const std::vector<int> ts = sampling_timesteps(s.steps(), o.steps, o.spacing, o.steps_offset);
+    const std::size_t n = ts.size();
+    std::vector<PlannedStep> plan(n);
+    const bool euler = o.method == Method::euler || o.method == Method::euler_ancestral;
+    std::vector<double> sig(n + 1, 0.0);
+    for (std::size_t i = 0; i < n; ++i) sig[i] = s.sigma(ts[i]);
+    if (euler && o.karras_sigmas) {
+        const std::vector<double> k = karras_sigmas(sig[n - 1], sig[0], int(n));
+        std::copy(k.begin(), k.end(), sig.begin());
+    }
+    for (std::size_t i = 0; i < n; ++i) {
+        PlannedStep& p = plan[i];
+        if (euler) {
+            p.sigma = sig[i];
+            p.sigma_next = sig[i + 1];
+            p.t = s.sigma_to_t(p.sigma);
+            p.alpha_bar = NoiseSchedule::alpha_bar_of_sigma(p.sigma);
+        } else {
+            p.t = ts[i];
+            p.alpha_bar = s.alpha_bar(ts[i]);
+            p.alpha_bar_next = i + 1 < n ? s.alpha_bar(ts[i + 1]) : 1.0;
+            p.sigma = NoiseSchedule::sigma_of(p.alpha_bar);
+        }
+    }
+    return plan;
+}
+
+namespace detail {
+
+/// Buffers and per-item generators of one sampling run (allocated once per run, not per step).
+template <class T>
+struct SamplerRun {
+    int batch;
+    std::size_t item, n;
+    bool guided, both;  // guided: two branches; both: asked for in one call of 2N
+    AlignedBuffer<T> z, out;                // [2N, item] (both / guided), else [N, item]
+    AlignedBuffer<T> eps, x0, noise;        // [N, item]
+    std::vector<std::int32_t> timesteps;    // [2N] or [N]
+    std::vector<Rng> rngs;                  // one stream per item
+
+    SamplerRun(int b, std::size_t it, bool guided_, bool batched, std::uint64_t seed)
+        : batch(b), item(it), n(std::size_t(b) * it), guided(guided_), both(guided_ && batched),
+          z((both ? 2 : 1) * n), out((guided ? 2 : 1) * n), eps(n), x0(n), noise(n),
+          timesteps(std::size_t((both ? 2 : 1) * b)) {
+        rngs.reserve(std::size_t(b));
+        for (int i = 0; i < b; ++i) rngs.push_back(stream_rng(seed, i));
+    }
+
+    /// noise[i] ~ N(0, I) from item i's stream.
+    void draw_noise() {
+        for (int i = 0; i < batch; ++i) {
+            T* p = noise.data() + std::size_t(i) * item;
+            for (std::size_t k = 0; k < item; ++k) p[k] = T(rngs[std::size_t(i)].normal());
+        }
+    }
+};
+
+/// The model output for latents zin [batch, item] at one planned step, guided, into run.out[0, n).
+template <class T, class Denoise>
+void evaluate(SamplerRun<T>& r, const SamplerOptions& o, const PlannedStep& p, int step, const T* zin, Denoise& denoise) {
+    const std::int32_t tint = std::int32_t(std::lround(p.t));
+    std::fill(r.timesteps.begin(), r.timesteps.end(), tint);
+    DenoiseCall<T> call;
+    call.timesteps = r.timesteps.data();
+    call.item_size = r.item;
+    call.t = p.t;
+    call.alpha_bar = p.alpha_bar;
+    call.step = step;
+    call.steps = o.steps;
+    const auto ask = [&](const T* z, T* out, int batch, Branch branch) {
+        call.z = z;
+        call.out = out;
+        call.batch = batch;
+        call.branch = branch;
+        denoise(static_cast<const DenoiseCall<T>&>(call));
+    };
+    T* cond = r.out.data();
+    if (!r.guided) {
+        ask(zin, cond, r.batch, Branch::conditional);
+        return;
+    }
+    T* uncond = cond + r.n;
+    if (r.both) {
+        std::copy(zin, zin + r.n, r.z.data());
+        std::copy(zin, zin + r.n, r.z.data() + r.n);
+        ask(r.z.data(), cond, 2 * r.batch, Branch::both);
+    } else {
+        ask(zin, cond, r.batch, Branch::conditional);
+        ask(zin, uncond, r.batch, Branch::unconditional);
+    }
+    const T g(o.guidance);
+    simd::map2(r.n, cond, uncond, cond, [g](auto c, auto u) { return u + decltype(c)(g) * (c - u); });
+}
+
+/// x0 clamped to [−c, c], and eps re-derived from it so the step stays consistent.
+template <class T>
+void clip_x0(SamplerRun<T>& r, double c, double ab, const T* z) {
+    const T lo(-c), hi(c);
+    simd::map(r.n, r.x0.data(), r.x0.data(), [lo, hi](auto x) { return xsimd::min(xsimd::max(x, decltype(x)(lo)), decltype(x)(hi)); });
+    if (ab >= 1) return;
+    const T a(1 / std::sqrt(1 - ab)), b(std::sqrt(ab) / std::sqrt(1 - ab));
+    simd::map2(r.n, z, r.x0.data(), r.eps.data(), [a, b](auto zv, auto x) { return decltype(zv)(a) * zv - decltype(zv)(b) * x; });
+}
+
+}  // namespace detail
+
+/// Draws `batch` samples of `item_size` elements into out [batch, item_size] (see the header comment).
+template <class T, class Denoise>
+void sample(const NoiseSchedule& s, const SamplerOptions& o, int batch, std::size_t item_size, std::uint64_t seed, T* out,
+            Denoise&& denoise) {
+    if (batch < 1 || item_size == 0) throw std::invalid_argument("sample: empty batch");
+    if (!(o.guidance >= 0)) throw std::invalid_argument("sample: guidance must be >= 0");
+    if (!(o.eta >= 0)) throw std::invalid_argument("sample: eta must be >= 0");
+    const std::vector<PlannedStep> plan = plan_steps(s, o);
+    detail::SamplerRun<T> r(batch, item_size, o.guidance != 1, o.batch_branches, seed);
+    const std::size_t n = r.n;
+    const bool euler = o.method == Method::euler || o.method == Method::euler_ancestral;
+
+    // The state: z (VP form) for DDPM/DDIM; x = z/sqrt(ab) (k-diffusion form) for Euler.
+    r.draw_noise();
+    const T init(euler ? std::sqrt(1 + plan[0].sigma * plan[0].sigma) : 1.0);
+    simd::map(n, r.noise.data(), out, [init](auto e) { return decltype(e)(init) * e; });
+
+    for (std::size_t i = 0; i < plan.size(); ++i) {
+        const PlannedStep& p = plan[i];
+        const T* zin = out;
+        if (euler) {  // scale_model_input: z = x/sqrt(1 + sigma²)
+            const T c(std::sqrt(p.alpha_bar));
+            simd::map(n, out, r.z.data(), [c](auto x) { return decltype(x)(c) * x; });
+            zin = r.z.data();
+        }
+        detail::evaluate(r, o, p, int(i), zin, denoise);
+        to_eps_x0(o.prediction, p.alpha_bar, zin, r.out.data(), n, r.eps.data(), euler ? nullptr : r.x0.data());
+        if (!euler && o.clip_sample > 0) detail::clip_x0(r, o.clip_sample, p.alpha_bar, zin);
+
+        const double ab = p.alpha_bar, abn = p.alpha_bar_next;
+        switch (o.method) {
+            case Method::ddpm: {  // posterior mean of q(z_prev | z_t, x0), plus its variance ("fixed_small")
+                const double alpha = ab / abn, beta = 1 - alpha;
+                const T c0(std::sqrt(abn) * beta / (1 - ab)), ct(std::sqrt(alpha) * (1 - abn) / (1 - ab));
+                simd::map2(n, r.x0.data(), out, out, [c0, ct](auto x0, auto z) { return decltype(z)(c0) * x0 + decltype(z)(ct) * z; });
+                if (abn < 1) {
+                    const T sd(std::sqrt(std::max((1 - abn) / (1 - ab) * beta, 1e-20)));
+                    r.draw_noise();
+                    simd::axpy(n, sd, r.noise.data(), out);
+                }
+                break;
+            }
+            case Method::ddim: {
+                const double var = (1 - abn) / (1 - ab) * (1 - ab / abn);
+                const double sd = o.eta * std::sqrt(std::max(var, 0.0));
+                const T a(std::sqrt(abn)), b(std::sqrt(std::max(1 - abn - sd * sd, 0.0)));
+                simd::map2(n, r.x0.data(), r.eps.data(), out, [a, b](auto x0, auto e) { return decltype(x0)(a) * x0 + decltype(x0)(b) * e; });
+                if (sd > 0) {
+                    r.draw_noise();
+                    simd::axpy(n, T(sd), r.noise.data(), out);
+                }
+                break;
+            }
+            case Method::euler:  // d = (x − x0)/sigma is exactly the predicted eps
+                simd::axpy(n, T(p.sigma_next - p.sigma), r.eps.data(), out);
+                break;
+            case Method::euler_ancestral: {
+                const double s0 = p.sigma, s1 = p.sigma_next;
+                const double up = std::min(s1, std::sqrt(s1 * s1 * (s0 * s0 - s1 * s1) / (s0 * s0)));
+                const double down = std::sqrt(s1 * s1 - up * up);
+                simd::axpy(n, T(down - s0), r.eps.data(), out);
+                if (up > 0) {
+                    r.draw_noise();
+                    simd::axpy(n, T(up), r.noise.data(), out);
+                }
+                break;
+            }
+        }
+    }
+}
+
+/// Shaped form: out [N, ...] receives N samples.
+template <Shaped X, class Denoise>
+void sample(const NoiseSchedule& s, const SamplerOptions& o, std::uint64_t seed, X&& out, Denoise&& denoise) {
+    using S = shape_of<X>;
+    sample(s, o, S::first, S::size / std::size_t(S::first), seed, out.data(), denoise);
+}
+
+}  // namespace diffuse::diffusion
+
+#endif
