@@ -20,10 +20,8 @@
 #include <algorithm>
 #include <array>
 #include <cstdint>
-#include <string>
 #include <type_traits>
 #include <utility>
-#include <vector>
 
 #include "diffuse/blocks/transformer_layer.hpp"
 #include "diffuse/core/params.hpp"
