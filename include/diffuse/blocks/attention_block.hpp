@@ -53,8 +53,9 @@ struct PreNormAttention {
     };
 
 protected:
+    // Called with views only (see vae::ResidualBlock), so each shape compiles the body once.
     template <class X, class Ctx, class M, class Y, class CacheT>
-    void run_forward(const X& x, const Ctx& context, const M& mask, Y& y, CacheT& c) const {
+    void run_forward(X x, const Ctx& context, const M& mask, Y y, CacheT& c) const {
         using TS = Tokens<shape_of<X>>;
         norm.forward(x, c.h, c.norm);
         const auto h = ViewOf<const T, TS>(c.h.data());
@@ -67,8 +68,7 @@ protected:
     /// dcontext is ignored for self attention. attn.backward reads y only for its shape (its own
     /// output was overwritten by the residual sum).
     template <class X, class Ctx, class M, class Y, class CacheT, class DY, class DX, class DC>
-    void run_backward(const X& x, const Ctx& context, const M& mask, const Y& y, CacheT& c, const DY& dy, DX& dx,
-                      DC&& dcontext) const {
+    void run_backward(X x, const Ctx& context, const M& mask, Y y, CacheT& c, DY dy, DX dx, DC dcontext) const {
         using TS = Tokens<shape_of<X>>;
         if (dx.data()) add_backward(dy, dx, ViewOf<T, shape_of<X>>());  // the residual
         c.dh.fill(T(0));
@@ -100,7 +100,7 @@ struct AttentionBlock : detail::PreNormAttention<T, typename Norm::template laye
     template <Shaped X, Shaped Y>
     void forward(const X& x, Y&& y, Cache<shape_of<X>>& cache) const {
         check<X, Y>();
-        this->run_forward(x, detail::SelfContext{}, no_mask, y, cache);
+        this->run_forward(cview(x), detail::SelfContext{}, no_mask, mview(y), cache);
     }
 
     template <Shaped X, Shaped Y, Shaped DY, Shaped DX>
@@ -108,7 +108,8 @@ struct AttentionBlock : detail::PreNormAttention<T, typename Norm::template laye
         check<X, Y>();
         static_assert(same_shape<shape_of<DY>, shape_of<Y>> && same_shape<shape_of<DX>, shape_of<X>>,
                       "vae::AttentionBlock: gradients must have the shapes of their values");
-        this->run_backward(x, detail::SelfContext{}, no_mask, y, cache, dy, dx, detail::SelfContext{});
+        this->run_backward(cview(x), detail::SelfContext{}, no_mask, cview(y), cache, cview(dy),
+                           detail::as_view<shape_of<X>>(dx), detail::SelfContext{});
     }
 
 private:

@@ -32,7 +32,7 @@ struct CrossAttentionBlock : detail::PreNormAttention<T, LayerNorm<T, C>, C, Hea
     void forward(const X& x, const Ctx& context, const M& mask, Y&& y,
                  Cache<shape_of<X>, shape_of<Ctx>>& cache) const {
         check<X, Ctx, Y>();
-        this->run_forward(x, context, mask, y, cache);
+        this->run_forward(cview(x), cview(context), mask, mview(y), cache);
     }
 
     /// A null dx or dcontext view skips that gradient.
@@ -43,7 +43,8 @@ struct CrossAttentionBlock : detail::PreNormAttention<T, LayerNorm<T, C>, C, Hea
         static_assert(same_shape<shape_of<DY>, shape_of<Y>> && same_shape<shape_of<DX>, shape_of<X>> &&
                           same_shape<shape_of<DC>, shape_of<Ctx>>,
                       "CrossAttentionBlock: gradients must have the shapes of their values");
-        this->run_backward(x, context, mask, y, cache, dy, dx, dcontext);
+        this->run_backward(cview(x), cview(context), mask, cview(y), cache, cview(dy), detail::as_view<shape_of<X>>(dx),
+                           detail::as_view<shape_of<Ctx>>(dcontext));
     }
 
 private:

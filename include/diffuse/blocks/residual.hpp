@@ -16,6 +16,7 @@
 
 #include <cstddef>
 #include <type_traits>
+#include <utility>
 
 #include "diffuse/core/parallel.hpp"
 #include "diffuse/core/params.hpp"
@@ -48,6 +49,12 @@ struct Group {
 }  // namespace norm
 
 namespace detail {
+/// A writable view of a gradient argument, null when the caller passed a null view.
+template <class S, class X>
+ViewOf<std::remove_pointer_t<decltype(std::declval<X&>().data())>, S> as_view(X&& x) {
+    return ViewOf<std::remove_pointer_t<decltype(std::declval<X&>().data())>, S>(x.data());
+}
+
 /// Stands in for an absent child or cache part (no time projection, identity skip).
 struct Absent {
     template <class V>
@@ -56,6 +63,8 @@ struct Absent {
 }  // namespace detail
 
 namespace vae {
+
+using diffuse::detail::as_view;
 
 template <class T, int Cin, int Cout, class Norm, int TimeDim = 0>
 struct ResidualBlock {
@@ -122,14 +131,14 @@ struct ResidualBlock {
     void forward(const X& x, Y&& y, Cache<shape_of<X>>& cache) const {
         static_assert(!has_time, "vae::ResidualBlock: this block takes a time embedding: forward(x, temb, y, cache)");
         check<X, Y>();
-        run_forward(x, static_cast<const T*>(nullptr), y, cache);
+        run_forward(cview(x), static_cast<const T*>(nullptr), mview(y), cache);
     }
     /// With a time embedding temb [N, TimeDim].
     template <Shaped X, Shaped E, Shaped Y>
     void forward(const X& x, const E& temb, Y&& y, Cache<shape_of<X>>& cache) const {
         check<X, Y>();
         check_time<X, E>();
-        run_forward(x, temb.data(), y, cache);
+        run_forward(cview(x), temb.data(), mview(y), cache);
     }
 
     template <Shaped X, Shaped Y, Shaped DY, Shaped DX>
@@ -138,7 +147,8 @@ struct ResidualBlock {
                       "vae::ResidualBlock: this block takes a time embedding: backward(x, temb, y, cache, dy, dx, dtemb)");
         check<X, Y>();
         check_grads<X, Y, DY, DX>();
-        run_backward(x, static_cast<const T*>(nullptr), y, cache, dy, dx, static_cast<T*>(nullptr));
+        run_backward(cview(x), static_cast<const T*>(nullptr), cview(y), cache, cview(dy), as_view<shape_of<X>>(dx),
+                     static_cast<T*>(nullptr));
     }
     template <Shaped X, Shaped E, Shaped Y, Shaped DY, Shaped DX, Shaped DE>
     void backward(const X& x, const E& temb, const Y& y, Cache<shape_of<X>>& cache, const DY& dy, DX&& dx,
@@ -148,7 +158,7 @@ struct ResidualBlock {
         check_grads<X, Y, DY, DX>();
         static_assert(same_shape<shape_of<DE>, shape_of<E>>,
                       "vae::ResidualBlock: the time-embedding gradient must have temb's shape");
-        run_backward(x, temb.data(), y, cache, dy, dx, dtemb.data());
+        run_backward(cview(x), temb.data(), cview(y), cache, cview(dy), as_view<shape_of<X>>(dx), dtemb.data());
     }
 
 private:
@@ -174,8 +184,9 @@ private:
     template <class XS>
     static constexpr int pixels = XS::template dim<1> * XS::template dim<2>;
 
+    // The bodies take views only (whatever the caller passed), so each block shape compiles them once.
     template <class X, class Y, class C>
-    void run_forward(const X& x, const T* temb, Y& y, C& c) const {
+    void run_forward(X x, const T* temb, Y y, C& c) const {
         using XS = shape_of<X>;
         constexpr int N = XS::first;
         const SiLU<T> silu;
@@ -204,7 +215,7 @@ private:
     }
 
     template <class X, class Y, class C, class DY, class DX>
-    void run_backward(const X& x, const T* temb, const Y& y, C& c, const DY& dy, DX& dx, T* dtemb) const {
+    void run_backward(X x, const T* temb, Y y, C& c, DY dy, DX dx, T* dtemb) const {
         using XS = shape_of<X>;
         constexpr int N = XS::first;
         const SiLU<T> silu;
