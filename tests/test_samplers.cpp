@@ -495,3 +495,47 @@ TEST_CASE("DenoiseCall: shaped views of the request, checked at run time") {
     });
     CHECK(calls == 2);
 }
+
+TEST_CASE("clip_sample clamps the predicted x0 (DDPM/DDIM), so a data point outside lands on the bound") {
+    const NoiseSchedule sched;
+    PointOracle<double> oracle;
+    oracle.z0 = {2.0, -3.0, 0.5, 0.0};  // 4 elements: GCC 12 warns falsely about SIMD loops over 3
+    for (Method m : {Method::ddpm, Method::ddim}) {
+        SamplerOptions o;
+        o.method = m;
+        o.steps = 20;
+        o.clip_sample = 1;
+        std::vector<double> out(4);
+        sample(sched, o, 1, 4, 4, out.data(), oracle);
+        CAPTURE(name(m));
+        CHECK(out[0] == doctest::Approx(1.0).epsilon(1e-12));
+        CHECK(out[1] == doctest::Approx(-1.0).epsilon(1e-12));
+        CHECK(out[2] == doctest::Approx(0.5).epsilon(1e-9));
+    }
+}
+
+TEST_CASE("Euler with Karras sigmas: fractional timesteps from log-sigma interpolation, rounded for the model") {
+    const NoiseSchedule sched(BetaSchedule::scaled_linear);
+    SamplerOptions o;
+    o.method = Method::euler;
+    o.steps = 10;
+    o.karras_sigmas = true;
+    std::vector<double> ts, abs_;
+    std::vector<double> out(4);
+    sample(sched, o, 1, 4, 1, out.data(), [&](const DenoiseCall<double>& c) {
+        ts.push_back(c.t);
+        abs_.push_back(c.alpha_bar);
+        CHECK(c.timesteps[0] == std::int32_t(std::lround(c.t)));
+        CHECK(sched.sigma_to_t(NoiseSchedule::sigma_of(c.alpha_bar)) == doctest::Approx(c.t).epsilon(1e-12));
+        for (std::size_t k = 0; k < 4; ++k) c.out[k] = 0;
+    });
+    REQUIRE(ts.size() == 10);
+    CHECK(ts.front() == doctest::Approx(999.0));  // the ends are the training sigmas of t = 999 and 99
+    CHECK(ts.back() == doctest::Approx(99.0));
+    int fractional = 0;
+    for (std::size_t i = 1; i < ts.size(); ++i) {
+        CHECK(ts[i] < ts[i - 1]);
+        fractional += std::abs(ts[i] - std::round(ts[i])) > 1e-3;
+    }
+    CHECK(fractional >= 5);
+}
