@@ -6,11 +6,14 @@
 //   cmake -S . -B build -DDIFFUSE_BUILD_BENCHMARKS=ON && cmake --build build --target bench_layers
 //   OMP_NUM_THREADS=1 build/benchmarks/bench_layers [rounds=9] [ms per sample=20]
 //
-// Every kernel is checked before it is timed, and a wrong one aborts the run: the float forward
-// against a direct computation in double on a slice (a few images, rows or samples), and the whole
-// float forward + backward (output, input gradients, every parameter gradient) against the same
-// layer run in double on the same inputs and parameters. Timings are medians over rounds; each
-// round runs every case once, so load from other processes hits all cases alike.
+// Every kernel is checked before it is timed, and a wrong one aborts the run:
+//  - against direct sums in double: Conv2d and Linear y, dx, dweight, dbias at entries sampled over
+//    the whole tensors (plus all of the first and last image or row of y); LayerNorm and GroupNorm
+//    y, dx, dweight, dbias everywhere; MultiHeadAttention y of the first and last samples;
+//  - the whole float forward + backward (output, input gradients, every parameter gradient)
+//    against the same layer run in double on the same inputs and parameters.
+// Timings are medians over rounds; each round runs every case once, so load from other processes
+// hits all cases alike.
 //
 // FLOPs count only the GEMM-like work, 2·M·N·K per product (bias, im2col, softmax, norms ignored);
 // backward is two such products per forward one (input and weight gradients), so fwd+bwd = 3 × fwd.
@@ -18,6 +21,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
 #include <memory>
 #include <string>
 #include <utility>
@@ -53,6 +57,7 @@ struct Case {
     double fwd_work = 0, fb_work = 0;  // FLOPs, or bytes for a memory-bound layer
     bool memory_bound = false;
     std::string checks;  // the measured check errors, for the log
+    const char* naive_scope = "y, dx, dW, db";  // what naive_check() covers
 };
 
 /// A flat array a case exposes for checks.
@@ -101,32 +106,63 @@ struct ConvCase : LayerCase<T, Conv2d<T, Cin, Cout, K, S>, ConvWork<T, N, H, Cin
     std::vector<Arr<T>> inputs() { return {{"x", this->w->x.data(), XS::size}, {"dy", this->w->dy.data(), YS::size}}; }
     std::vector<Arr<T>> outputs() { return {{"y", this->w->y.data(), YS::size}, {"dx", this->w->dx.data(), XS::size}}; }
 
-    /// y of the first and last image, directly: y[n,oh,ow,o] = b[o] + Σ W[o,kh,kw,c]·x[n, oh·S-p+kh, ow·S-p+kw, c].
+    /// Direct double sums: y on the whole first and last image and at random entries, dx and
+    /// dweight at random entries, dbias everywhere (p = (K-1)/2; x is zero outside the image):
+    ///   y[n,oh,ow,o]  = b[o] + Σ_{kh,kw,c} W[o,kh,kw,c]·x[n, oh·S-p+kh, ow·S-p+kw, c]
+    ///   dx[n,ih,iw,c] = Σ_{o,kh,kw : ih = oh·S-p+kh, iw = ow·S-p+kw} dy[n,oh,ow,o]·W[o,kh,kw,c]
+    ///   dW[o,kh,kw,c] = Σ_{n,oh,ow} dy[n,oh,ow,o]·x[n, oh·S-p+kh, ow·S-p+kw, c],   db[o] = Σ dy[..., o]
     double naive_check() {
         constexpr int Ho = YS::template dim<1>, Wo = YS::template dim<2>, pad = (K - 1) / 2;
-        const T* x = this->w->x.data();
-        const T* wt = this->layer.weight.value_ptr;
-        const T* b = this->layer.bias.value_ptr;
-        std::vector<double> want;
-        std::vector<T> got;
+        auto& w = *this->w;
+        const auto& ly = this->layer;
+        auto X = [&](int n, int ih, int iw, int c) {
+            return ih < 0 || ih >= H || iw < 0 || iw >= H ? 0.0 : double(w.x(n, ih, iw, c));
+        };
+        auto widx = [](int o, int kh, int kw, int c) { return ((std::size_t(o) * K + kh) * K + kw) * Cin + c; };
+        const std::string name = this->kind + " " + this->config;
+        Samples y{name + " y vs naive"}, dx{name + " dx vs naive"}, dw{name + " dweight vs naive"},
+            db{name + " dbias vs naive"};
+        Rng rng(11);
+        auto pick = [&](int n) { return int(rng.below(std::uint64_t(n))); };
+        auto add_y = [&](int n, int oh, int ow, int o) {
+            double s = ly.bias.value_ptr[o];
+            for (int kh = 0; kh < K; ++kh)
+                for (int kw = 0; kw < K; ++kw)
+                    for (int c = 0; c < Cin; ++c)
+                        s += double(ly.weight.value_ptr[widx(o, kh, kw, c)]) * X(n, oh * S - pad + kh, ow * S - pad + kw, c);
+            y.add(w.y(n, oh, ow, o), s);
+        };
         for (int n : {0, N - 1})
             for (int oh = 0; oh < Ho; ++oh)
                 for (int ow = 0; ow < Wo; ++ow)
-                    for (int o = 0; o < Cout; ++o) {
-                        double s = b[o];
-                        for (int kh = 0; kh < K; ++kh)
-                            for (int kw = 0; kw < K; ++kw) {
-                                const int ih = oh * S - pad + kh, iw = ow * S - pad + kw;
-                                if (ih < 0 || ih >= H || iw < 0 || iw >= H) continue;
-                                for (int c = 0; c < Cin; ++c)
-                                    s += double(wt[((std::size_t(o) * K + kh) * K + kw) * Cin + c]) *
-                                         double(x[((std::size_t(n) * H + ih) * H + iw) * Cin + c]);
-                            }
-                        want.push_back(s);
-                        got.push_back(this->w->y(n, oh, ow, o));
-                    }
-        return check_close(this->kind + " " + this->config + " forward vs naive", want.size(), got.data(),
-                           want.data(), kTolNaive);
+                    for (int o = 0; o < Cout; ++o) add_y(n, oh, ow, o);
+        for (int k = 0; k < 2048; ++k) add_y(pick(N), pick(Ho), pick(Wo), pick(Cout));
+        for (int k = 0; k < 2048; ++k) {
+            const int n = pick(N), ih = pick(H), iw = pick(H), c = pick(Cin);
+            double s = 0;
+            for (int kh = 0; kh < K; ++kh)
+                for (int kw = 0; kw < K; ++kw) {
+                    const int a = ih + pad - kh, b = iw + pad - kw;  // oh·S and ow·S
+                    if (a < 0 || b < 0 || a % S || b % S || a / S >= Ho || b / S >= Wo) continue;
+                    for (int o = 0; o < Cout; ++o)
+                        s += double(w.dy(n, a / S, b / S, o)) * double(ly.weight.value_ptr[widx(o, kh, kw, c)]);
+                }
+            dx.add(w.dx(n, ih, iw, c), s);
+        }
+        for (int k = 0; k < 256; ++k) {
+            const int o = pick(Cout), kh = pick(K), kw = pick(K), c = pick(Cin);
+            double s = 0;
+            for (int n = 0; n < N; ++n)
+                for (int oh = 0; oh < Ho; ++oh)
+                    for (int ow = 0; ow < Wo; ++ow)
+                        s += double(w.dy(n, oh, ow, o)) * X(n, oh * S - pad + kh, ow * S - pad + kw, c);
+            dw.add(ly.weight.grad_ptr[widx(o, kh, kw, c)], s);
+        }
+        std::vector<double> sb(Cout, 0.0);
+        for (std::size_t m = 0; m < std::size_t(YS::rows); ++m)
+            for (int o = 0; o < Cout; ++o) sb[o] += w.dy[m * Cout + o];
+        for (int o = 0; o < Cout; ++o) db.add(ly.bias.grad_ptr[o], sb[o]);
+        return std::max({y.check(kTolNaive), dx.check(kTolNaive), dw.check(kTolNaive), db.check(kTolNaive)});
     }
 };
 
@@ -152,20 +188,44 @@ struct LinearCase : LayerCase<T, Linear<T, In, Out>, LinearWork<T, M, In, Out>> 
     std::vector<Arr<T>> inputs() { return {{"x", this->w->x.data(), this->w->x.size}, {"dy", this->w->dy.data(), this->w->dy.size}}; }
     std::vector<Arr<T>> outputs() { return {{"y", this->w->y.data(), this->w->y.size}, {"dx", this->w->dx.data(), this->w->dx.size}}; }
 
-    /// Rows 0, M/2, M-1 directly: y[m, o] = b[o] + Σ_i W[o, i]·x[m, i].
+    /// Direct double sums: y on the first and last rows and at random entries, dx and dweight at
+    /// random entries, dbias everywhere:
+    ///   y[m,o] = b[o] + Σ_i W[o,i]·x[m,i],  dx[m,i] = Σ_o dy[m,o]·W[o,i],
+    ///   dW[o,i] = Σ_m dy[m,o]·x[m,i],       db[o] = Σ_m dy[m,o]
     double naive_check() {
-        std::vector<double> want;
-        std::vector<T> got;
-        for (int m : {0, M / 2, M - 1})
-            for (int o = 0; o < Out; ++o) {
-                double s = this->layer.bias.value_ptr[o];
-                for (int i = 0; i < In; ++i)
-                    s += double(this->layer.weight.value_ptr[std::size_t(o) * In + i]) * double(this->w->x(m, i));
-                want.push_back(s);
-                got.push_back(this->w->y(m, o));
-            }
-        return check_close(this->kind + " " + this->config + " forward vs naive", want.size(), got.data(),
-                           want.data(), kTolNaive);
+        auto& w = *this->w;
+        const auto& ly = this->layer;
+        const std::string name = this->kind + " " + this->config;
+        Samples y{name + " y vs naive"}, dx{name + " dx vs naive"}, dw{name + " dweight vs naive"},
+            db{name + " dbias vs naive"};
+        Rng rng(12);
+        auto pick = [&](int n) { return int(rng.below(std::uint64_t(n))); };
+        auto add_y = [&](int m, int o) {
+            double s = ly.bias.value_ptr[o];
+            for (int i = 0; i < In; ++i) s += double(ly.weight.value_ptr[std::size_t(o) * In + i]) * double(w.x(m, i));
+            y.add(w.y(m, o), s);
+        };
+        for (int m : {0, M - 1})
+            for (int o = 0; o < Out; ++o) add_y(m, o);
+        for (int k = 0; k < 2048; ++k) add_y(pick(M), pick(Out));
+        for (int k = 0; k < 2048; ++k) {
+            const int m = pick(M), i = pick(In);
+            double s = 0;
+            for (int o = 0; o < Out; ++o) s += double(w.dy(m, o)) * double(ly.weight.value_ptr[std::size_t(o) * In + i]);
+            dx.add(w.dx(m, i), s);
+        }
+        for (int k = 0; k < 256; ++k) {
+            const int o = pick(Out), i = pick(In);
+            double s = 0;
+            for (int m = 0; m < M; ++m) s += double(w.dy(m, o)) * double(w.x(m, i));
+            dw.add(ly.weight.grad_ptr[std::size_t(o) * In + i], s);
+        }
+        for (int o = 0; o < Out; ++o) {
+            double s = 0;
+            for (int m = 0; m < M; ++m) s += w.dy(m, o);
+            db.add(ly.bias.grad_ptr[o], s);
+        }
+        return std::max({y.check(kTolNaive), dx.check(kTolNaive), dw.check(kTolNaive), db.check(kTolNaive)});
     }
 };
 
@@ -191,6 +251,7 @@ struct AttentionCase
     static_assert(!Self || (Tq == Tk && D == Dkv), "AttentionCase: self attention reads its own input");
     AttentionCase() {
         this->kind = Self ? "MHA self" : "MHA cross";
+        this->naive_scope = "y of 2 samples";
         this->config = Self ? fmt("%d tok, D %d, %d heads, N %d", Tq, D, Heads, N)
                             : fmt("%d tok ← %d ctx tok of %d, D %d, %d heads, N %d", Tq, Tk, Dkv, D, Heads, N);
         this->fwd_work = 4.0 * N * Tq * D * D + 4.0 * N * Tk * Dkv * D + 4.0 * N * Tq * Tk * D;
@@ -217,10 +278,16 @@ struct AttentionCase
         return o;
     }
 
-    /// Sample N-1 directly, in double: projections, per-head softmax(q kᵀ/√dh)·v, output projection.
+    /// y of the first and last samples directly, in double: projections, per-head
+    /// softmax(q kᵀ/√dh)·v, output projection. (Backward: float vs double only.)
     double naive_check() {
-        constexpr int dh = D / Heads, n = N - 1;
-        const auto& L = this->layer;
+        Samples y{this->kind + " " + this->config + " y vs naive"};
+        for (int n : {0, N - 1}) naive_sample(n, y);
+        return y.check(kTolNaive);
+    }
+    void naive_sample(int n, Samples& out) {
+        constexpr int dh = D / Heads;
+        const auto& ly = this->layer;
         auto& w = *this->w;
         const T* c = Self ? w.x.data() : w.c.data();
         const int cw = Self ? D : Dkv;
@@ -235,9 +302,9 @@ struct AttentionCase
                 }
             return out;
         };
-        const auto q = project(L.q_proj, w.x.data() + std::size_t(n) * Tq * D, Tq, D);
-        const auto k = project(L.k_proj, c + std::size_t(n) * Tk * cw, Tk, cw);
-        const auto v = project(L.v_proj, c + std::size_t(n) * Tk * cw, Tk, cw);
+        const auto q = project(ly.q_proj, w.x.data() + std::size_t(n) * Tq * D, Tq, D);
+        const auto k = project(ly.k_proj, c + std::size_t(n) * Tk * cw, Tk, cw);
+        const auto v = project(ly.v_proj, c + std::size_t(n) * Tk * cw, Tk, cw);
         std::vector<double> ctx(Tq * std::size_t(D)), p(Tk);
         for (int h = 0; h < Heads; ++h)
             for (int t = 0; t < Tq; ++t) {
@@ -258,12 +325,11 @@ struct AttentionCase
         std::vector<double> want(Tq * std::size_t(D));
         for (int t = 0; t < Tq; ++t)
             for (int j = 0; j < D; ++j) {
-                double s = L.out_proj.bias.value_ptr[j];
-                for (int i = 0; i < D; ++i) s += double(L.out_proj.weight.value_ptr[std::size_t(j) * D + i]) * ctx[std::size_t(t) * D + i];
+                double s = ly.out_proj.bias.value_ptr[j];
+                for (int i = 0; i < D; ++i) s += double(ly.out_proj.weight.value_ptr[std::size_t(j) * D + i]) * ctx[std::size_t(t) * D + i];
                 want[std::size_t(t) * D + j] = s;
             }
-        return check_close(this->kind + " " + this->config + " forward vs naive", want.size(),
-                           w.y.data() + std::size_t(n) * Tq * D, want.data(), kTolNaive);
+        for (std::size_t i = 0; i < want.size(); ++i) out.add(w.y[std::size_t(n) * Tq * D + i], want[i]);
     }
 };
 
@@ -293,32 +359,49 @@ struct NormCase : LayerCase<T, L, NormWork<T, L, XS>> {
     std::vector<Arr<T>> inputs() { return {{"x", this->w->x.data(), XS::size}, {"dy", this->w->dy.data(), XS::size}}; }
     std::vector<Arr<T>> outputs() { return {{"y", this->w->y.data(), XS::size}, {"dx", this->w->dx.data(), XS::size}}; }
 
-    /// The first and last items directly: two-pass mean and biased variance per (item, group).
+    /// Everything directly in double, per (item, group) unit of M elements with x̂ = (x - mean)·rstd:
+    ///   y = x̂·w + b;  dx = rstd·(g - mean(g) - x̂·mean(g·x̂)) with g = dy·w;
+    ///   dw[c] = Σ dy·x̂, db[c] = Σ dy over every element of channel c.
     double naive_check() {
         constexpr int len = C / Groups;
-        const T *x = this->w->x.data(), *y = this->w->y.data();
-        const T *wt = this->layer.weight.value_ptr, *b = this->layer.bias.value_ptr;
-        std::vector<double> want;
-        std::vector<T> got;
-        for (int it : {0, items - 1})
+        constexpr double M = double(Rows) * len;
+        auto& w = *this->w;
+        const auto& ly = this->layer;
+        const T *wt = ly.weight.value_ptr, *b = ly.bias.value_ptr;
+        const std::string name = this->kind + " " + this->config;
+        Samples y{name + " y vs naive"}, dx{name + " dx vs naive"}, dw{name + " dweight vs naive"},
+            db{name + " dbias vs naive"};
+        std::vector<double> sw(C, 0.0), sb(C, 0.0);
+        for (int it = 0; it < items; ++it)
             for (int g = 0; g < Groups; ++g) {
                 const std::size_t base = std::size_t(it) * Rows * C;
                 auto at = [&](int r, int c) { return base + std::size_t(r) * C + g * len + c; };
-                double mean = 0, var = 0;
+                double mean = 0, var = 0, mg = 0, mgx = 0;
                 for (int r = 0; r < Rows; ++r)
-                    for (int c = 0; c < len; ++c) mean += x[at(r, c)];
-                mean /= double(Rows) * len;
+                    for (int c = 0; c < len; ++c) mean += w.x[at(r, c)];
+                mean /= M;
                 for (int r = 0; r < Rows; ++r)
-                    for (int c = 0; c < len; ++c) var += (x[at(r, c)] - mean) * (x[at(r, c)] - mean);
-                const double rstd = 1 / std::sqrt(var / (double(Rows) * len) + double(this->layer.eps));
+                    for (int c = 0; c < len; ++c) var += (w.x[at(r, c)] - mean) * (w.x[at(r, c)] - mean);
+                const double rstd = 1 / std::sqrt(var / M + double(ly.eps));
+                auto xh = [&](int r, int c) { return (w.x[at(r, c)] - mean) * rstd; };
                 for (int r = 0; r < Rows; ++r)
                     for (int c = 0; c < len; ++c) {
-                        want.push_back((x[at(r, c)] - mean) * rstd * wt[g * len + c] + b[g * len + c]);
-                        got.push_back(y[at(r, c)]);
+                        const double gv = double(w.dy[at(r, c)]) * wt[g * len + c];
+                        mg += gv / M;
+                        mgx += gv * xh(r, c) / M;
+                        sw[g * len + c] += w.dy[at(r, c)] * xh(r, c);
+                        sb[g * len + c] += w.dy[at(r, c)];
+                        y.add(w.y[at(r, c)], xh(r, c) * wt[g * len + c] + b[g * len + c]);
                     }
+                for (int r = 0; r < Rows; ++r)
+                    for (int c = 0; c < len; ++c)
+                        dx.add(w.dx[at(r, c)], rstd * (double(w.dy[at(r, c)]) * wt[g * len + c] - mg - xh(r, c) * mgx));
             }
-        return check_close(this->kind + " " + this->config + " forward vs naive", want.size(), got.data(),
-                           want.data(), kTolNaive);
+        for (int c = 0; c < C; ++c) {
+            dw.add(ly.weight.grad_ptr[c], sw[c]);
+            db.add(ly.bias.grad_ptr[c], sb[c]);
+        }
+        return std::max({y.check(kTolNaive), dx.check(kTolNaive), dw.check(kTolNaive), db.check(kTolNaive)});
     }
 };
 
@@ -393,7 +476,8 @@ std::unique_ptr<Case> prepare() {
                                      kTolDouble, 1e-2 * top);
         if (e >= worst) worst = e, worst_name = p.name;
     }
-    f->checks = fmt("forward vs naive %.1e, float vs double %.1e (worst: %s)", naive, worst, worst_name.c_str());
+    f->checks = fmt("vs naive (%s) %.1e, float vs double %.1e (worst: %s)", f->naive_scope, naive, worst,
+                    worst_name.c_str());
     return f;
 }
 
@@ -494,6 +578,17 @@ struct Stream {
     }
 };
 
+/// The 1-minute load average (Linux), or "n/a".
+std::string loadavg() {
+    std::FILE* f = std::fopen("/proc/loadavg", "r");
+    double l = -1;
+    if (f) {
+        if (std::fscanf(f, "%lf", &l) != 1) l = -1;
+        std::fclose(f);
+    }
+    return l < 0 ? "n/a" : fmt("%.2f", l);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -556,14 +651,26 @@ int main(int argc, char** argv) {
         const std::size_t b = r.add([p] { p->forward(); p->backward(); }, target);
         idx.emplace_back(a, b);
     }
-    r.run(rounds);
+    const std::string load_before = loadavg();
+    const std::clock_t cpu0 = std::clock();
+    const double wall = seconds([&] { r.run(rounds); });
+    const double share = double(std::clock() - cpu0) / CLOCKS_PER_SEC / (wall * threads);
 
     const double sg = sgemm.flops() / r.timing(i_sgemm).median() * 1e-9;
     const double pk = peak.flops() / r.timing(i_peak).median() * 1e-9;
     const double st = stream.bytes() / r.timing(i_stream).median() * 1e-9;
-    std::printf("\nReferences (%d thread(s)): SGEMM 1024^3 %.1f GFLOP/s = %.0f%% of the FMA loop's %.1f GFLOP/s; "
-                "stream y = a*x + b over 4 MiB %.1f GB/s\n\n",
+    // On a shared machine the other processes' load shows up here: a low share means the timings
+    // include waits for a core (and, with several threads, for the slowest thread at each barrier).
+    std::printf("\nTiming took %.0f s; this process got %.0f%% of %d core(s) in that time (CPU time / wall time / "
+                "threads). Load average before: %s, after: %s.\n",
+                wall, 100 * share, threads, load_before.c_str(), loadavg().c_str());
+    std::printf("References (%d thread(s)): SGEMM 1024^3 %.1f GFLOP/s = %.0f%% of the FMA loop's %.1f GFLOP/s; "
+                "stream y = a*x + b over 4 MiB %.1f GB/s\n",
                 threads, sg, 100 * sg / pk, pk, st);
+    // Load from other processes only ever adds time: the best samples bound what the machine can do.
+    std::printf("Best samples instead of medians: SGEMM %.1f GFLOP/s, FMA loop %.1f GFLOP/s, stream %.1f GB/s\n\n",
+                sgemm.flops() / r.timing(i_sgemm).min() * 1e-9, peak.flops() / r.timing(i_peak).min() * 1e-9,
+                stream.bytes() / r.timing(i_stream).min() * 1e-9);
 
     auto ms = [](double s) { return fmt(s < 1e-3 ? "%.3f" : s < 1e-1 ? "%.2f" : "%.1f", s * 1e3); };
     Table t({"layer", "config (batch 32 unless N given)", "GFLOP fwd", "fwd ms", "fwd GFLOP/s", "fwd % SGEMM",

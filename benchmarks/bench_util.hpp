@@ -134,6 +134,19 @@ double check_close(const std::string& what, std::size_t n, const A* got, const B
     return e;
 }
 
+/// (got, want) pairs gathered one by one (a sample of a tensor's entries), then checked together.
+struct Samples {
+    explicit Samples(std::string w) : what(std::move(w)) {}
+    std::string what;
+    std::vector<double> got, want;
+    void add(double g, double w) {
+        got.push_back(g);
+        want.push_back(w);
+    }
+    /// Aborts unless within tol (see check_close); returns the scaled error.
+    double check(double tol) const { return check_close(what, got.size(), got.data(), want.data(), tol); }
+};
+
 /// A Markdown table with columns padded to line up in plain text too.
 class Table {
 public:
