@@ -6,7 +6,6 @@
 #include <string>
 
 #include "diffuse/blocks/time_embedding.hpp"
-#include "diffuse/diffuse.hpp"
 #include "diffuse/testing/gradient_check.hpp"
 
 using namespace diffuse;

@@ -80,7 +80,8 @@ TEST_CASE("unet::UNet Tiny matches PyTorch: output and every gradient in float64
         const double e = max_error(store.grads() + info.offset, g.data(), info.size);
         if (e > eg) { eg = e; where = info.name; }
     }
-    MESSAGE("output error " << ey << ", d z " << ez << ", d context " << ec << ", parameters " << eg << " at " << where);
+    MESSAGE("output error " << ey << ", d z " << ez << ", d context " << ec << ", parameters " << eg << " at "
+                            << where);
     CHECK(eg < 1e-10);
     // The parity is not vacuous: the reference gradients are non-zero where the model has them.
     CHECK(*std::max_element(ref.dctx_want.begin(), ref.dctx_want.end()) > 1e-3);

@@ -174,7 +174,8 @@ class UNet(torch.nn.Module):
         self.downsample = torch.nn.ModuleList(
             [torch.nn.Conv2d(WIDTHS[l], WIDTHS[l], 3, stride=2, padding=1) for l in range(L - 1)])
         w = WIDTHS[-1]
-        self.mid_res1, self.mid_attn, self.mid_cross, self.mid_res2 = ResBlock(w, w), SelfAttn(w), CrossAttn(w), ResBlock(w, w)
+        self.mid_res1, self.mid_attn = ResBlock(w, w), SelfAttn(w)
+        self.mid_cross, self.mid_res2 = CrossAttn(w), ResBlock(w, w)
         up_in = [WIDTHS[l + 1] if l < L - 1 else WIDTHS[-1] for l in range(L)]
         self.up = torch.nn.ModuleList([Stack(up_in[l] + WIDTHS[l], WIDTHS[l], ATTENTION[l]) for l in range(L)])
         self.upsample = torch.nn.ModuleList(

@@ -177,7 +177,8 @@ struct TimeEmbedding {
     template <Shaped TS, Shaped Y, Shaped DY>
     void backward(const TS& t, const Y& y, Cache<shape_of<TS>>& cache, const DY& dy) const {
         check<TS, Y>();
-        static_assert(same_shape<shape_of<DY>, shape_of<Y>>, "TimeEmbedding: the gradient must have the output's shape");
+        static_assert(same_shape<shape_of<DY>, shape_of<Y>>,
+                      "TimeEmbedding: the gradient must have the output's shape");
         constexpr int N = shape_of<TS>::first;
         if constexpr (Features::trainable) {
             cache.df.fill(T(0));
@@ -194,7 +195,8 @@ private:
         static_assert(shape_of<TS>::rank == 1, "TimeEmbedding: the timesteps must be a vector [N]");
         static_assert(std::is_same_v<std::remove_const_t<typename std::remove_cvref_t<TS>::value_type>, std::int32_t>,
                       "TimeEmbedding: the timesteps must be int32");
-        static_assert(same_shape<shape_of<Y>, output_shape<shape_of<TS>>>, "TimeEmbedding: the output must be [N, Out]");
+        static_assert(same_shape<shape_of<Y>, output_shape<shape_of<TS>>>,
+                      "TimeEmbedding: the output must be [N, Out]");
     }
 };
 
