@@ -26,18 +26,37 @@
 #include "diffuse/nn/resample.hpp"
 #include "diffuse/nn/softmax.hpp"
 
+// blocks
+#include "diffuse/blocks/attention_block.hpp"
+#include "diffuse/blocks/cross_attention.hpp"
+#include "diffuse/blocks/residual.hpp"
+#include "diffuse/blocks/time_embedding.hpp"
+#include "diffuse/blocks/transformer_layer.hpp"
+
 // training
 #include "diffuse/train/adam.hpp"
+#include "diffuse/train/ema.hpp"
 #include "diffuse/train/grad_clip.hpp"
 #include "diffuse/train/losses.hpp"
+#include "diffuse/train/lr_schedule.hpp"
+
+// diffusion: noise schedules and samplers
+#include "diffuse/sample/noise_schedule.hpp"
+#include "diffuse/sample/samplers.hpp"
 
 // data, files, text
 #include "diffuse/io/idx.hpp"
 #include "diffuse/io/png.hpp"
 #include "diffuse/io/safetensors.hpp"
 #include "diffuse/text/tokenizer.hpp"
+#include "diffuse/data/captions.hpp"
+#include "diffuse/data/fashion_batches.hpp"
 
 // models
+#include "diffuse/models/clip.hpp"
+#include "diffuse/models/seed_diffusion.hpp"
+#include "diffuse/models/unet.hpp"
+#include "diffuse/models/vae.hpp"
 #include "diffuse/models/fashion_classifier.hpp"
 #include "diffuse/train/classifier_training.hpp"
 
