@@ -665,35 +665,46 @@ int main(int argc, char** argv) {
                 "threads). Load average before: %s, after: %s.\n",
                 wall, 100 * share, threads, load_before.c_str(), loadavg().c_str());
     std::printf("References (%d thread(s)): SGEMM 1024^3 %.1f GFLOP/s = %.0f%% of the FMA loop's %.1f GFLOP/s; "
-                "stream y = a*x + b over 4 MiB %.1f GB/s\n",
+                "stream y = a*x + b over 4 MiB %.1f GB/s (medians)\n\n",
                 threads, sg, 100 * sg / pk, pk, st);
-    // Load from other processes only ever adds time: the best samples bound what the machine can do.
-    std::printf("Best samples instead of medians: SGEMM %.1f GFLOP/s, FMA loop %.1f GFLOP/s, stream %.1f GB/s\n\n",
-                sgemm.flops() / r.timing(i_sgemm).min() * 1e-9, peak.flops() / r.timing(i_peak).min() * 1e-9,
-                stream.bytes() / r.timing(i_stream).min() * 1e-9);
 
+    // Columns per direction: median ms, rate at the median, rate of the best sample (load from other
+    // processes only ever adds time, so it bounds what the machine can do), median rate as a share
+    // of the reference's median rate.
     auto ms = [](double s) { return fmt(s < 1e-3 ? "%.3f" : s < 1e-1 ? "%.2f" : "%.1f", s * 1e3); };
-    Table t({"layer", "config (batch 32 unless N given)", "GFLOP fwd", "fwd ms", "fwd GFLOP/s", "fwd % SGEMM",
-             "fwd+bwd ms", "fwd+bwd GFLOP/s", "fwd+bwd % SGEMM"},
-            {false, false, true, true, true, true, true, true, true});
-    t.row({"SGEMM (Eigen, diffuse::gemm)", "1024^3", fmt("%.2f", sgemm.flops() * 1e-9), ms(r.timing(i_sgemm).median()),
-           fmt("%.1f", sg), "100%", "", "", ""});
-    t.row({"FP32 FMA loop (peak)", fmt("%d chains x %zu lanes", FmaPeak::kChains, simd::width<float>), "",
-           "", fmt("%.1f", pk), fmt("%.0f%%", 100 * pk / sg), "", "", ""});
-    Table tn({"layer", "shape", "MiB", "fwd ms", "fwd GB/s", "fwd % stream", "fwd+bwd ms", "fwd+bwd GB/s",
-              "fwd+bwd % stream"},
-             {false, false, true, true, true, true, true, true, true});
-    tn.row({"stream y = a·x + b", "[1048576]", "4.0", ms(r.timing(i_stream).median()), fmt("%.1f", st), "100%", "", "", ""});
+    auto cells = [&](std::vector<std::string>& row, double work, const Timing& tm, double ref) {
+        const double rate = work / tm.median() * 1e-9;
+        for (auto&& c : {ms(tm.median()), fmt("%.1f", rate), fmt("%.1f", work / tm.min() * 1e-9),
+                         fmt("%.0f%%", 100 * rate / ref)})
+            row.push_back(c);
+    };
+    const std::vector<bool> align{false, false, true, true, true, true, true, true, true, true, true};
+    Table t({"layer", "config (batch 32 unless N given)", "GFLOP fwd", "fwd ms", "fwd GFLOP/s", "best", "% SGEMM",
+             "fwd+bwd ms", "fwd+bwd GFLOP/s", "best", "% SGEMM"},
+            align);
+    Table tn({"layer", "shape", "MiB", "fwd ms", "fwd GB/s", "best", "% stream", "fwd+bwd ms", "fwd+bwd GB/s", "best",
+              "% stream"},
+             align);
+    {
+        std::vector<std::string> row{"SGEMM (Eigen, diffuse::gemm)", "1024^3", fmt("%.2f", sgemm.flops() * 1e-9)};
+        cells(row, sgemm.flops(), r.timing(i_sgemm), sg);
+        t.row(row);
+        row = {"FP32 FMA loop (peak)", fmt("%d chains x %zu lanes", FmaPeak::kChains, simd::width<float>), ""};
+        cells(row, peak.flops(), r.timing(i_peak), sg);
+        row[3] = "";
+        t.row(row);
+        row = {"stream y = a·x + b", "[1048576]", "4.0"};
+        cells(row, stream.bytes(), r.timing(i_stream), st);
+        tn.row(row);
+    }
     for (std::size_t k = 0; k < cases.size(); ++k) {
         const Case& c = *cases[k];
-        const double tf = r.timing(idx[k].first).median(), tb = r.timing(idx[k].second).median();
-        const double rf = c.fwd_work / tf * 1e-9, rb = c.fb_work / tb * 1e-9;
-        if (c.memory_bound)
-            tn.row({c.kind, c.config, fmt("%.1f", c.fwd_work / 2 / (1 << 20)), ms(tf), fmt("%.1f", rf),
-                    fmt("%.0f%%", 100 * rf / st), ms(tb), fmt("%.1f", rb), fmt("%.0f%%", 100 * rb / st)});
-        else
-            t.row({c.kind, c.config, fmt("%.3f", c.fwd_work * 1e-9), ms(tf), fmt("%.1f", rf), fmt("%.0f%%", 100 * rf / sg),
-                   ms(tb), fmt("%.1f", rb), fmt("%.0f%%", 100 * rb / sg)});
+        const double ref = c.memory_bound ? st : sg;
+        std::vector<std::string> row{c.kind, c.config,
+                                     c.memory_bound ? fmt("%.1f", c.fwd_work / 2 / (1 << 20)) : fmt("%.3f", c.fwd_work * 1e-9)};
+        cells(row, c.fwd_work, r.timing(idx[k].first), ref);
+        cells(row, c.fb_work, r.timing(idx[k].second), ref);
+        (c.memory_bound ? tn : t).row(row);
     }
     t.print();
     std::printf("\nFLOPs count the GEMM work only, 2·M·N·K per product; fwd+bwd = 3 × fwd (dX and dW products):\n"
@@ -702,7 +713,7 @@ int main(int argc, char** argv) {
                 "- MHA: 4·N·Tq·D² (q, out projections) + 4·N·Tk·Dkv·D (k, v) + 4·N·Tq·Tk·D (q·kᵀ and P·v, all heads)\n\n");
     tn.print();
     std::printf("\nNorm bytes: fwd 2·4·numel (read x, write y); fwd+bwd 6·4·numel (then read x, dy; read+write dx). "
-                "MiB = one tensor.\nMedians of %d interleaved rounds; %d thread(s).\n",
+                "MiB = one tensor.\nMedians of %d interleaved rounds (best: the fastest round); %d thread(s).\n",
                 rounds, threads);
     return 0;
 }
