@@ -129,7 +129,8 @@ struct ConvCase : LayerCase<T, Conv2d<T, Cin, Cout, K, S>, ConvWork<T, N, H, Cin
             for (int kh = 0; kh < K; ++kh)
                 for (int kw = 0; kw < K; ++kw)
                     for (int c = 0; c < Cin; ++c)
-                        s += double(ly.weight.value_ptr[widx(o, kh, kw, c)]) * X(n, oh * S - pad + kh, ow * S - pad + kw, c);
+                        s += double(ly.weight.value_ptr[widx(o, kh, kw, c)]) *
+                             X(n, oh * S - pad + kh, ow * S - pad + kw, c);
             y.add(w.y(n, oh, ow, o), s);
         };
         for (int n : {0, N - 1})
@@ -185,8 +186,8 @@ struct LinearCase : LayerCase<T, Linear<T, In, Out>, LinearWork<T, M, In, Out>> 
     }
     void forward() override { this->layer.forward(this->w->x, this->w->y); }
     void backward() override { this->layer.backward(this->w->x, this->w->y, this->w->dy, this->w->dx); }
-    std::vector<Arr<T>> inputs() { return {{"x", this->w->x.data(), this->w->x.size}, {"dy", this->w->dy.data(), this->w->dy.size}}; }
-    std::vector<Arr<T>> outputs() { return {{"y", this->w->y.data(), this->w->y.size}, {"dx", this->w->dx.data(), this->w->dx.size}}; }
+    std::vector<Arr<T>> inputs() { return {{"x", this->w->x.data(), M * In}, {"dy", this->w->dy.data(), M * Out}}; }
+    std::vector<Arr<T>> outputs() { return {{"y", this->w->y.data(), M * Out}, {"dx", this->w->dx.data(), M * In}}; }
 
     /// Direct double sums: y on the first and last rows and at random entries, dx and dweight at
     /// random entries, dbias everywhere:
@@ -211,7 +212,8 @@ struct LinearCase : LayerCase<T, Linear<T, In, Out>, LinearWork<T, M, In, Out>> 
         for (int k = 0; k < 2048; ++k) {
             const int m = pick(M), i = pick(In);
             double s = 0;
-            for (int o = 0; o < Out; ++o) s += double(w.dy(m, o)) * double(ly.weight.value_ptr[std::size_t(o) * In + i]);
+            for (int o = 0; o < Out; ++o)
+                s += double(w.dy(m, o)) * double(ly.weight.value_ptr[std::size_t(o) * In + i]);
             dx.add(w.dx(m, i), s);
         }
         for (int k = 0; k < 256; ++k) {
@@ -297,7 +299,8 @@ struct AttentionCase
                 for (int j = 0; j < D; ++j) {
                     double s = lin.bias.value_ptr[j];
                     for (int i = 0; i < width; ++i)
-                        s += double(lin.weight.value_ptr[std::size_t(j) * width + i]) * double(in[std::size_t(t) * width + i]);
+                        s += double(lin.weight.value_ptr[std::size_t(j) * width + i]) *
+                             double(in[std::size_t(t) * width + i]);
                     out[std::size_t(t) * D + j] = s;
                 }
             return out;
@@ -311,7 +314,8 @@ struct AttentionCase
                 double mx = -1e300, z = 0;
                 for (int j = 0; j < Tk; ++j) {
                     double s = 0;
-                    for (int e = 0; e < dh; ++e) s += q[std::size_t(t) * D + h * dh + e] * k[std::size_t(j) * D + h * dh + e];
+                    for (int e = 0; e < dh; ++e)
+                        s += q[std::size_t(t) * D + h * dh + e] * k[std::size_t(j) * D + h * dh + e];
                     p[j] = s / std::sqrt(double(dh));
                     mx = std::max(mx, p[j]);
                 }
@@ -326,7 +330,8 @@ struct AttentionCase
         for (int t = 0; t < Tq; ++t)
             for (int j = 0; j < D; ++j) {
                 double s = ly.out_proj.bias.value_ptr[j];
-                for (int i = 0; i < D; ++i) s += double(ly.out_proj.weight.value_ptr[std::size_t(j) * D + i]) * ctx[std::size_t(t) * D + i];
+                for (int i = 0; i < D; ++i)
+                    s += double(ly.out_proj.weight.value_ptr[std::size_t(j) * D + i]) * ctx[std::size_t(t) * D + i];
                 want[std::size_t(t) * D + j] = s;
             }
         for (std::size_t i = 0; i < want.size(); ++i) out.add(w.y[std::size_t(n) * Tq * D + i], want[i]);
@@ -412,8 +417,8 @@ struct LayerNormCase : NormCase<T, LayerNorm<T, D>, Shape<A, B, D>, 1, 1> {
 template <class T, int N, int H, int C, int G>
 struct GroupNormCase : NormCase<T, GroupNorm<T, C, G>, Shape<N, H, H, C>, H * H, G> {
     GroupNormCase()
-        : NormCase<T, GroupNorm<T, C, G>, Shape<N, H, H, C>, H * H, G>("GroupNorm",
-                                                                       fmt("[%d, %d, %d, %d], %d groups", N, H, H, C, G)) {}
+        : NormCase<T, GroupNorm<T, C, G>, Shape<N, H, H, C>, H * H, G>(
+              "GroupNorm", fmt("[%d, %d, %d, %d], %d groups", N, H, H, C, G)) {}
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -463,7 +468,8 @@ std::unique_ptr<Case> prepare() {
     auto dout = d->outputs();
     for (std::size_t k = 0; k < fo.size(); ++k) pairs.push_back({fo[k].name, fo[k].p, dout[k].p, fo[k].n});
     for (std::size_t k = 0; k < fi.size(); ++k)
-        pairs.push_back({"grad " + fi[k].name, f->store.grads() + fi[k].offset, d->store.grads() + di[k].offset, fi[k].size});
+        pairs.push_back(
+            {"grad " + fi[k].name, f->store.grads() + fi[k].offset, d->store.grads() + di[k].offset, fi[k].size});
     // An array far smaller than the case's largest (the key bias gradient of attention is zero up
     // to rounding: softmax ignores a shift shared by a row) is judged on 1e-2 of that largest.
     double top = 0;
@@ -700,8 +706,9 @@ int main(int argc, char** argv) {
     for (std::size_t k = 0; k < cases.size(); ++k) {
         const Case& c = *cases[k];
         const double ref = c.memory_bound ? st : sg;
-        std::vector<std::string> row{c.kind, c.config,
-                                     c.memory_bound ? fmt("%.1f", c.fwd_work / 2 / (1 << 20)) : fmt("%.3f", c.fwd_work * 1e-9)};
+        const std::string size =
+            c.memory_bound ? fmt("%.1f", c.fwd_work / 2 / (1 << 20)) : fmt("%.3f", c.fwd_work * 1e-9);
+        std::vector<std::string> row{c.kind, c.config, size};
         cells(row, c.fwd_work, r.timing(idx[k].first), ref);
         cells(row, c.fb_work, r.timing(idx[k].second), ref);
         (c.memory_bound ? tn : t).row(row);
@@ -710,9 +717,11 @@ int main(int argc, char** argv) {
     std::printf("\nFLOPs count the GEMM work only, 2·M·N·K per product; fwd+bwd = 3 × fwd (dX and dW products):\n"
                 "- Conv2d: 2 · (N·Ho·Wo) · Cout · (K·K·Cin)\n"
                 "- Linear: 2 · rows · Out · In\n"
-                "- MHA: 4·N·Tq·D² (q, out projections) + 4·N·Tk·Dkv·D (k, v) + 4·N·Tq·Tk·D (q·kᵀ and P·v, all heads)\n\n");
+                "- MHA: 4·N·Tq·D² (q, out projections) + 4·N·Tk·Dkv·D (k, v)\n"
+                "       + 4·N·Tq·Tk·D (q·kᵀ and P·v, all heads)\n\n");
     tn.print();
-    std::printf("\nNorm bytes: fwd 2·4·numel (read x, write y); fwd+bwd 6·4·numel (then read x, dy; read+write dx). "
+    std::printf("\nNorm bytes: fwd 2·4·numel (read x, write y); "
+                "fwd+bwd 6·4·numel (then read x, dy; read+write dx). "
                 "MiB = one tensor.\nMedians of %d interleaved rounds (best: the fastest round); %d thread(s).\n",
                 rounds, threads);
     return 0;
