@@ -1,0 +1,368 @@
+// LatentDiffusion<T, Preset>: the text-to-image pipeline of DESIGN.md §1, assembled from a preset
+// (presets::Tiny / presets::Default):
+//
+//   prompt ─► clip::TextEncoder ─► context [N, Ctx, D] ─┐
+//   noise [N, h, h, L] ─► sampler ⇄ unet::UNet(z_t, t, context) ─► z_0 ─► / latent_scale ─► vae::Decoder ─► image
+//
+// Parameters live in two stores: the VAE's ("vae.encoder.*", "vae.decoder.*"), trained first and
+// then frozen, and the diffusion part's ("text_encoder.*", "unet.*"; one store, so one Adam, one
+// clip and one EMA cover both). The model also owns the EMA of the diffusion store (sampling uses
+// it once it has been updated at least once), the noise schedule and the latent scaling factor:
+// a scalar measured on data after VAE training (Stable Diffusion's 0.18215) so that the latents
+// the UNet sees have unit variance.
+//
+// The UNet's latent size/channels and context length/width are taken from the preset's VAE and
+// text-encoder configs (Tiny's own UNet config is sized for standalone checks; Default's agrees).
+//
+// Weights files (save/load, and the first part of a training checkpoint) hold, by state-dict name:
+//   vae.*, text_encoder.*, unet.*     parameters
+//   ema.text_encoder.*, ema.unet.*   the EMA shadow (when it has been updated; count in metadata)
+//   latent_scale                      F64 [1]
+//   __metadata__: format, config (the preset's name), ema_updates, prediction, schedule
+// A training checkpoint adds optimizer and trainer state (train/checkpoint.hpp); load() ignores it.
+//
+// Inference workspaces (SampleWorkspace<N>, CodecWorkspace<N>) are allocated once per batch size:
+// pass one in to reuse it across calls, or let a call allocate one (once per call, never per step).
+#ifndef DIFFUSE_MODELS_LATENT_DIFFUSION_HPP
+#define DIFFUSE_MODELS_LATENT_DIFFUSION_HPP
+
+#include <algorithm>
+#include <array>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <type_traits>
+
+#include "diffuse/core/params.hpp"
+#include "diffuse/core/rng.hpp"
+#include "diffuse/core/tensor.hpp"
+#include "diffuse/io/safetensors.hpp"
+#include "diffuse/models/clip.hpp"
+#include "diffuse/models/presets.hpp"
+#include "diffuse/models/unet.hpp"
+#include "diffuse/models/vae.hpp"
+#include "diffuse/sample/noise_schedule.hpp"
+#include "diffuse/sample/samplers.hpp"
+#include "diffuse/train/ema.hpp"
+
+namespace diffuse {
+
+namespace latent_diffusion {
+
+/// The preset's UNet config with its latent and context taken from the preset's VAE and text encoder.
+template <class Preset>
+struct UNetConfig : Preset::unet {
+    static constexpr int latent_size = Preset::vae::latent_size, latent_channels = Preset::vae::latent_channels;
+    static constexpr int context_length = Preset::clip::context_length, context_width = Preset::clip::width;
+};
+
+/// The name written into checkpoints (and checked when loading).
+template <class Preset>
+constexpr const char* preset_name() {
+    if constexpr (std::is_same_v<Preset, presets::Tiny>) return "Tiny";
+    else if constexpr (std::is_same_v<Preset, presets::Default>) return "Default";
+    else if constexpr (std::is_same_v<Preset, presets::Seed>) return "Seed";
+    else return "custom";
+}
+
+inline constexpr diffusion::Prediction prediction_of(unet::Prediction p) {
+    return p == unet::Prediction::v ? diffusion::Prediction::v : diffusion::Prediction::epsilon;
+}
+
+inline constexpr const char* kFormat = "diffuse-latent-diffusion-1";
+inline constexpr const char* kScheduleName = "scaled_linear";
+
+/// How images are drawn.
+struct SampleOptions {
+    diffusion::Method sampler = diffusion::Method::ddim;
+    int steps = 50;
+    double guidance = 3;  // classifier-free guidance scale; 1 = the prompt only (half the UNet calls)
+    double eta = 0;       // DDIM: 0 deterministic, 1 DDPM-like
+    std::uint64_t seed = 0;
+    bool use_ema = true;  // sample with the EMA weights when they exist
+};
+
+// ---- Buffers laid out like a ParamStore (values, EMA shadow, Adam moments) ---------------------
+
+/// Adds one tensor per parameter of `store`, read from `buffer` (the store's layout), as prefix + name.
+template <class T>
+void add_store_buffer(io::SafetensorsWriter& w, const ParamStore<T>& store, const T* buffer, const std::string& prefix) {
+    for (const auto& info : store.infos())
+        w.add(prefix + info.name, std::vector<std::int64_t>(info.dims.begin(), info.dims.end()), buffer + info.offset);
+}
+
+/// Reads tensors prefix + name into `buffer` (the store's layout). Every tensor is checked (present,
+/// same shape, a float dtype) before anything is written; errors name the file and the tensor.
+template <class T>
+void read_store_buffer(const io::SafetensorsFile& f, const ParamStore<T>& store, T* buffer, const std::string& prefix) {
+    std::vector<const io::TensorEntry*> found;
+    for (const auto& info : store.infos()) {
+        const std::string name = prefix + info.name;
+        const std::vector<std::int64_t> want(info.dims.begin(), info.dims.end());
+        const io::TensorEntry* t = f.find(name);
+        if (!t) f.fail("missing tensor '" + name + "' (the model expects " + io::shape_string(want) + ")");
+        if (t->shape != want)
+            f.fail("tensor '" + name + "' has shape " + io::shape_string(t->shape) + ", the model expects " +
+                   io::shape_string(want));
+        if (!io::is_float_dtype(t->dtype))
+            f.fail("tensor '" + name + "' has dtype " + io::dtype_name(t->dtype) + ", expected a float dtype");
+        found.push_back(t);
+    }
+    for (std::size_t i = 0; i < found.size(); ++i) {
+        const auto& info = store.infos()[i];
+        f.read(found[i]->name, buffer + info.offset, info.size);
+    }
+}
+
+/// A metadata value, or throws naming the file.
+inline const std::string& metadata_at(const io::SafetensorsFile& f, const std::string& key) {
+    const auto it = f.metadata().find(key);
+    if (it == f.metadata().end()) f.fail("no '" + key + "' in __metadata__");
+    return it->second;
+}
+
+}  // namespace latent_diffusion
+
+template <class T, class Preset = presets::Default>
+class LatentDiffusion {
+public:
+    using preset = Preset;
+    using VaeConfig = typename Preset::vae;
+    using TextConfig = typename Preset::clip;
+    using UNetConfig = latent_diffusion::UNetConfig<Preset>;
+    using Vae = vae::AutoencoderKL<T, VaeConfig>;
+    using Text = clip::TextEncoder<T, TextConfig>;
+    using Denoiser = unet::UNet<T, UNetConfig>;
+    using SampleOptions = latent_diffusion::SampleOptions;
+
+    static constexpr int image_size = VaeConfig::image_size, image_channels = VaeConfig::image_channels;
+    static constexpr int latent_size = VaeConfig::latent_size, latent_channels = VaeConfig::latent_channels;
+    static constexpr int context_length = TextConfig::context_length, context_width = TextConfig::width;
+    static constexpr diffusion::Prediction prediction = latent_diffusion::prediction_of(UNetConfig::prediction);
+    static constexpr std::size_t latent_elements = std::size_t(latent_size) * latent_size * latent_channels;
+
+    template <int N>
+    using Images = View<T, N, image_size, image_size, image_channels>;
+    template <int N>
+    using Latents = View<T, N, latent_size, latent_size, latent_channels>;
+
+    /// Parameter roots, so that state-dict names carry the part ("vae.encoder.conv_in.weight").
+    struct VaePart {
+        Vae vae;
+        template <class V>
+        constexpr void visit(V& v) { v("vae", vae); }
+    };
+    struct DiffusionPart {
+        Text text_encoder;
+        Denoiser unet;
+        template <class V>
+        constexpr void visit(V& v) { v("text_encoder", text_encoder); v("unet", unet); }
+    };
+
+    static constexpr std::size_t vae_parameter_count = Vae::parameter_count;
+    static constexpr std::size_t diffusion_parameter_count = Text::parameter_count + Denoiser::parameter_count;
+
+    /// Encode / decode through the VAE (no gradients).
+    template <int N>
+    struct CodecWorkspace {
+        Tensor<T, N, image_size, image_size, image_channels> x;
+        typename Vae::EncoderT::template Cache<N> enc;
+        Tensor<T, N, latent_size, latent_size, 2 * latent_channels> moments;
+        Tensor<T, N, latent_size, latent_size, latent_channels> z;
+        typename Vae::DecoderT::template Cache<N> dec;
+    };
+    /// Everything generate() needs for N images: both contexts, the UNet's and the decoder's caches.
+    template <int N>
+    struct SampleWorkspace {
+        typename Text::template Workspace<N> text;
+        Tensor<T, N, context_length, context_width> cond, uncond;
+        Tensor<bool, N, context_length> cond_mask, uncond_mask;
+        typename Denoiser::template Workspace<N> unet;
+        Tensor<T, N, latent_size, latent_size, latent_channels> latents;
+        typename Vae::DecoderT::template Cache<N> dec;
+    };
+    template <int N>
+    static constexpr std::size_t sample_workspace_bytes = sizeof(SampleWorkspace<N>);
+
+    /// Fresh weights from `seed` (the two parts from independent streams).
+    explicit LatentDiffusion(std::uint64_t seed = 0)
+        : vae_store(vae_part, stream_seed(seed, 1)), diffusion_store(diffusion_part, stream_seed(seed, 2)),
+          ema(diffusion_store), schedule(diffusion::NoiseSchedule::scaled_linear(UNetConfig::timesteps)) {}
+    LatentDiffusion(const LatentDiffusion&) = delete;
+    LatentDiffusion& operator=(const LatentDiffusion&) = delete;
+
+    VaePart vae_part;
+    DiffusionPart diffusion_part;
+    ParamStore<T> vae_store;
+    ParamStore<T> diffusion_store;
+    Ema<T> ema;  // of diffusion_store; used for sampling once update_count() > 0
+    diffusion::NoiseSchedule schedule;
+    double latent_scale = 1;  // latent = posterior mean · latent_scale (unit variance for the UNet)
+
+    Vae& vae() { return vae_part.vae; }
+    const Vae& vae() const { return vae_part.vae; }
+    Text& text_encoder() { return diffusion_part.text_encoder; }
+    const Text& text_encoder() const { return diffusion_part.text_encoder; }
+    Denoiser& unet() { return diffusion_part.unet; }
+    const Denoiser& unet() const { return diffusion_part.unet; }
+    bool has_ema() const { return ema.update_count() > 0; }
+
+    // ---- Inference ---------------------------------------------------------------------------
+
+    /// images [N, S, S, C] in [-1, 1] → latents [N, h, h, L] = posterior mean · latent_scale.
+    template <Shaped X, Shaped Z>
+    void encode(const X& images, Z&& latents, CodecWorkspace<shape_of<X>::first>& ws) const {
+        constexpr int N = shape_of<X>::first;
+        static_assert(same_shape<shape_of<X>, Shape<N, image_size, image_size, image_channels>>,
+                      "LatentDiffusion::encode: images must be [N, image_size, image_size, image_channels]");
+        static_assert(same_shape<shape_of<Z>, Shape<N, latent_size, latent_size, latent_channels>>,
+                      "LatentDiffusion::encode: latents must be [N, latent_size, latent_size, latent_channels]");
+        std::copy(images.begin(), images.end(), ws.x.begin());
+        vae().encoder.forward(ws.x, ws.moments, ws.enc);
+        vae::posterior_mean(ws.moments, latents);
+        const T s(latent_scale);
+        for (auto& v : latents) v *= s;
+    }
+    /// latents [N, h, h, L] → images [N, S, S, C], clamped to [-1, 1].
+    template <Shaped Z, Shaped X, int N>
+    void decode(const Z& latents, X&& images, typename Vae::DecoderT::template Cache<N>& dec,
+                Tensor<T, N, latent_size, latent_size, latent_channels>& scratch) const {
+        static_assert(same_shape<shape_of<Z>, Shape<N, latent_size, latent_size, latent_channels>>,
+                      "LatentDiffusion::decode: latents must be [N, latent_size, latent_size, latent_channels]");
+        static_assert(same_shape<shape_of<X>, Shape<N, image_size, image_size, image_channels>>,
+                      "LatentDiffusion::decode: images must be [N, image_size, image_size, image_channels]");
+        const T inv(1 / latent_scale);
+        std::transform(latents.begin(), latents.end(), scratch.begin(), [inv](T v) { return v * inv; });
+        vae().decoder.forward(scratch, images, dec);
+        for (auto& v : images) v = std::clamp(v, T(-1), T(1));
+    }
+    template <Shaped Z, Shaped X>
+    void decode(const Z& latents, X&& images, CodecWorkspace<shape_of<Z>::first>& ws) const {
+        decode(latents, images, ws.dec, ws.z);
+    }
+    /// Encode then decode (what the VAE keeps of an image).
+    template <Shaped X, Shaped Y>
+    void reconstruct(const X& images, Y&& out, CodecWorkspace<shape_of<X>::first>& ws) const {
+        Tensor<T, shape_of<X>::first, latent_size, latent_size, latent_channels> lat;  // small: N·h·h·L
+        encode(images, lat, ws);
+        decode(lat, out, ws);
+    }
+    /// The same, allocating a workspace for the call.
+    template <Shaped X, Shaped Z>
+    void encode(const X& images, Z&& latents) const { encode(images, latents, *make<CodecWorkspace<shape_of<X>::first>>()); }
+    template <Shaped Z, Shaped X>
+    void decode(const Z& latents, X&& images) const { decode(latents, images, *make<CodecWorkspace<shape_of<Z>::first>>()); }
+    template <Shaped X, Shaped Y>
+    void reconstruct(const X& images, Y&& out) const { reconstruct(images, out, *make<CodecWorkspace<shape_of<X>::first>>()); }
+
+    /// N images [N, S, S, C] in [-1, 1] for N prompts (any sized range of strings), guided away from
+    /// `negative` (empty: the unconditional prompt). Uses the EMA weights when present and asked for
+    /// (swapped in for the call and back out, so not to be called concurrently). Image i depends
+    /// only on (weights, prompt i, negative, options, i): not on the other prompts. Returns how
+    /// many prompts were truncated to the context length.
+    template <class Prompts, Shaped Y>
+    int generate(const Prompts& prompts, std::string_view negative, const SampleOptions& opt, Y&& images,
+                 SampleWorkspace<shape_of<Y>::first>& ws) {
+        constexpr int N = shape_of<Y>::first;
+        static_assert(same_shape<shape_of<Y>, Shape<N, image_size, image_size, image_channels>>,
+                      "LatentDiffusion::generate: images must be [N, image_size, image_size, image_channels]");
+        if (opt.steps < 1 || opt.steps > schedule.steps())
+            throw std::invalid_argument("generate: steps must be in [1, " + std::to_string(schedule.steps()) + "], got " +
+                                        std::to_string(opt.steps));
+        const bool swap = opt.use_ema && has_ema();
+        if (swap) ema.swap_with(diffusion_store);
+        struct SwapBack {  // restores the training weights even if sampling throws
+            LatentDiffusion* m;
+            bool on;
+            ~SwapBack() { if (on) m->ema.swap_with(m->diffusion_store); }
+        } back{this, swap};
+
+        const Text& text = text_encoder();
+        int truncated = text.template encode<N>(prompts, ws.text);
+        std::copy(ws.text.context.begin(), ws.text.context.end(), ws.cond.begin());
+        std::copy(ws.text.pad_mask.begin(), ws.text.pad_mask.end(), ws.cond_mask.begin());
+        const bool guided = opt.guidance != 1;
+        if (guided) {
+            std::array<std::string, N> neg;
+            neg.fill(std::string(negative));
+            truncated += text.template encode<N>(neg, ws.text);
+            std::copy(ws.text.context.begin(), ws.text.context.end(), ws.uncond.begin());
+            std::copy(ws.text.pad_mask.begin(), ws.text.pad_mask.end(), ws.uncond_mask.begin());
+        }
+
+        diffusion::SamplerOptions so;
+        so.method = opt.sampler;
+        so.steps = opt.steps;
+        so.prediction = prediction;
+        so.guidance = opt.guidance;
+        so.eta = opt.eta;
+        so.batch_branches = false;  // two calls of N: one UNet workspace of N
+        const Denoiser& net = unet();
+        diffusion::sample(schedule, so, opt.seed, ws.latents, [&](const diffusion::DenoiseCall<T>& call) {
+            const bool cond = call.branch == diffusion::Branch::conditional;
+            net.forward(call.template input<N, latent_size, latent_size, latent_channels>(), call.template timestep_view<N>(),
+                        cond ? ws.cond : ws.uncond, cond ? ws.cond_mask : ws.uncond_mask,
+                        call.template output<N, latent_size, latent_size, latent_channels>(), ws.unet);
+        });
+        decode(ws.latents, images, ws.dec, ws.latents);
+        return truncated;
+    }
+    template <class Prompts, Shaped Y>
+    int generate(const Prompts& prompts, std::string_view negative, const SampleOptions& opt, Y&& images) {
+        return generate(prompts, negative, opt, images, *make<SampleWorkspace<shape_of<Y>::first>>());
+    }
+
+    // ---- Weights files -----------------------------------------------------------------------
+
+    /// Adds the weights (and their metadata) to a writer; the model must outlive w.save().
+    void add_weights(io::SafetensorsWriter& w) const {
+        latent_diffusion::add_store_buffer(w, vae_store, vae_store.values(), "");
+        latent_diffusion::add_store_buffer(w, diffusion_store, diffusion_store.values(), "");
+        if (has_ema()) latent_diffusion::add_store_buffer(w, diffusion_store, ema.shadow(), "ema.");
+        w.add("latent_scale", {1}, &latent_scale);
+        w.set_metadata("format", latent_diffusion::kFormat);
+        w.set_metadata("config", latent_diffusion::preset_name<Preset>());
+        w.set_metadata("ema_updates", std::to_string(ema.update_count()));
+        w.set_metadata("prediction", prediction == diffusion::Prediction::v ? "v" : "epsilon");
+        w.set_metadata("schedule", latent_diffusion::kScheduleName);
+    }
+    void save(const std::string& path) const {
+        io::SafetensorsWriter w;
+        add_weights(w);
+        w.save(path);
+    }
+
+    /// Reads the weights written by add_weights (extra tensors, such as a training checkpoint's
+    /// optimizer state, are ignored). Throws naming the file and the tensor on any mismatch.
+    void read_weights(const io::SafetensorsFile& f) {
+        check_config(f);
+        const std::string& updates = latent_diffusion::metadata_at(f, "ema_updates");
+        std::int64_t n = 0;
+        try { n = std::stoll(updates); } catch (const std::exception&) { f.fail("ema_updates '" + updates + "' is not a number"); }
+        latent_diffusion::read_store_buffer(f, vae_store, vae_store.values(), "");
+        latent_diffusion::read_store_buffer(f, diffusion_store, diffusion_store.values(), "");
+        if (n > 0) latent_diffusion::read_store_buffer(f, diffusion_store, ema.shadow(), "ema.");
+        else std::copy(diffusion_store.values(), diffusion_store.values() + diffusion_store.size(), ema.shadow());
+        ema.set_update_count(n);
+        f.read("latent_scale", &latent_scale, 1);
+        if (!(latent_scale > 0)) f.fail("latent_scale " + std::to_string(latent_scale) + " is not positive");
+    }
+    void load(const std::string& path) { read_weights(io::SafetensorsFile(path)); }
+
+    /// Throws unless the file was written by this pipeline for this preset.
+    static void check_config(const io::SafetensorsFile& f) {
+        const std::string& format = latent_diffusion::metadata_at(f, "format");
+        if (format != latent_diffusion::kFormat)
+            f.fail("format '" + format + "', expected '" + latent_diffusion::kFormat + "'");
+        const std::string& config = latent_diffusion::metadata_at(f, "config");
+        if (config != latent_diffusion::preset_name<Preset>())
+            f.fail("written for the " + config + " preset; this model is " + latent_diffusion::preset_name<Preset>());
+    }
+};
+
+}  // namespace diffuse
+
+#endif
