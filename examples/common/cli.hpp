@@ -37,6 +37,14 @@ public:
         flags_.push_back({std::move(name), std::move(help), &target});
         return *this;
     }
+    /// Collects the arguments that are not flags (e.g. input files) into target; without this,
+    /// any such argument is an error.
+    Parser& positional(std::string metavar, std::vector<std::string>& target, std::string help) {
+        positional_ = &target;
+        positional_metavar_ = std::move(metavar);
+        positional_help_ = std::move(help);
+        return *this;
+    }
 
     /// Parses argv; prints help and exits 0 for --help, prints the problem and exits 2 on bad input.
     void parse(int argc, char** argv) const {
@@ -51,6 +59,10 @@ public:
                 known = true;
                 if (i + 1 >= argc) fail(o.name + " needs a value (" + o.metavar + ")");
                 if (!o.set(argv[++i])) fail(o.name + ": '" + argv[i] + "' is not a valid " + o.metavar);
+            }
+            if (!known && positional_ && !arg.starts_with("-")) {
+                positional_->emplace_back(arg);
+                known = true;
             }
             if (!known) fail("unknown argument '" + std::string(arg) + "'");
         }
@@ -93,11 +105,14 @@ private:
                          o.default_text.c_str());
         for (const auto& f : flags_) std::fprintf(out, "  %-20s %s\n", f.name.c_str(), f.help.c_str());
         std::fprintf(out, "  %-20s %s\n", "--help", "this text");
+        if (positional_) std::fprintf(out, "  %-20s %s\n", (positional_metavar_ + "...").c_str(), positional_help_.c_str());
     }
 
     std::string program_, summary_;
     std::vector<Option> options_;
     std::vector<Flag> flags_;
+    std::vector<std::string>* positional_ = nullptr;
+    std::string positional_metavar_, positional_help_;
 };
 
 }  // namespace cli

@@ -1,0 +1,89 @@
+// What txt2img and evaluate share about a generation request: the sampler names on the command
+// line, the checks on the flags, the output file names, and how a run-time count of images is
+// split into the compile-time batch the model's workspace was built for.
+#ifndef DIFFUSE_APP_GENERATION_HPP
+#define DIFFUSE_APP_GENERATION_HPP
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdio>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "diffuse/core/rng.hpp"
+#include "diffuse/sample/samplers.hpp"
+
+namespace diffuse::app {
+
+/// Command-line names of the samplers.
+inline constexpr std::string_view kSamplerNames = "ddpm, ddim, euler, euler_a";
+
+inline std::optional<diffusion::Method> parse_sampler(std::string_view name) {
+    if (name == "ddpm") return diffusion::Method::ddpm;
+    if (name == "ddim") return diffusion::Method::ddim;
+    if (name == "euler") return diffusion::Method::euler;
+    if (name == "euler_a") return diffusion::Method::euler_ancestral;
+    return std::nullopt;
+}
+
+/// The flags of a generation run, as typed.
+struct GenerationFlags {
+    std::string prompt, negative;
+    int n = 16;
+    int steps = 50;
+    std::string sampler = "ddim";
+    double guidance = 3.0;
+    long long seed = 0;
+    std::string weights, out_dir, grid;
+};
+
+/// The first problem with the flags, or "" when they are fine. `need_output`: exactly one of
+/// --out-dir / --grid must be given (txt2img); evaluate writes its table and has only --grid.
+inline std::string validate(const GenerationFlags& f, bool need_output = true) {
+    if (need_output && f.prompt.empty()) return "--prompt is required";
+    if (f.n < 1) return "--n must be at least 1, not " + std::to_string(f.n);
+    if (f.steps < 1) return "--steps must be at least 1, not " + std::to_string(f.steps);
+    if (!parse_sampler(f.sampler)) return "--sampler '" + f.sampler + "' is not one of " + std::string(kSamplerNames);
+    if (!(f.guidance >= 0)) return "--guidance must not be negative (1 = no guidance, 0 = unconditional)";
+    if (f.seed < 0) return "--seed must not be negative";
+    if (need_output) {
+        if (!f.out_dir.empty() && !f.grid.empty()) return "give either --out-dir or --grid, not both";
+        if (f.out_dir.empty() && f.grid.empty()) return "give --out-dir DIR (one PNG per sample) or --grid FILE.png";
+    }
+    return {};
+}
+
+/// DIR/0000.png, DIR/0001.png, ...: four digits, more when the index needs them.
+inline std::string sample_path(const std::string& dir, int index) {
+    char name[32];
+    std::snprintf(name, sizeof name, "%04d.png", index);
+    if (dir.empty()) return name;
+    return dir.back() == '/' ? dir + name : dir + "/" + name;
+}
+
+/// A run of `count` images starting at image `begin`, generated as one batch of the workspace size.
+struct Chunk {
+    int index, begin, count;
+};
+
+/// n images in batches of `batch`: full batches, then the remainder (the last chunk is padded up to
+/// `batch` by the caller and its extra images dropped).
+inline std::vector<Chunk> plan_chunks(int n, int batch) {
+    if (n < 0 || batch < 1) throw std::invalid_argument("plan_chunks: bad sizes");
+    std::vector<Chunk> out;
+    for (int b = 0, i = 0; b < n; b += batch, ++i) out.push_back({i, b, std::min(batch, n - b)});
+    return out;
+}
+
+/// The sampler seed of chunk i: chunk 0 uses the seed itself (one chunk gives what a direct call of
+/// the model's generate gives), later chunks an independent stream, so chunks never repeat noise.
+inline std::uint64_t chunk_seed(std::uint64_t seed, int chunk) {
+    return chunk == 0 ? seed : stream_seed(seed, 0x7478'7432'696d'67ULL, std::uint64_t(chunk));
+}
+
+}  // namespace diffuse::app
+
+#endif

@@ -1,0 +1,263 @@
+// The logic of the command-line programs (txt2img, reconstruct, evaluate), factored into
+// include/diffuse/app/ so it can be tested without running them: flag checks, output names,
+// batching a run-time count into compile-time chunks, the 32 <-> 28 border, PSNR, grid layout,
+// the class prompts, model-file lookup, and scoring with the shipped classifier.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <vector>
+
+#include "../examples/common/cli.hpp"
+#include "diffuse/app/class_prompts.hpp"
+#include "diffuse/app/classify.hpp"
+#include "diffuse/app/generation.hpp"
+#include "diffuse/app/images.hpp"
+#include "diffuse/app/model_files.hpp"
+#include "diffuse/data/fashion_batches.hpp"
+#include "diffuse/io/idx.hpp"
+#include "diffuse/io/png.hpp"
+#include "diffuse/text/tokenizer.hpp"
+#include "diffuse/train/classifier_training.hpp"
+
+using namespace diffuse;
+using namespace diffuse::app;
+
+namespace {
+GenerationFlags good_flags() {
+    GenerationFlags f;
+    f.prompt = "a photo of a dress";
+    f.out_dir = "out";
+    return f;
+}
+std::string source_root() { return std::filesystem::path(DIFFUSE_TEST_DATA_DIR).parent_path().parent_path().string(); }
+}  // namespace
+
+TEST_CASE("txt2img flags: good ones pass, each bad one is named") {
+    CHECK(validate(good_flags()) == "");
+    auto bad = [](auto change) {
+        GenerationFlags f = good_flags();
+        change(f);
+        return validate(f);
+    };
+    CHECK(bad([](auto& f) { f.n = 0; }).find("--n") != std::string::npos);
+    CHECK(bad([](auto& f) { f.steps = 0; }).find("--steps") != std::string::npos);
+    CHECK(bad([](auto& f) { f.sampler = "heun"; }).find("'heun' is not one of") != std::string::npos);
+    CHECK(bad([](auto& f) { f.guidance = -0.5; }).find("--guidance") != std::string::npos);
+    CHECK(bad([](auto& f) { f.guidance = std::nan(""); }).find("--guidance") != std::string::npos);
+    CHECK(bad([](auto& f) { f.seed = -1; }).find("--seed") != std::string::npos);
+    CHECK(bad([](auto& f) { f.prompt.clear(); }).find("--prompt") != std::string::npos);
+    CHECK(bad([](auto& f) { f.grid = "g.png"; }).find("not both") != std::string::npos);
+    CHECK(bad([](auto& f) { f.out_dir.clear(); }).find("--out-dir") != std::string::npos);
+    CHECK(bad([](auto& f) { f.guidance = 0; }) == "");  // 0 = unconditional: allowed
+    // evaluate has no prompt or output directory.
+    GenerationFlags e;
+    CHECK(validate(e, false) == "");
+    e.steps = -3;
+    CHECK(validate(e, false).find("--steps") != std::string::npos);
+}
+
+TEST_CASE("sampler names") {
+    CHECK(parse_sampler("ddpm") == diffusion::Method::ddpm);
+    CHECK(parse_sampler("ddim") == diffusion::Method::ddim);
+    CHECK(parse_sampler("euler") == diffusion::Method::euler);
+    CHECK(parse_sampler("euler_a") == diffusion::Method::euler_ancestral);
+    CHECK_FALSE(parse_sampler("DDIM"));
+    CHECK_FALSE(parse_sampler(""));
+}
+
+TEST_CASE("sample file names") {
+    CHECK(sample_path("out", 0) == "out/0000.png");
+    CHECK(sample_path("out/", 7) == "out/0007.png");
+    CHECK(sample_path("a/b", 1234) == "a/b/1234.png");
+    CHECK(sample_path("out", 12345) == "out/12345.png");
+    CHECK(sample_path("", 3) == "0003.png");
+}
+
+TEST_CASE("chunks cover n images exactly once, remainder last") {
+    for (int n : {1, 15, 16, 17, 33, 100}) {
+        const auto chunks = plan_chunks(n, 16);
+        int next = 0;
+        for (std::size_t i = 0; i < chunks.size(); ++i) {
+            CHECK(chunks[i].index == int(i));
+            CHECK(chunks[i].begin == next);
+            CHECK(chunks[i].count >= 1);
+            CHECK(chunks[i].count <= 16);
+            if (i + 1 < chunks.size()) CHECK(chunks[i].count == 16);
+            next += chunks[i].count;
+        }
+        CHECK(next == n);
+        CHECK(int(chunks.size()) == (n + 15) / 16);
+    }
+    CHECK(plan_chunks(0, 16).empty());
+    CHECK_THROWS(plan_chunks(5, 0));
+    // Chunk 0 keeps the user's seed; the others get distinct seeds.
+    CHECK(chunk_seed(42, 0) == 42);
+    std::set<std::uint64_t> seeds;
+    for (int c = 0; c < 100; ++c) seeds.insert(chunk_seed(42, c));
+    CHECK(seeds.size() == 100);
+    CHECK(chunk_seed(42, 1) != chunk_seed(43, 1));
+}
+
+TEST_CASE("crop 32 -> 28 and pad 28 -> 32 are inverse on the centre") {
+    std::vector<float> big(32 * 32), small(28 * 28), back(32 * 32);
+    for (int y = 0; y < 32; ++y)
+        for (int x = 0; x < 32; ++x) big[std::size_t(y * 32 + x)] = float(y * 100 + x);
+    crop_border(big.data(), 32, 32, 1, kBorder, small.data());
+    CHECK(small[0] == 202.0f);                       // (2, 2)
+    CHECK(small[27] == 229.0f);                      // (2, 29)
+    CHECK(small[27 * 28 + 27] == 2929.0f);           // (29, 29)
+    CHECK(small[5 * 28 + 3] == float(7 * 100 + 5));  // (7, 5)
+    pad_border(small.data(), 28, 28, 1, kBorder, back.data());
+    for (int y = 0; y < 32; ++y)
+        for (int x = 0; x < 32; ++x) {
+            const bool inside = y >= 2 && y < 30 && x >= 2 && x < 30;
+            CHECK(back[std::size_t(y * 32 + x)] == (inside ? big[std::size_t(y * 32 + x)] : -1.0f));
+        }
+    // Channels stay interleaved.
+    std::vector<int> rgb(4 * 4 * 3), mid(2 * 2 * 3);
+    for (std::size_t i = 0; i < rgb.size(); ++i) rgb[i] = int(i);
+    crop_border(rgb.data(), 4, 4, 3, 1, mid.data());
+    CHECK(mid == std::vector<int>{15, 16, 17, 18, 19, 20, 27, 28, 29, 30, 31, 32});
+    CHECK_THROWS(crop_border(rgb.data(), 4, 4, 3, 2, mid.data()));
+}
+
+TEST_CASE("padding a Fashion-MNIST image matches the training data's padding") {
+    std::vector<std::uint8_t> bytes(28 * 28);
+    for (std::size_t i = 0; i < bytes.size(); ++i) bytes[i] = std::uint8_t((i * 37) % 256);
+    Tensor<float, 32, 32, 1> ours, theirs;
+    std::vector<float> unit(28 * 28);
+    for (std::size_t i = 0; i < unit.size(); ++i) unit[i] = io::from_byte(bytes[i]);
+    pad_border(unit.data(), 28, 28, 1, model_input_border(28, 28, 1), ours.data());
+    data::pad_and_scale<float>(bytes.data(), theirs);
+    for (std::size_t i = 0; i < ours.size; ++i) CHECK(ours.data()[i] == doctest::Approx(theirs.data()[i]).epsilon(1e-6));
+    CHECK(model_input_border(32, 32, 1) == 0);
+    CHECK_THROWS_WITH(model_input_border(30, 30, 1), doctest::Contains("28x28 or 32x32"));
+    CHECK_THROWS_WITH(model_input_border(28, 28, 3), doctest::Contains("grayscale"));
+}
+
+TEST_CASE("PSNR in [-1, 1] equals the 8-bit figure, clips the test image, is infinite for equal images") {
+    const std::vector<float> a = {-1, -0.5f, 0, 0.5f, 1};
+    CHECK(std::isinf(psnr(a.data(), a.data(), a.size())));
+    // A constant error of one 8-bit level (2/255): 20·log10(255) = 48.13 dB.
+    std::vector<float> b(a);
+    for (auto& v : b) v = v < 1 ? v + 2.0f / 255 : v - 2.0f / 255;
+    CHECK(psnr(a.data(), b.data(), a.size()) == doctest::Approx(20 * std::log10(255.0)).epsilon(1e-5));
+    // Error 0.5 everywhere: mse 0.25, 10·log10(4 / 0.25) = 12.04 dB.
+    std::vector<double> c = {0.5, 0.5}, d = {0, 1};
+    CHECK(psnr(c.data(), d.data(), 2) == doctest::Approx(10 * std::log10(16.0)));
+    // Values beyond the range are clipped before comparing (an image cannot show them).
+    std::vector<double> e = {1, -1}, f = {3, -7};
+    CHECK(std::isinf(psnr(e.data(), f.data(), 2)));
+    CHECK_THROWS(psnr(e.data(), f.data(), 0));
+}
+
+TEST_CASE("grid layout: square-ish, every image placed, no empty row") {
+    CHECK(grid_layout(1).rows == 1);
+    CHECK(grid_layout(1).cols == 1);
+    CHECK(grid_layout(16).rows == 4);
+    CHECK(grid_layout(16).cols == 4);
+    CHECK(grid_layout(10).cols == 4);
+    CHECK(grid_layout(10).rows == 3);
+    CHECK(grid_layout(100).rows == 10);
+    for (int n = 1; n <= 300; ++n) {
+        const auto g = grid_layout(n);
+        CHECK(g.rows * g.cols >= n);
+        CHECK((g.rows - 1) * g.cols < n);  // the last row holds at least one image
+        CHECK(g.cols >= g.rows);
+        CHECK(g.cols - g.rows <= 1 + g.cols / 4);
+    }
+    CHECK_THROWS(grid_layout(0));
+}
+
+TEST_CASE("a grid of cropped samples writes as one 8-bit PNG of the expected size") {
+    const auto dir = std::filesystem::temp_directory_path() / "diffuse_test_programs";
+    std::filesystem::create_directories(dir);
+    constexpr int n = 5;
+    Tensor<float, n, 32, 32, 1> gen;
+    for (std::size_t i = 0; i < gen.size; ++i) gen.data()[i] = float(i % 7) / 3.0f - 1.0f;
+    Tensor<float, n, 28, 28, 1> cropped;
+    for (int i = 0; i < n; ++i)
+        crop_border(gen.data() + i * 1024, 32, 32, 1, kBorder, cropped.data() + i * 784);
+    const auto g = grid_layout(n);
+    const std::string path = (dir / "grid.png").string();
+    io::write_png_grid(path, cropped, g.rows, g.cols);
+    const io::Image img = io::read_png(path);
+    CHECK(img.channels == 1);
+    CHECK(img.width == 3 * 28 + 2);
+    CHECK(img.height == 2 * 28 + 1);
+    // Cell (1, 1) is sample 4; its pixel (0, 0) is the generated (2, 2).
+    CHECK(img(29, 29, 0) == doctest::Approx(io::from_byte(io::to_byte(gen.data()[4 * 1024 + 2 * 32 + 2]))));
+    // One file per sample, 28x28.
+    const std::string one = sample_path(dir.string(), 3);
+    io::write_png(one, cropped.item(3));
+    const io::Image s = io::read_png(one);
+    CHECK(s.width == 28);
+    CHECK(s.height == 28);
+    CHECK(s.channels == 1);
+    std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("class prompts: one per class, in label order, every word in the tokenizer's vocabulary") {
+    const auto prompts = class_prompts();
+    CHECK(prompts[0] == "a photo of a t-shirt");
+    CHECK(prompts[1] == "a photo of a trouser");
+    CHECK(prompts[4] == "a photo of a coat");
+    CHECK(prompts[9] == "a photo of an ankle boot");
+    CHECK(std::set<std::string>(prompts.begin(), prompts.end()).size() == 10);
+    for (int c = 0; c < kClassCount; ++c) {
+        // It is one of the captions the model was trained on for this class, and only for it.
+        for (int o = 0; o < kClassCount; ++o) {
+            const auto all = data::all_captions(o);
+            const bool found = std::find(all.begin(), all.end(), prompts[std::size_t(c)]) != all.end();
+            CHECK(found == (o == c));
+        }
+    }
+    CHECK_THROWS(class_prompt(10));
+}
+
+TEST_CASE("model files: source tree first, then ./models, and a clear error when missing") {
+    const auto c = model_candidates("diffusion.safetensors", "/src/repo/examples/txt2img.cpp");
+    REQUIRE(c.size() == 2);
+    CHECK(c[0] == "/src/repo/models/diffusion.safetensors");
+    CHECK(c[1] == "models/diffusion.safetensors");
+    CHECK(model_candidates("x", "txt2img.cpp").size() == 1);  // a relative __FILE__ gives no source tree
+    const std::string here = source_root() + "/examples/evaluate.cpp";
+    CHECK(find_model("fashion_classifier.safetensors", here, "classifier", "") ==
+          source_root() + "/models/fashion_classifier.safetensors");
+    CHECK_THROWS_WITH(find_model("no_such_model.safetensors", here, "diffusion model", "pass --weights"),
+                      doctest::Contains("has not been trained or shipped"));
+}
+
+TEST_CASE("cli: file arguments are collected when a program asks for them") {
+    std::string out = "x";
+    std::vector<std::string> files;
+    cli::Parser p("prog", "test");
+    p.option("--out-dir", out, "where").positional("IMAGE.png", files, "inputs");
+    std::vector<std::string> args = {"prog", "a.png", "--out-dir", "d", "b.png"};
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    p.parse(int(argv.size()), argv.data());
+    CHECK(out == "d");
+    CHECK(files == std::vector<std::string>{"a.png", "b.png"});
+}
+
+TEST_CASE("the shipped classifier (F16 storage) scores test images through the app path") {
+    const std::string path = source_root() + "/models/fashion_classifier.safetensors";
+    const auto test = io::load_fashion_mnist(io::Split::test, DIFFUSE_FASHION_MNIST_DIR);
+    LoadedClassifier clf(path);
+    constexpr int count = 1000;
+    // The generator's range: bytes to [-1, 1] as the PNG reader and the training data do.
+    std::vector<float> images(std::size_t(count) * 784);
+    for (std::size_t i = 0; i < images.size(); ++i) images[i] = io::from_byte(test.images.pixels[i]);
+    const auto pred = classify<64>(clf.model, images.data(), count);  // 1000 = 15 x 64 + 40: a padded last batch
+    int correct = 0;
+    for (int i = 0; i < count; ++i) correct += pred[std::size_t(i)] == test.labels.labels[std::size_t(i)];
+    const double acc = double(correct) / count;
+    MESSAGE("shipped classifier on the first 1000 test images: " << acc);
+    CHECK(acc >= 0.9);
+    // The same answer as the training code's own evaluation (its input is bytes / 255).
+    CHECK(acc == doctest::Approx(evaluate_classifier<100>(clf.model, test, count)).epsilon(0.003));
+}
