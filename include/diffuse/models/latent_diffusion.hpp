@@ -18,7 +18,7 @@
 //   vae.*, text_encoder.*, unet.*     parameters
 //   ema.text_encoder.*, ema.unet.*   the EMA shadow (when it has been updated; count in metadata)
 //   latent_scale                      F64 [1]
-//   __metadata__: format, config (the preset's name), ema_updates, prediction, schedule
+//   __metadata__: format, config (the preset's name), ema_updates, prediction, schedule, kind ("weights")
 // A training checkpoint adds optimizer and trainer state (train/checkpoint.hpp); load() ignores it.
 //
 // Inference workspaces (SampleWorkspace<N>, CodecWorkspace<N>) are allocated once per batch size:
@@ -317,17 +317,19 @@ public:
 
     // ---- Weights files -----------------------------------------------------------------------
 
-    /// Adds the weights (and their metadata) to a writer; the model must outlive w.save().
-    void add_weights(io::SafetensorsWriter& w) const {
+    /// Adds the weights (and their metadata) to a writer; the model must outlive w.save(). The EMA
+    /// shadow is written once it has been updated, or always with with_ema (training checkpoints).
+    void add_weights(io::SafetensorsWriter& w, bool with_ema = false) const {
         latent_diffusion::add_store_buffer(w, vae_store, vae_store.values(), "");
         latent_diffusion::add_store_buffer(w, diffusion_store, diffusion_store.values(), "");
-        if (has_ema()) latent_diffusion::add_store_buffer(w, diffusion_store, ema.shadow(), "ema.");
+        if (with_ema || has_ema()) latent_diffusion::add_store_buffer(w, diffusion_store, ema.shadow(), "ema.");
         w.add("latent_scale", {1}, &latent_scale);
         w.set_metadata("format", latent_diffusion::kFormat);
         w.set_metadata("config", latent_diffusion::preset_name<Preset>());
         w.set_metadata("ema_updates", std::to_string(ema.update_count()));
         w.set_metadata("prediction", prediction == diffusion::Prediction::v ? "v" : "epsilon");
         w.set_metadata("schedule", latent_diffusion::kScheduleName);
+        w.set_metadata("kind", "weights");
     }
     void save(const std::string& path) const {
         io::SafetensorsWriter w;

@@ -1,0 +1,123 @@
+// Training checkpoints of a LatentDiffusion run: one safetensors file, written atomically, holding
+// the model's weights file (models/latent_diffusion.hpp: vae.*, text_encoder.*, unet.*, ema.*,
+// latent_scale; so txt2img loads a checkpoint as it is) and everything else a run needs to resume
+// bit for bit:
+//   optim.vae.m.<name>, optim.vae.v.<name>               Adam moments of the VAE, per parameter
+//   optim.diffusion.m.<name>, optim.diffusion.v.<name>   Adam moments of text encoder + UNet
+//   ema.<name>                                          EMA shadow (always, even before its first update)
+//   trainer.counters   I64 [7]: vae steps, diffusion steps, VAE Adam t, diffusion Adam t, EMA updates,
+//                      data epoch, data position (next batch)
+//   trainer.flags      U8 [1]: latent scale measured
+//   trainer.rng.state  U64 [4], trainer.rng.spare F64 [1], trainer.rng.has_spare U8 [1]
+//   __metadata__: the weights' (format, config, ...), plus kind = "checkpoint", batch and the seed.
+// Loading checks the preset, the batch size and every tensor's name and shape, naming the tensor
+// that does not fit.
+#ifndef DIFFUSE_TRAIN_CHECKPOINT_HPP
+#define DIFFUSE_TRAIN_CHECKPOINT_HPP
+
+#include <array>
+#include <cstdint>
+#include <string>
+
+#include "diffuse/io/safetensors.hpp"
+#include "diffuse/models/latent_diffusion.hpp"
+#include "diffuse/train/latent_diffusion_trainer.hpp"
+
+namespace diffuse {
+
+namespace checkpoint_detail {
+enum Counter { vae_steps, diffusion_steps, vae_adam_t, diffusion_adam_t, ema_updates, data_epoch, data_position, count };
+}
+
+/// Writes model + trainer state to path (atomically: an interrupted save keeps the old file).
+template <class T, class Preset, int N>
+void save_checkpoint(const std::string& path, const LatentDiffusionTrainer<T, Preset, N>& tr) {
+    namespace cd = checkpoint_detail;
+    const auto& m = tr.model;
+    io::SafetensorsWriter w;
+    m.add_weights(w, /*with_ema=*/true);
+    latent_diffusion::add_store_buffer(w, m.vae_store, tr.vae_adam.m(), "optim.vae.m.");
+    latent_diffusion::add_store_buffer(w, m.vae_store, tr.vae_adam.v(), "optim.vae.v.");
+    latent_diffusion::add_store_buffer(w, m.diffusion_store, tr.diffusion_adam.m(), "optim.diffusion.m.");
+    latent_diffusion::add_store_buffer(w, m.diffusion_store, tr.diffusion_adam.v(), "optim.diffusion.v.");
+
+    std::array<std::int64_t, cd::count> counters{};
+    counters[cd::vae_steps] = tr.vae_steps;
+    counters[cd::diffusion_steps] = tr.diffusion_steps;
+    counters[cd::vae_adam_t] = tr.vae_adam.step_count();
+    counters[cd::diffusion_adam_t] = tr.diffusion_adam.step_count();
+    counters[cd::ema_updates] = m.ema.update_count();
+    counters[cd::data_epoch] = tr.data.epoch();
+    counters[cd::data_position] = tr.data.position();
+    w.add("trainer.counters", {cd::count}, counters.data());
+    const std::uint8_t flags = tr.scale_measured ? 1 : 0;
+    w.add("trainer.flags", {1}, &flags);
+    const Rng::State rs = tr.rng.state();
+    const std::uint8_t has_spare = rs.has_spare ? 1 : 0;
+    w.add("trainer.rng.state", {4}, rs.s);
+    w.add("trainer.rng.spare", {1}, &rs.spare);
+    w.add("trainer.rng.has_spare", {1}, &has_spare);
+
+    w.set_metadata("kind", "checkpoint");
+    w.set_metadata("batch", std::to_string(N));
+    w.set_metadata("seed", std::to_string(tr.options.seed));
+    w.save(path);
+}
+
+/// Restores model + trainer from a checkpoint written by save_checkpoint for the same preset and
+/// batch. The trainer must have been built with the same data and options (seed) as the saved run.
+template <class T, class Preset, int N>
+void load_checkpoint(const std::string& path, LatentDiffusionTrainer<T, Preset, N>& tr) {
+    namespace cd = checkpoint_detail;
+    const io::SafetensorsFile f(path);
+    auto& m = tr.model;
+    LatentDiffusion<T, Preset>::check_config(f);
+    if (latent_diffusion::metadata_at(f, "kind") != "checkpoint") f.fail("holds weights only, not a training checkpoint");
+    if (latent_diffusion::metadata_at(f, "batch") != std::to_string(N))
+        f.fail("was trained with batch " + latent_diffusion::metadata_at(f, "batch") + "; this program's batch is " +
+               std::to_string(N) + " (a compile-time size)");
+    const auto check = [&](const char* name, io::DType dtype, std::int64_t n) {
+        const io::TensorEntry& t = f.at(name);
+        if (t.dtype != dtype || t.shape != std::vector<std::int64_t>{n})
+            f.fail(std::string("tensor '") + name + "' is " + io::dtype_name(t.dtype) + " " + io::shape_string(t.shape) +
+                   ", expected " + io::dtype_name(dtype) + " [" + std::to_string(n) + "]");
+    };
+    check("trainer.counters", io::DType::I64, cd::count);
+    check("trainer.flags", io::DType::U8, 1);
+    check("trainer.rng.state", io::DType::U64, 4);
+    check("trainer.rng.spare", io::DType::F64, 1);
+    check("trainer.rng.has_spare", io::DType::U8, 1);
+
+    m.read_weights(f);  // checks the format and preset first
+    latent_diffusion::read_store_buffer(f, m.diffusion_store, m.ema.shadow(), "ema.");
+    latent_diffusion::read_store_buffer(f, m.vae_store, tr.vae_adam.m(), "optim.vae.m.");
+    latent_diffusion::read_store_buffer(f, m.vae_store, tr.vae_adam.v(), "optim.vae.v.");
+    latent_diffusion::read_store_buffer(f, m.diffusion_store, tr.diffusion_adam.m(), "optim.diffusion.m.");
+    latent_diffusion::read_store_buffer(f, m.diffusion_store, tr.diffusion_adam.v(), "optim.diffusion.v.");
+
+    std::array<std::int64_t, cd::count> c{};
+    f.read("trainer.counters", c.data(), c.size());
+    std::uint8_t flags = 0, has_spare = 0;
+    f.read("trainer.flags", &flags, 1);
+    Rng::State rs{};
+    f.read("trainer.rng.state", rs.s, 4);
+    f.read("trainer.rng.spare", &rs.spare, 1);
+    f.read("trainer.rng.has_spare", &has_spare, 1);
+    rs.has_spare = has_spare != 0;
+
+    if (c[cd::data_position] < 0 || c[cd::data_position] > tr.data.batches_per_epoch() || c[cd::data_epoch] < 0)
+        f.fail("data position (epoch " + std::to_string(c[cd::data_epoch]) + ", batch " + std::to_string(c[cd::data_position]) +
+               ") does not fit this data set of " + std::to_string(tr.data.batches_per_epoch()) + " batches per epoch");
+    tr.vae_steps = c[cd::vae_steps];
+    tr.diffusion_steps = c[cd::diffusion_steps];
+    tr.vae_adam.set_step_count(c[cd::vae_adam_t]);
+    tr.diffusion_adam.set_step_count(c[cd::diffusion_adam_t]);
+    m.ema.set_update_count(c[cd::ema_updates]);
+    tr.data.seek(c[cd::data_epoch], int(c[cd::data_position]));
+    tr.scale_measured = flags != 0;
+    tr.rng.set_state(rs);
+}
+
+}  // namespace diffuse
+
+#endif
