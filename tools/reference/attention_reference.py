@@ -14,8 +14,10 @@ over the tensor's row-major elements; tests/test_attention.cpp uses the same for
 Computed in float64. The loss is sum(y * dy), so the gradients are those for upstream gradient dy.
 """
 import math
-import os
+
 import torch
+
+from common import data_path, hex_array
 
 # phase, amplitude of each tensor; shared with the C++ test
 PHASE = {"x": (0.0, 1.0), "context": (0.5, 1.0), "q_w": (1.0, 0.4), "q_b": (1.5, 0.1), "k_w": (2.0, 0.4),
@@ -63,11 +65,6 @@ def run(D, H, Dkv, N, Tq, Tk, mask, self_attention):
     return out
 
 
-def array(name, t):
-    vals = t.detach().reshape(-1).tolist()
-    return f"inline constexpr double {name}[{len(vals)}] = {{\n    " + ", ".join(float.hex(v) for v in vals) + "};\n"
-
-
 def mask_array(name, rows):
     vals = [b for r in rows for b in r]
     return f"inline constexpr bool {name}[{len(vals)}] = {{" + ", ".join("true" if b else "false" for b in vals) + "};\n"
@@ -95,13 +92,13 @@ def main():
         out.append(f"inline constexpr int D = {D}, Heads = {H}, Dkv = {Dkv}, N = {N}, Tq = {Tq}, Tk = {Tk};\n")
         out.append(mask_array("key_padding_mask", mask))
         for k, t in res.items():
-            out.append(array(k, t))
+            out.append(hex_array(k, t.detach().reshape(-1).tolist()))
         out.append(f"}}  // namespace {name}\n")
     out.append("\n}  // namespace attention_ref\n\n#endif\n")
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests", "data", "attention_reference.hpp")
-    with open(os.path.normpath(path), "w") as f:
+    path = data_path("attention_reference.hpp")
+    with open(path, "w") as f:
         f.write("".join(out))
-    print("wrote", os.path.normpath(path))
+    print("wrote", path)
 
 
 if __name__ == "__main__":

@@ -13,9 +13,10 @@ loss itself). Numbers are printed with repr(), which round-trips a double exactl
 GroupNorm: our layout is channels-last [N, H, W, C]; PyTorch's is [N, C, H, W]. x is generated
 as NHWC, permuted to NCHW for F.group_norm, and y / dx are permuted back to NHWC.
 """
-import os
 import torch
 import torch.nn.functional as F
+
+from common import data_path
 
 torch.manual_seed(0)
 D64 = torch.float64
@@ -114,8 +115,7 @@ for k, t in out.items():
         lines.append(f"inline constexpr double {k}[{len(vals)}] = {{\n    {body}}};")
 lines += ["", "}  // namespace norm_activation_ref", "", "#endif", ""]
 
-path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests", "data",
-                    "norm_activation_reference.hpp")
-with open(os.path.normpath(path), "w") as f:
+path = data_path("norm_activation_reference.hpp")
+with open(path, "w") as f:
     f.write("\n".join(lines))
-print("wrote", os.path.normpath(path))
+print("wrote", path)
