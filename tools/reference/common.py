@@ -88,7 +88,8 @@ def write_safetensors(path, tensors, metadata=None):
 def hex_array(name, values):
     """A C++ array of doubles written as exact hexadecimal floating literals."""
     values = list(values)
-    return f"inline constexpr double {name}[{len(values)}] = {{\n    " + ", ".join(float.hex(v) for v in values) + "};\n"
+    body = ", ".join(float.hex(v) for v in values)
+    return f"inline constexpr double {name}[{len(values)}] = {{\n    " + body + "};\n"
 
 
 # ------------------------------------------------------------------------------------------------
