@@ -9,6 +9,8 @@
 #include <memory>
 #include <vector>
 
+#include <omp.h>
+
 #include "diffuse/io/idx.hpp"
 #include "diffuse/train/checkpoint.hpp"
 #include "diffuse/train/latent_diffusion_trainer.hpp"
@@ -16,6 +18,10 @@
 using namespace diffuse;
 
 namespace {
+
+// One thread: these Tiny models are too small to gain from threads, and OpenMP's spinning threads
+// crawl on a shared, oversubscribed machine. (Results are reproducible for any fixed thread count.)
+const int kOneThread = [] { omp_set_num_threads(1); return 1; }();
 
 constexpr int kBatch = 4;
 using Model = LatentDiffusion<float, presets::Tiny>;
