@@ -13,9 +13,12 @@
 #include "../examples/common/cli.hpp"
 #include "diffuse/app/class_prompts.hpp"
 #include "diffuse/app/classify.hpp"
+#include "diffuse/app/evaluation.hpp"
 #include "diffuse/app/generation.hpp"
 #include "diffuse/app/images.hpp"
 #include "diffuse/app/model_files.hpp"
+#include "diffuse/app/output_paths.hpp"
+#include "diffuse/app/reconstruction.hpp"
 #include "diffuse/data/fashion_batches.hpp"
 #include "diffuse/io/idx.hpp"
 #include "diffuse/io/png.hpp"
@@ -76,6 +79,14 @@ TEST_CASE("sample file names") {
     CHECK(sample_path("", 3) == "0003.png");
 }
 
+TEST_CASE("reconstruction names: the input's file name in the output directory, no collisions") {
+    CHECK(reconstruction_paths("rec", {"a/shoe.png", "b/bag.PNG", "c/d/x"}) ==
+          std::vector<std::string>{"rec/shoe.png", "rec/bag.png", "rec/x.png"});
+    CHECK_THROWS_WITH(reconstruction_paths("rec", {"a/shoe.png", "b/shoe.png"}), doctest::Contains("collide"));
+    CHECK_THROWS_WITH(reconstruction_paths("imgs", {"imgs/shoe.png"}), doctest::Contains("overwrite"));
+    CHECK_THROWS_WITH(reconstruction_paths("./imgs/", {"imgs/../imgs/shoe.png"}), doctest::Contains("overwrite"));
+}
+
 TEST_CASE("chunks cover n images exactly once, remainder last") {
     for (int n : {1, 15, 16, 17, 33, 100}) {
         const auto chunks = plan_chunks(n, 16);
@@ -99,6 +110,58 @@ TEST_CASE("chunks cover n images exactly once, remainder last") {
     for (int c = 0; c < 100; ++c) seeds.insert(chunk_seed(42, c));
     CHECK(seeds.size() == 100);
     CHECK(chunk_seed(42, 1) != chunk_seed(43, 1));
+}
+
+namespace {
+/// Stands in for LatentDiffusion: records each generate() call, writes 100·call + item.
+struct FakeModel {
+    static constexpr int image_size = 2, image_channels = 1;
+    struct Options {
+        std::uint64_t seed = 0;
+        int steps = 0;
+    };
+    template <int N>
+    struct SampleWorkspace {
+        int uses = 0;
+    };
+    std::vector<std::uint64_t> seeds;
+    std::vector<std::string> negatives;
+    template <class Prompts, Shaped Y, int N>
+    int generate(const Prompts& prompts, std::string_view negative, const Options& o, Y&& images, SampleWorkspace<N>& ws) {
+        static_assert(shape_of<Y>::first == N);
+        CHECK(prompts.size() == std::size_t(N));
+        for (const auto& p : prompts) CHECK(p == "a bag");
+        CHECK(o.steps == 7);
+        ++ws.uses;
+        for (int i = 0; i < N; ++i)
+            for (int k = 0; k < 4; ++k) images.data()[i * 4 + k] = float(100 * seeds.size() + i);
+        seeds.push_back(o.seed);
+        negatives.emplace_back(negative);
+        return seeds.size() == 2 ? 1 : 0;
+    }
+};
+}  // namespace
+
+TEST_CASE("generate_in_chunks: full batches, then the remainder; per-chunk seeds; nothing written past n") {
+    FakeModel m;
+    FakeModel::Options o{.seed = 9, .steps = 7};
+    std::vector<float> out(10 * 4 + 1, -5.0f);  // one sentinel past the end
+    std::vector<std::pair<int, int>> progress;
+    const bool truncated = generate_in_chunks<4>(m, "a bag", "blurry", o, 10, out.data(),
+                                                 [&](int c, int total) { progress.emplace_back(c, total); });
+    CHECK(truncated);  // the second call reported a truncation
+    REQUIRE(m.seeds.size() == 3);
+    CHECK(m.seeds[0] == 9);
+    CHECK(m.seeds[1] == chunk_seed(9, 1));
+    CHECK(m.seeds[2] == chunk_seed(9, 2));
+    CHECK(m.negatives == std::vector<std::string>{"blurry", "blurry", "blurry"});
+    for (int j = 0; j < 10; ++j)
+        for (int k = 0; k < 4; ++k) CHECK(out[std::size_t(j * 4 + k)] == float(100 * (j / 4) + j % 4));
+    CHECK(out.back() == -5.0f);
+    CHECK(progress == std::vector<std::pair<int, int>>{{0, 3}, {1, 3}, {2, 3}});
+    FakeModel one;
+    CHECK_FALSE(generate_in_chunks<16>(one, "a bag", "", o, 3, out.data(), [](int, int) {}));
+    CHECK(one.seeds == std::vector<std::uint64_t>{9});  // a single chunk is a plain call with the user's seed
 }
 
 TEST_CASE("crop 32 -> 28 and pad 28 -> 32 are inverse on the centre") {
@@ -260,4 +323,68 @@ TEST_CASE("the shipped classifier (F16 storage) scores test images through the a
     CHECK(acc >= 0.9);
     // The same answer as the training code's own evaluation (its input is bytes / 255).
     CHECK(acc == doctest::Approx(evaluate_classifier<100>(clf.model, test, count)).epsilon(0.003));
+}
+
+namespace {
+/// Stands in for LatentDiffusion's codec: "reconstructs" an image as 0.5 · image + 0.1.
+struct FakeCodec {
+    static constexpr int image_size = 2, image_channels = 1;
+    template <int N>
+    struct CodecWorkspace {};
+    mutable int calls = 0;
+    template <class X, class Y, int N>
+    void reconstruct(const X& x, Y&& y, CodecWorkspace<N>&) const {
+        ++calls;
+        for (std::size_t i = 0; i < std::size_t(N) * 4; ++i) y.data()[i] = 0.5f * x.data()[i] + 0.1f;
+    }
+};
+}  // namespace
+
+TEST_CASE("reconstruct_in_chunks and the PSNR of what comes back") {
+    FakeCodec m;
+    std::vector<float> in(7 * 4), out(7 * 4 + 1, -9.0f);
+    for (std::size_t i = 0; i < in.size(); ++i) in[i] = float(i) / 28.0f;
+    reconstruct_in_chunks<3>(m, in.data(), 7, out.data());
+    CHECK(m.calls == 3);
+    for (std::size_t i = 0; i < in.size(); ++i) CHECK(out[i] == doctest::Approx(0.5f * in[i] + 0.1f));
+    CHECK(out.back() == -9.0f);
+    const auto scores = psnr_per_image(in.data(), out.data(), 7, 4);
+    REQUIRE(scores.size() == 7);
+    for (int i = 0; i < 7; ++i) CHECK(scores[std::size_t(i)] == doctest::Approx(psnr(in.data() + i * 4, out.data() + i * 4, 4)));
+    CHECK(mean_psnr({10, 20}) == doctest::Approx(15));
+    CHECK(mean_psnr({10, std::numeric_limits<double>::infinity()}, 50) == doctest::Approx(30));
+}
+
+TEST_CASE("conditional accuracy: per class, mean over classes, most common mistake; Markdown report") {
+    ConditionalAccuracy acc;
+    acc.add(0, {0, 0, 6, 6, 2});          // 2 of 5 right; mistaken mostly for 6 (Shirt)
+    acc.add(9, {9, 9, 9, 9});             // all right
+    acc.add(9, {7});                      // 4 of 5
+    CHECK(acc.samples(0) == 5);
+    CHECK(acc.accuracy(0) == doctest::Approx(0.4));
+    CHECK(acc.accuracy(9) == doctest::Approx(0.8));
+    CHECK(acc.accuracy(3) == 0);
+    CHECK(acc.mean_accuracy() == doctest::Approx(0.6));  // over the classes that have images
+    CHECK(acc.most_confused_with(0) == 6);
+    CHECK(acc.most_confused_with(9) == 7);
+    CHECK(acc.most_confused_with(3) == -1);
+    CHECK_THROWS(acc.add(10, {0}));
+    CHECK_THROWS(acc.add(0, {-1}));
+    const std::string md = markdown_report(acc, EvaluationSummary{24.5, 10000, 0.9313});
+    CHECK(md.find("| T-shirt/top | a photo of a t-shirt | 5 | 0.400 | Shirt (2) |") != std::string::npos);
+    CHECK(md.find("| Ankle boot | a photo of an ankle boot | 5 | 0.800 | Sneaker (1) |") != std::string::npos);
+    CHECK(md.find("| Dress | a photo of a dress | 0 | 0.000 | - |") != std::string::npos);
+    CHECK(md.find("| **mean** | | 10 | **0.600** | |") != std::string::npos);
+    CHECK(md.find("| classifier test accuracy (the ceiling) | 0.9313 |") != std::string::npos);
+    CHECK(md.find("| VAE reconstruction PSNR, 10000 test images at 32x32 | 24.50 dB |") != std::string::npos);
+    // Every table row has the same number of columns as its header.
+    std::size_t rows = 0;
+    for (std::size_t b = 0, e; (e = md.find('\n', b)) != std::string::npos; b = e + 1) {
+        const std::string line = md.substr(b, e - b);
+        if (line.empty()) continue;
+        ++rows;
+        const auto bars = std::count(line.begin(), line.end(), '|');
+        CHECK((bars == 6 || bars == 3));
+    }
+    CHECK(rows == 2 + 10 + 1 + 2 + 3);
 }

@@ -5,8 +5,8 @@
 #define DIFFUSE_APP_GENERATION_HPP
 
 #include <algorithm>
+#include <array>
 #include <cstdint>
-#include <cstdio>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -14,6 +14,8 @@
 #include <vector>
 
 #include "diffuse/core/rng.hpp"
+#include "diffuse/core/tensor.hpp"
+#include "diffuse/app/output_paths.hpp"
 #include "diffuse/sample/samplers.hpp"
 
 namespace diffuse::app {
@@ -56,14 +58,6 @@ inline std::string validate(const GenerationFlags& f, bool need_output = true) {
     return {};
 }
 
-/// DIR/0000.png, DIR/0001.png, ...: four digits, more when the index needs them.
-inline std::string sample_path(const std::string& dir, int index) {
-    char name[32];
-    std::snprintf(name, sizeof name, "%04d.png", index);
-    if (dir.empty()) return name;
-    return dir.back() == '/' ? dir + name : dir + "/" + name;
-}
-
 /// A run of `count` images starting at image `begin`, generated as one batch of the workspace size.
 struct Chunk {
     int index, begin, count;
@@ -82,6 +76,32 @@ inline std::vector<Chunk> plan_chunks(int n, int batch) {
 /// the model's generate gives), later chunks an independent stream, so chunks never repeat noise.
 inline std::uint64_t chunk_seed(std::uint64_t seed, int chunk) {
     return chunk == 0 ? seed : stream_seed(seed, 0x7478'7432'696d'67ULL, std::uint64_t(chunk));
+}
+
+/// n images for one prompt from a model whose sampling workspace is built for batches of K
+/// (LatentDiffusion or anything with its generate/SampleWorkspace interface): chunk i is sampled
+/// with chunk_seed(opt.seed, i); the remainder chunk is generated as a full batch of K and its extra
+/// images dropped. Writes [n, S, S, C] to out; calls progress(chunk, chunk_count) after each chunk.
+/// Returns whether the prompt or the negative prompt was truncated to the context length.
+template <int K, class Model, class Options, class T, class Progress>
+bool generate_in_chunks(Model& model, const std::string& prompt, std::string_view negative, const Options& opt, int n,
+                        T* out, Progress progress) {
+    static_assert(K >= 1, "generate_in_chunks: the batch must hold at least one image");
+    constexpr std::size_t image = std::size_t(Model::image_size) * Model::image_size * Model::image_channels;
+    auto ws = make<typename Model::template SampleWorkspace<K>>();
+    auto images = make<Tensor<T, K, Model::image_size, Model::image_size, Model::image_channels>>();
+    std::array<std::string, K> prompts;
+    prompts.fill(prompt);
+    const auto chunks = plan_chunks(n, K);
+    bool truncated = false;
+    for (const Chunk& c : chunks) {
+        Options o = opt;
+        o.seed = chunk_seed(opt.seed, c.index);
+        truncated |= model.generate(prompts, negative, o, images->view(), *ws) > 0;
+        std::copy(images->data(), images->data() + std::size_t(c.count) * image, out + std::size_t(c.begin) * image);
+        progress(c.index, int(chunks.size()));
+    }
+    return truncated;
 }
 
 }  // namespace diffuse::app

@@ -1,0 +1,92 @@
+// Text to image: samples Fashion-MNIST-style pictures from a prompt with the trained latent
+// diffusion model and writes them as 28x28 8-bit grayscale PNGs (the model's 32x32 output with the
+// 2-pixel padding cropped off), one file per sample or one grid.
+//
+//   txt2img --prompt "a photo of an ankle boot" --n 16 --grid boots.png
+//   txt2img --prompt "a pair of trousers" --negative "a dress" --sampler euler_a --out-dir out/
+//
+// Without --weights the shipped model models/diffusion.safetensors is used, looked up in the
+// source tree this program was built from, then in ./models/ (diffuse/app/model_files.hpp).
+#include <chrono>
+#include <cstdio>
+#include <exception>
+#include <filesystem>
+#include <memory>
+#include <vector>
+
+#include "common/cli.hpp"
+#include "diffuse/app/generation.hpp"
+#include "diffuse/app/images.hpp"
+#include "diffuse/app/model_files.hpp"
+#include "diffuse/io/png.hpp"
+#include "diffuse/models/latent_diffusion.hpp"
+
+namespace {
+using Model = diffuse::LatentDiffusion<float, diffuse::presets::Default>;
+// The sampling workspace is sized at compile time; --n images are drawn in batches of this many.
+constexpr int kBatch = 16;
+}  // namespace
+
+int main(int argc, char** argv) {
+    using namespace diffuse;
+    app::GenerationFlags f;
+    bool raw = false;
+    cli::Parser cli("txt2img",
+                    "generate 28x28 Fashion-MNIST-style images from a text prompt.\n"
+                    "Usage: txt2img --prompt TEXT (--out-dir DIR | --grid FILE.png) [options]");
+    cli.option("--prompt", f.prompt, "what to draw, e.g. \"a photo of a sneaker\"")
+        .option("--negative", f.negative, "steer away from this prompt (empty: the unconditional prompt)")
+        .option("--n", f.n, "number of images")
+        .option("--steps", f.steps, "sampler steps")
+        .option("--sampler", f.sampler, "ddpm, ddim, euler or euler_a")
+        .option("--guidance", f.guidance, "classifier-free guidance scale (1: prompt only, 0: unconditional)")
+        .option("--seed", f.seed, "seed; the same seed gives the same images")
+        .option("--weights", f.weights, "model weights (default: the shipped models/diffusion.safetensors)")
+        .option("--out-dir", f.out_dir, "write DIR/0000.png, DIR/0001.png, ... (one per image)")
+        .option("--grid", f.grid, "write all images as one grid PNG")
+        .flag("--raw-weights", raw, "sample with the trained weights instead of their EMA");
+    cli.parse(argc, argv);
+    if (const std::string problem = app::validate(f); !problem.empty()) cli.fail(problem);
+
+    try {
+        const std::string weights =
+            f.weights.empty() ? app::find_model("diffusion.safetensors", __FILE__, "diffusion model",
+                                                "Train one with the train example, or pass --weights PATH.")
+                              : f.weights;
+        auto model = std::make_unique<Model>();
+        model->load(weights);
+        Model::SampleOptions opt;
+        opt.sampler = *app::parse_sampler(f.sampler);
+        opt.steps = f.steps;
+        opt.guidance = f.guidance;
+        opt.seed = std::uint64_t(f.seed);
+        opt.use_ema = !raw;
+        if (!f.out_dir.empty()) std::filesystem::create_directories(f.out_dir);
+
+        constexpr int S = Model::image_size, side = S - 2 * app::kBorder;
+        std::vector<float> images(std::size_t(f.n) * S * S);
+        const auto start = std::chrono::steady_clock::now();
+        const bool truncated = app::generate_in_chunks<kBatch>(*model, f.prompt, f.negative, opt, f.n, images.data(), [&](int c, int total) {
+            const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+            std::fprintf(stderr, "\rbatch %d/%d (%d images each), %.1f s", c + 1, total, kBatch, s);
+        });
+        std::fprintf(stderr, "\n");
+        if (truncated) std::fprintf(stderr, "txt2img: warning: the prompt was cut to %d tokens\n", Model::context_length);
+
+        std::vector<float> cropped(std::size_t(f.n) * side * side);
+        for (int i = 0; i < f.n; ++i)
+            app::crop_border(images.data() + std::size_t(i) * S * S, S, S, 1, app::kBorder, cropped.data() + std::size_t(i) * side * side);
+        if (!f.grid.empty()) {
+            const auto g = app::grid_layout(f.n);
+            io::write_png_grid(f.grid, cropped.data(), f.n, side, side, 1, g.rows, g.cols);
+            std::printf("wrote %s (%d images, %dx%d)\n", f.grid.c_str(), f.n, g.rows, g.cols);
+        } else {
+            for (int i = 0; i < f.n; ++i)
+                io::write_png(app::sample_path(f.out_dir, i), side, side, 1, cropped.data() + std::size_t(i) * side * side);
+            std::printf("wrote %d images to %s\n", f.n, f.out_dir.c_str());
+        }
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "txt2img: %s\n", e.what());
+        return 1;
+    }
+}
