@@ -10,6 +10,8 @@
 #include <memory>
 #include <vector>
 
+#include <omp.h>
+
 #include "common/cli.hpp"
 #include "diffuse/app/images.hpp"
 #include "diffuse/app/model_files.hpp"
@@ -26,17 +28,21 @@ constexpr int kBatch = 8;  // the codec workspace's compile-time batch
 int main(int argc, char** argv) {
     using namespace diffuse;
     std::string weights, out_dir;
+    int threads = 0;
     std::vector<std::string> inputs;
     cli::Parser cli("reconstruct",
                     "encode and decode 28x28 or 32x32 grayscale PNGs through the VAE; print each one's PSNR.\n"
                     "Usage: reconstruct --out-dir DIR [--weights PATH] IMAGE.png...");
     cli.option("--weights", weights, "model weights (default: the shipped models/diffusion.safetensors)")
         .option("--out-dir", out_dir, "where the reconstructions go, named as their inputs")
+        .option("--threads", threads, "OpenMP threads (0: OpenMP's default; on a busy machine 1 can be much faster)")
         .positional("IMAGE.png", inputs, "the images to reconstruct (color is converted to gray)");
     cli.parse(argc, argv);
     if (out_dir.empty()) cli.fail("--out-dir is required");
     if (inputs.empty()) cli.fail("give at least one IMAGE.png");
 
+    if (threads < 0) cli.fail("--threads must not be negative (0: OpenMP's default)");
+    if (threads > 0) omp_set_num_threads(threads);
     try {
         const auto outputs = app::reconstruction_paths(out_dir, inputs);
         constexpr int S = Model::image_size;
@@ -58,11 +64,8 @@ int main(int argc, char** argv) {
             borders.push_back(border);
             originals.push_back(std::move(img));
         }
-        const std::string path = weights.empty() ? app::find_model("diffusion.safetensors", __FILE__, "diffusion model",
-                                                                   "Train one with the train example, or pass --weights PATH.")
-                                                 : weights;
         auto model = std::make_unique<Model>();
-        model->load(path);
+        model->load(app::diffusion_weights(weights, __FILE__));
         std::vector<float> rec(padded.size());
         app::reconstruct_in_chunks<kBatch>(*model, padded.data(), n, rec.data());
 
@@ -75,7 +78,8 @@ int main(int argc, char** argv) {
             app::crop_border(rec.data() + std::size_t(i) * px, S, S, 1, borders[std::size_t(i)], back.data());
             io::write_png(outputs[std::size_t(i)], img.height, img.width, 1, back.data());
             scores.push_back(app::psnr(img.pixels.data(), back.data(), back.size()));
-            std::printf("%s -> %s  PSNR %.2f dB\n", inputs[std::size_t(i)].c_str(), outputs[std::size_t(i)].c_str(), scores.back());
+            std::printf("%s -> %s  PSNR %.2f dB\n", inputs[std::size_t(i)].c_str(), outputs[std::size_t(i)].c_str(),
+                        scores.back());
         }
         if (n > 1) std::printf("mean PSNR %.2f dB over %d images\n", app::mean_psnr(scores), n);
     } catch (const std::exception& e) {

@@ -105,7 +105,8 @@ private:
                          o.default_text.c_str());
         for (const auto& f : flags_) std::fprintf(out, "  %-20s %s\n", f.name.c_str(), f.help.c_str());
         std::fprintf(out, "  %-20s %s\n", "--help", "this text");
-        if (positional_) std::fprintf(out, "  %-20s %s\n", (positional_metavar_ + "...").c_str(), positional_help_.c_str());
+        if (positional_)
+            std::fprintf(out, "  %-20s %s\n", (positional_metavar_ + "...").c_str(), positional_help_.c_str());
     }
 
     std::string program_, summary_;

@@ -46,16 +46,18 @@ public:
     }
     /// The other class label's images are most often classified as (-1 when none is wrong).
     int most_confused_with(int label) const {
+        const auto& row = counts_[std::size_t(label)];
         int best = -1, most = 0;
         for (int c = 0; c < kClassCount; ++c)
-            if (c != label && counts_[std::size_t(label)][std::size_t(c)] > most) best = c, most = counts_[std::size_t(label)][std::size_t(c)];
+            if (c != label && row[std::size_t(c)] > most) best = c, most = row[std::size_t(c)];
         return best;
     }
     int count(int label, int predicted) const { return counts_[std::size_t(label)][std::size_t(predicted)]; }
 
 private:
     static void check(int label) {
-        if (label < 0 || label >= kClassCount) throw std::out_of_range("ConditionalAccuracy: label " + std::to_string(label));
+        if (label < 0 || label >= kClassCount)
+            throw std::out_of_range("ConditionalAccuracy: label " + std::to_string(label) + " is outside 0..9");
     }
     std::array<std::array<int, kClassCount>, kClassCount> counts_{};  // [prompted class, predicted class]
 };

@@ -39,6 +39,7 @@ struct GenerationFlags {
     std::string sampler = "ddim";
     double guidance = 3.0;
     long long seed = 0;
+    int threads = 0;  // OpenMP threads; 0 = OpenMP's default
     std::string weights, out_dir, grid;
 };
 
@@ -51,6 +52,7 @@ inline std::string validate(const GenerationFlags& f, bool need_output = true) {
     if (!parse_sampler(f.sampler)) return "--sampler '" + f.sampler + "' is not one of " + std::string(kSamplerNames);
     if (!(f.guidance >= 0)) return "--guidance must not be negative (1 = no guidance, 0 = unconditional)";
     if (f.seed < 0) return "--seed must not be negative";
+    if (f.threads < 0) return "--threads must not be negative (0: OpenMP's default)";
     if (need_output) {
         if (!f.out_dir.empty() && !f.grid.empty()) return "give either --out-dir or --grid, not both";
         if (f.out_dir.empty() && f.grid.empty()) return "give --out-dir DIR (one PNG per sample) or --grid FILE.png";

@@ -26,6 +26,14 @@ void crop_border(const T* src, int h, int w, int c, int border, U* dst) {
             dst[(std::size_t(y) * ow) * c + k] = U(src[(std::size_t(y + border) * w + border) * c + k]);
 }
 
+/// n generated images [n, 32, 32, 1] → [n, 28, 28, 1]: Fashion-MNIST's size, the padding dropped.
+template <class T, class U>
+void crop_to_image_size(const T* generated, int n, U* out) {
+    constexpr std::size_t in = std::size_t(kModelSide) * kModelSide, px = std::size_t(kImageSide) * kImageSide;
+    for (int i = 0; i < n; ++i)
+        crop_border(generated + std::size_t(i) * in, kModelSide, kModelSide, 1, kBorder, out + std::size_t(i) * px);
+}
+
 /// An image [h, w, c] centred in [h + 2b, w + 2b, c], the border filled with `background`
 /// (−1: Fashion-MNIST's black, what the model was trained on).
 template <class T, class U>

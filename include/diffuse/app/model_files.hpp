@@ -33,8 +33,22 @@ inline std::string find_model(const std::string& name, const std::string& source
         if (std::filesystem::is_regular_file(p, ec)) return p;
         tried += "\n  " + p;
     }
-    throw std::runtime_error("no " + what + " found: models/" + name + " has not been trained or shipped yet. Looked in:" +
-                             tried + "\n" + hint);
+    throw std::runtime_error("no " + what + " found: models/" + name +
+                             " has not been trained or shipped yet. Looked in:" + tried + "\n" + hint);
+}
+
+/// The diffusion model's weights: `flag` (--weights) when given, else the shipped file.
+inline std::string diffusion_weights(const std::string& flag, const std::string& source_file) {
+    return flag.empty() ? find_model("diffusion.safetensors", source_file, "diffusion model",
+                                     "Train one with the train example, or pass --weights PATH.")
+                        : flag;
+}
+
+/// The classifier's weights: `flag` (--classifier) when given, else the shipped file.
+inline std::string classifier_weights(const std::string& flag, const std::string& source_file) {
+    return flag.empty() ? find_model("fashion_classifier.safetensors", source_file, "classifier",
+                                     "Train one with train_classifier, or pass --classifier PATH.")
+                        : flag;
 }
 
 }  // namespace diffuse::app

@@ -29,7 +29,8 @@ inline std::vector<std::string> reconstruction_paths(const std::string& dir, con
         const fs::path name = fs::path(in).filename().replace_extension(".png");
         if (name.empty() || name == ".png") throw std::invalid_argument("'" + in + "' is not a file name");
         if (!names.insert(name.string()).second)
-            throw std::invalid_argument("two inputs are named " + name.string() + "; their reconstructions would collide");
+            throw std::invalid_argument("two inputs are named " + name.string() +
+                                        "; their reconstructions would collide");
         out.push_back((fs::path(dir) / name).string());
     }
     // Absolute first: libstdc++ leaves a relative path relative when none of it exists yet.
