@@ -12,8 +12,9 @@ template <class T, int N>
 void fill_problem(typename SeedDiffusion<T, seed_diffusion::TinyConfig>::template Workspace<N>& ws, Rng& rng) {
     fill_uniform(ws.x, rng, -1, 1);
     for (int n = 0; n < N; ++n) {
-        for (int k = 0; k < ws.ids.size / N; ++k) {
-            const int i = n * (ws.ids.size / N) + k;
+        constexpr int ctx = int(std::remove_cvref_t<decltype(ws.ids)>::size) / N;
+        for (int k = 0; k < ctx; ++k) {
+            const int i = n * ctx + k;
             ws.mask[i] = k >= 3 + n % 2;  // sample 0 has 3 tokens, sample 1 has 4
             ws.ids[i] = ws.mask[i] ? 0 : std::int32_t(1 + (7 * i) % 40);
         }

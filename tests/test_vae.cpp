@@ -250,7 +250,7 @@ TEST_CASE("vae: PyTorch parity (TinyConfig, forward and all gradients of Encoder
             E enc;
             ParamStore<double> store(enc);
             const std::string p = tag + ".encoder.";
-            io::load_params(store, file, {.allow_extra = true, .prefix = p});
+            io::load_params(store, file, {.allow_extra = true, .ignore_prefixes = {}, .prefix = p});
             auto x = make<TensorOf<double, typename E::template input_shape<N>>>();
             auto dx = make<TensorOf<double, typename E::template input_shape<N>>>();
             auto y = make<TensorOf<double, typename E::template output_shape<N>>>();
@@ -271,7 +271,7 @@ TEST_CASE("vae: PyTorch parity (TinyConfig, forward and all gradients of Encoder
             D dec;
             ParamStore<double> store(dec);
             const std::string p = tag + ".decoder.";
-            io::load_params(store, file, {.allow_extra = true, .prefix = p});
+            io::load_params(store, file, {.allow_extra = true, .ignore_prefixes = {}, .prefix = p});
             auto z = make<TensorOf<double, typename D::template input_shape<N>>>();
             auto dz = make<TensorOf<double, typename D::template input_shape<N>>>();
             auto y = make<TensorOf<double, typename D::template output_shape<N>>>();

@@ -30,31 +30,8 @@
 
 namespace diffuse {
 
-/// Norm tags for blocks that take their normalization as a parameter.
-namespace norm {
-/// LayerNorm over the channels of each pixel (Keras' LayerNormalization(axis=-1)).
-struct Layer {
-    static constexpr int groups = 1;
-    template <class T, int C>
-    using layer = LayerNorm<T, C>;
-};
-/// GroupNorm with G groups per sample (Stable Diffusion uses 32).
-template <int G>
-struct Group {
-    static_assert(G > 0, "norm::Group: the group count must be positive");
-    static constexpr int groups = G;
-    template <class T, int C>
-    using layer = GroupNorm<T, C, G>;
-};
-}  // namespace norm
 
 namespace detail {
-/// A writable view of a gradient argument, null when the caller passed a null view.
-template <class S, class X>
-ViewOf<std::remove_pointer_t<decltype(std::declval<X&>().data())>, S> as_view(X&& x) {
-    return ViewOf<std::remove_pointer_t<decltype(std::declval<X&>().data())>, S>(x.data());
-}
-
 /// Stands in for an absent child or cache part (no time projection, identity skip).
 struct Absent {
     template <class V>

@@ -5,6 +5,9 @@
 
 #include <omp.h>
 
+#include <algorithm>
+#include <cstddef>
+
 namespace diffuse {
 
 /// f(i) for i in [0, n), split statically across threads. Runs inline when already inside a
@@ -18,6 +21,25 @@ inline void parallel_for(int n, F f) {
 #pragma omp parallel for schedule(static)
     for (int i = 0; i < n; ++i) f(i);
 }
+
+/// f(begin, end) over [0, n) in fixed chunks of `chunk` elements, spread over threads. The chunk
+/// boundaries depend only on n and chunk, never on the thread count, so per-chunk partial results
+/// combined in chunk order are reproducible.
+template <class F>
+inline void parallel_chunks(std::size_t n, std::size_t chunk, F f) {
+    const int count = int((n + chunk - 1) / chunk);
+    parallel_for(count, [&](int c) {
+        const std::size_t b = std::size_t(c) * chunk;
+        f(b, std::min(n, b + chunk));
+    });
+}
+
+/// Elements per work item over a flat parameter-sized buffer (Adam, EMA, gradient norms): large
+/// enough to amortize scheduling, small enough to balance; a multiple of every SIMD width.
+inline constexpr std::size_t kFlatChunk = 16384;
+inline int flat_chunk_count(std::size_t n) { return int((n + kFlatChunk - 1) / kFlatChunk); }
+template <class F>
+inline void for_each_flat_chunk(std::size_t n, F f) { parallel_chunks(n, kFlatChunk, f); }
 
 inline int num_threads() { return omp_in_parallel() ? 1 : omp_get_max_threads(); }
 

@@ -8,17 +8,22 @@
 
 namespace diffuse {
 
+/// splitmix64's finalizer: a bijection of 64-bit words with good avalanche.
+inline constexpr std::uint64_t mix64(std::uint64_t z) {
+    z += 0x9e3779b97f4a7c15ULL;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
 class Rng {
 public:
     explicit Rng(std::uint64_t seed = 0) { reseed(seed); }
 
     void reseed(std::uint64_t seed) {
         for (auto& s : s_) {
+            s = mix64(seed);
             seed += 0x9e3779b97f4a7c15ULL;
-            std::uint64_t z = seed;
-            z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-            z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-            s = z ^ (z >> 31);
         }
         has_spare_ = false;
     }
@@ -62,6 +67,25 @@ private:
     double spare_ = 0;
     bool has_spare_ = false;
 };
+
+// Independent random streams derived from one seed: stream_seed(seed, a, b) folds the keys in
+// with mix64, so item i of a batch (or image i of epoch e) gets its own generator and a result
+// depends only on (seed, keys), not on batch size, visiting order or what an earlier call drew
+// (the diffusers #4055 pitfall).
+/// The seed of stream (keys...) under seed: each key is folded in through mix64.
+template <class... K>
+constexpr std::uint64_t stream_seed(std::uint64_t seed, K... keys) {
+    std::uint64_t s = mix64(seed);
+    ((s = mix64(s ^ mix64(std::uint64_t(keys) + 0x632be59bd9b4e019ULL))), ...);
+    return s;
+}
+
+/// A generator for stream (keys...) under seed.
+template <class... K>
+Rng stream_rng(std::uint64_t seed, K... keys) {
+    return Rng(stream_seed(seed, keys...));
+}
+
 
 /// Fill any tensor or view with N(0, stddev^2) or U(lo, hi).
 template <class X>

@@ -5,6 +5,7 @@
 
 #include <array>
 #include <cstddef>
+#include <utility>
 
 namespace diffuse {
 
@@ -42,6 +43,12 @@ template <class S, int NewLast, std::size_t... I>
 struct ReplaceLastImpl<S, NewLast, std::index_sequence<I...>> {
     using type = Shape<S::dims[I]..., NewLast>;
 };
+template <class S, int NewLast, class Seq>
+struct AppendLastImpl;
+template <class S, int NewLast, std::size_t... I>
+struct AppendLastImpl<S, NewLast, std::index_sequence<I...>> {
+    using type = Shape<S::dims[I]..., NewLast>;
+};
 template <class S, class Seq>
 struct DropFirstImpl;
 template <class S, std::size_t... I>
@@ -53,6 +60,10 @@ struct DropFirstImpl<S, std::index_sequence<I...>> {
 /// Same shape with the last dimension replaced: Linear<In, Out> maps [..., In] to [..., Out].
 template <class S, int NewLast>
 using ReplaceLast = typename detail::ReplaceLastImpl<S, NewLast, std::make_index_sequence<S::rank - 1>>::type;
+
+/// The shape with one more, innermost dimension: ids [N, T] -> vectors [N, T, D].
+template <class S, int NewLast>
+using AppendLast = typename detail::AppendLastImpl<S, NewLast, std::make_index_sequence<S::rank>>::type;
 
 /// The shape of one item of the outermost dimension: [N, H, W, C] -> [H, W, C].
 template <class S>

@@ -155,6 +155,15 @@ constexpr auto reshaped(X&& x) {
     return View<P, E...>(x.data());
 }
 
+namespace detail {
+/// A writable view of a gradient argument, null when the caller passed a null view.
+template <class S, class X>
+ViewOf<std::remove_pointer_t<decltype(std::declval<X&>().data())>, S> as_view(X&& x) {
+    return ViewOf<std::remove_pointer_t<decltype(std::declval<X&>().data())>, S>(x.data());
+}
+
+}  // namespace detail
+
 /// One heap allocation of a (possibly huge) tensor or workspace struct, zero-filled.
 template <class W>
 std::unique_ptr<W> make() { return std::make_unique<W>(); }

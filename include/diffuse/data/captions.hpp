@@ -17,7 +17,7 @@
 #include <vector>
 
 #include "diffuse/core/rng.hpp"
-#include "diffuse/sample/seed_stream.hpp"
+#include "diffuse/core/rng.hpp"
 
 namespace diffuse::data {
 

@@ -20,7 +20,7 @@
 #include "diffuse/core/tensor.hpp"
 #include "diffuse/data/captions.hpp"
 #include "diffuse/io/idx.hpp"
-#include "diffuse/sample/seed_stream.hpp"
+#include "diffuse/core/rng.hpp"
 
 namespace diffuse::data {
 

@@ -40,7 +40,7 @@
 #include "diffuse/core/tensor.hpp"
 #include "diffuse/nn/activation.hpp"
 #include "diffuse/nn/conv2d.hpp"
-#include "diffuse/nn/lanes.hpp"
+#include "diffuse/core/lanes.hpp"
 #include "diffuse/nn/resample.hpp"
 #include "diffuse/train/losses.hpp"
 

@@ -17,9 +17,10 @@
 
 #include <cstddef>
 
+#include "diffuse/core/parallel.hpp"
 #include "diffuse/core/simd.hpp"
 #include "diffuse/core/tensor.hpp"
-#include "diffuse/nn/lanes.hpp"
+#include "diffuse/core/lanes.hpp"
 
 namespace diffuse {
 
@@ -97,7 +98,7 @@ struct Activation {
         static_assert(same_shape<shape_of<X>, shape_of<Y>>, "Activation: the output must have the input's shape");
         const T* xp = x.data();
         T* yp = y.data();
-        lanes::chunks(shape_of<X>::size, kChunk, [&](std::size_t b, std::size_t e) {
+        parallel_chunks(shape_of<X>::size, kChunk, [&](std::size_t b, std::size_t e) {
             simd::map(e - b, xp + b, yp + b, [](auto v) { return Kind::f(v); });
         });
     }
@@ -112,7 +113,7 @@ struct Activation {
         const T* sp = Kind::derivative_from_output ? y.data() : x.data();
         const T* gp = dy.data();
         T* dp = dx.data();
-        lanes::chunks(shape_of<X>::size, kChunk, [&](std::size_t b, std::size_t e) {
+        parallel_chunks(shape_of<X>::size, kChunk, [&](std::size_t b, std::size_t e) {
             simd::map3(e - b, sp + b, gp + b, dp + b, dp + b,
                        [](auto s, auto g, auto d) { return d + g * Kind::df(s); });
         });

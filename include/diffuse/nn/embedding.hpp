@@ -23,19 +23,6 @@
 
 namespace diffuse {
 
-namespace detail {
-template <class S, int NewLast, class Seq>
-struct AppendLastImpl;
-template <class S, int NewLast, std::size_t... I>
-struct AppendLastImpl<S, NewLast, std::index_sequence<I...>> {
-    using type = Shape<S::dims[I]..., NewLast>;
-};
-}  // namespace detail
-
-/// The shape with one more, innermost dimension: ids [N, T] -> vectors [N, T, D].
-template <class S, int NewLast>
-using AppendLast = typename detail::AppendLastImpl<S, NewLast, std::make_index_sequence<S::rank>>::type;
-
 template <class T, int Vocab, int D>
 struct Embedding {
     static_assert(Vocab > 0 && D > 0, "Embedding: vocabulary size and width must be positive");

@@ -35,7 +35,7 @@
 #include "diffuse/core/params.hpp"
 #include "diffuse/core/simd.hpp"
 #include "diffuse/core/tensor.hpp"
-#include "diffuse/nn/lanes.hpp"
+#include "diffuse/core/lanes.hpp"
 
 namespace diffuse {
 
@@ -284,6 +284,24 @@ struct GroupNorm : detail::Normalization<detail::GroupNormShapes<C, Groups>, T, 
     static_assert(C % Groups == 0, "GroupNorm: channel count must divide by the group count");
     static constexpr int num_channels = C, num_groups = Groups;
 };
+
+/// Norm tags for blocks that take their normalization as a parameter.
+namespace norm {
+/// LayerNorm over the channels of each pixel (Keras' LayerNormalization(axis=-1)).
+struct Layer {
+    static constexpr int groups = 1;
+    template <class T, int C>
+    using layer = LayerNorm<T, C>;
+};
+/// GroupNorm with G groups per sample (Stable Diffusion uses 32).
+template <int G>
+struct Group {
+    static_assert(G > 0, "norm::Group: the group count must be positive");
+    static constexpr int groups = G;
+    template <class T, int C>
+    using layer = GroupNorm<T, C, G>;
+};
+}  // namespace norm
 
 }  // namespace diffuse
 

@@ -46,7 +46,7 @@
 #include "diffuse/core/simd.hpp"
 #include "diffuse/core/tensor.hpp"
 #include "diffuse/sample/noise_schedule.hpp"
-#include "diffuse/sample/seed_stream.hpp"
+#include "diffuse/core/rng.hpp"
 
 namespace diffuse::diffusion {
 

@@ -28,22 +28,6 @@
 
 namespace diffuse {
 
-/// Elements per parallel work item over a flat buffer: large enough to amortize scheduling,
-/// small enough to balance; a multiple of every SIMD width and of a 64-byte line.
-inline constexpr std::size_t kFlatChunk = 16384;
-
-inline int flat_chunk_count(std::size_t n) { return int((n + kFlatChunk - 1) / kFlatChunk); }
-
-/// f(begin, end) over [0, n) in fixed chunks of kFlatChunk elements, spread over threads
-/// statically. The chunk boundaries depend only on n, never on the thread count.
-template <class F>
-void for_each_flat_chunk(std::size_t n, F f) {
-    parallel_for(flat_chunk_count(n), [&](int c) {
-        const std::size_t b = std::size_t(c) * kFlatChunk;
-        f(b, std::min(n, b + kFlatChunk));
-    });
-}
-
 struct AdamOptions {
     double lr = 1e-3;
     double beta1 = 0.9;

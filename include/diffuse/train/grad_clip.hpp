@@ -12,7 +12,7 @@
 
 #include "diffuse/core/params.hpp"
 #include "diffuse/core/simd.hpp"
-#include "diffuse/train/adam.hpp"  // for_each_flat_chunk, kFlatChunk
+#include "diffuse/core/parallel.hpp"
 
 namespace diffuse {
 

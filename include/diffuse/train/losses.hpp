@@ -27,7 +27,7 @@
 
 #include "diffuse/core/simd.hpp"
 #include "diffuse/core/tensor.hpp"
-#include "diffuse/nn/lanes.hpp"
+#include "diffuse/core/lanes.hpp"
 
 namespace diffuse {
 
