@@ -79,7 +79,8 @@ public:
             Model::check_config(f);  // before the data is loaded: the preset must match
             const std::string saved = latent_diffusion::metadata_at(f, "seed");
             if (saved != std::to_string(opt.seed))
-                std::printf("resuming with the checkpoint's seed %s (not --seed %llu)\n", saved.c_str(), (unsigned long long)opt.seed);
+                std::printf("resuming with the checkpoint's seed %s (not --seed %llu)\n", saved.c_str(),
+                            (unsigned long long)opt.seed);
             opt.seed = std::stoull(saved);
         }
         std::printf("loading Fashion-MNIST from %s\n", args_.data_dir.c_str());
@@ -95,7 +96,8 @@ public:
                     latent_diffusion::preset_name<Preset>(), model_->vae_store.count(), model_->diffusion_store.count(),
                     kBatch, omp_get_max_threads());
         std::printf("training workspaces: VAE %.1f MB, text encoder %.1f MB, UNet %.1f MB\n",
-                    Model::Vae::template workspace_bytes<kBatch> / 1e6, Model::Text::template workspace_bytes<kBatch> / 1e6,
+                    Model::Vae::template workspace_bytes<kBatch> / 1e6,
+                    Model::Text::template workspace_bytes<kBatch> / 1e6,
                     Model::Denoiser::template workspace_bytes<kBatch> / 1e6);
         std::fflush(stdout);
 
@@ -170,8 +172,8 @@ private:
     void checkpoint() {
         const std::string path = args_.out_dir + "/checkpoint.safetensors";
         save_checkpoint(path, *trainer_);
-        std::printf("checkpoint %s (VAE step %lld, diffusion step %lld)\n", path.c_str(), (long long)trainer_->vae_steps,
-                    (long long)trainer_->diffusion_steps);
+        std::printf("checkpoint %s (VAE step %lld, diffusion step %lld)\n", path.c_str(),
+                    (long long)trainer_->vae_steps, (long long)trainer_->diffusion_steps);
         std::fflush(stdout);
     }
 
@@ -193,8 +195,8 @@ private:
             model_->generate(prompts, "", so, out, *sample_ws_);
         }
         io::write_png_grid(path, grid.data(), kClasses * kGridColumns, S, S, 1, kClasses, kGridColumns);
-        std::printf("samples %s (DDIM %d steps, guidance %.1f, %s weights, %.1f s)\n", path.c_str(), so.steps, so.guidance,
-                    model_->has_ema() ? "EMA" : "raw",
+        std::printf("samples %s (DDIM %d steps, guidance %.1f, %s weights, %.1f s)\n", path.c_str(), so.steps,
+                    so.guidance, model_->has_ema() ? "EMA" : "raw",
                     std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
         std::fflush(stdout);
     }
@@ -247,12 +249,14 @@ int main(int argc, char** argv) {
         .option("--sample-every", a.sample_every, "write a sample grid every N diffusion steps (0: only at the end)")
         .option("--sample-steps", a.sample_steps, "DDIM steps for the sample grids")
         .option("--guidance", a.guidance, "classifier-free guidance scale of the sample grids")
-        .option("--checkpoint-every", a.checkpoint_every, "write OUT/checkpoint.safetensors every N steps (0: at phase ends)")
+        .option("--checkpoint-every", a.checkpoint_every,
+                "write OUT/checkpoint.safetensors every N steps (0: at phase ends)")
         .option("--log-every", a.log_every, "print progress every N steps")
         .option("--threads", a.threads, "OpenMP threads (0: OpenMP's default)")
         .option("--data", a.data_dir, "directory of the Fashion-MNIST IDX files");
     cli.parse(argc, argv);
-    if (a.preset != "default" && a.preset != "tiny") cli.fail("--preset must be 'default' or 'tiny', not '" + a.preset + "'");
+    if (a.preset != "default" && a.preset != "tiny")
+        cli.fail("--preset must be 'default' or 'tiny', not '" + a.preset + "'");
     if (a.vae_steps < 0 || a.steps < 0) cli.fail("--vae-steps and --steps must not be negative");
     if (!(t.lr > 0) || !(t.vae_lr > 0)) cli.fail("--lr and --vae-lr must be positive");
     if (a.warmup < 0) cli.fail("--warmup must not be negative");
@@ -260,7 +264,8 @@ int main(int argc, char** argv) {
     if (!(t.kl_weight >= 0)) cli.fail("--kl-weight must not be negative");
     if (!(t.ema_decay >= 0 && t.ema_decay < 1)) cli.fail("--ema-decay must be in [0, 1)");
     if (!(t.min_snr_gamma >= 0)) cli.fail("--min-snr must not be negative");
-    if (a.sample_every < 0 || a.checkpoint_every < 0) cli.fail("--sample-every and --checkpoint-every must not be negative");
+    if (a.sample_every < 0 || a.checkpoint_every < 0)
+        cli.fail("--sample-every and --checkpoint-every must not be negative");
     if (a.log_every < 1) cli.fail("--log-every must be at least 1");
     if (a.sample_steps < 1 || a.sample_steps > 1000) cli.fail("--sample-steps must be in [1, 1000]");
     if (!(a.guidance >= 0)) cli.fail("--guidance must not be negative");

@@ -90,8 +90,8 @@ TEST_CASE("LatentDiffusion Tiny: a short training on real images lowers the VAE 
     }
     const double v0 = mean_of(vae, 0, 10), v1 = mean_of(vae, kVae - 10, kVae);
     const double d0 = mean_of(diff, 0, W), d1 = mean_of(diff, kDiff - W, kDiff);
-    std::printf("Tiny: VAE reconstruction %.4f -> %.4f in %d steps; latent scale %.3f; diffusion loss (mean of %d steps) "
-                "%.4f -> %.4f in %d steps\n", v0, v1, kVae, scale, W, d0, d1, kDiff);
+    std::printf("Tiny: VAE reconstruction %.4f -> %.4f in %d steps; latent scale %.3f; "
+                "diffusion loss (mean of %d steps) %.4f -> %.4f in %d steps\n", v0, v1, kVae, scale, W, d0, d1, kDiff);
     CHECK(v1 < 0.5 * v0);
     CHECK(d1 < 0.8 * d0);
     CHECK(model.has_ema());

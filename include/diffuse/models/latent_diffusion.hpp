@@ -2,7 +2,8 @@
 // (presets::Tiny / presets::Default):
 //
 //   prompt ─► clip::TextEncoder ─► context [N, Ctx, D] ─┐
-//   noise [N, h, h, L] ─► sampler ⇄ unet::UNet(z_t, t, context) ─► z_0 ─► / latent_scale ─► vae::Decoder ─► image
+//   noise [N, h, h, L] ─► sampler ⇄ unet::UNet(z_t, t, context) ─► z_0
+//   z_0 / latent_scale ─► vae::Decoder ─► image [N, S, S, C]
 //
 // Parameters live in two stores: the VAE's ("vae.encoder.*", "vae.decoder.*"), trained first and
 // then frozen, and the diffusion part's ("text_encoder.*", "unet.*"; one store, so one Adam, one
@@ -89,7 +90,8 @@ struct SampleOptions {
 
 /// Adds one tensor per parameter of `store`, read from `buffer` (the store's layout), as prefix + name.
 template <class T>
-void add_store_buffer(io::SafetensorsWriter& w, const ParamStore<T>& store, const T* buffer, const std::string& prefix) {
+void add_store_buffer(io::SafetensorsWriter& w, const ParamStore<T>& store, const T* buffer,
+                      const std::string& prefix) {
     for (const auto& info : store.infos())
         w.add(prefix + info.name, std::vector<std::int64_t>(info.dims.begin(), info.dims.end()), buffer + info.offset);
 }
@@ -252,11 +254,17 @@ public:
     }
     /// The same, allocating a workspace for the call.
     template <Shaped X, Shaped Z>
-    void encode(const X& images, Z&& latents) const { encode(images, latents, *make<CodecWorkspace<shape_of<X>::first>>()); }
+    void encode(const X& images, Z&& latents) const {
+        encode(images, latents, *make<CodecWorkspace<shape_of<X>::first>>());
+    }
     template <Shaped Z, Shaped X>
-    void decode(const Z& latents, X&& images) const { decode(latents, images, *make<CodecWorkspace<shape_of<Z>::first>>()); }
+    void decode(const Z& latents, X&& images) const {
+        decode(latents, images, *make<CodecWorkspace<shape_of<Z>::first>>());
+    }
     template <Shaped X, Shaped Y>
-    void reconstruct(const X& images, Y&& out) const { reconstruct(images, out, *make<CodecWorkspace<shape_of<X>::first>>()); }
+    void reconstruct(const X& images, Y&& out) const {
+        reconstruct(images, out, *make<CodecWorkspace<shape_of<X>::first>>());
+    }
 
     /// N images [N, S, S, C] in [-1, 1] for N prompts (any sized range of strings), guided away from
     /// `negative` (empty: the unconditional prompt). Uses the EMA weights when present and asked for
@@ -270,8 +278,8 @@ public:
         static_assert(same_shape<shape_of<Y>, Shape<N, image_size, image_size, image_channels>>,
                       "LatentDiffusion::generate: images must be [N, image_size, image_size, image_channels]");
         if (opt.steps < 1 || opt.steps > schedule.steps())
-            throw std::invalid_argument("generate: steps must be in [1, " + std::to_string(schedule.steps()) + "], got " +
-                                        std::to_string(opt.steps));
+            throw std::invalid_argument("generate: steps must be in [1, " + std::to_string(schedule.steps()) +
+                                        "], got " + std::to_string(opt.steps));
         const bool swap = opt.use_ema && has_ema();
         if (swap) ema.swap_with(diffusion_store);
         struct SwapBack {  // restores the training weights even if sampling throws
@@ -303,11 +311,12 @@ public:
         const Denoiser& net = unet();
         diffusion::sample(schedule, so, opt.seed, ws.latents, [&](const diffusion::DenoiseCall<T>& call) {
             const bool cond = call.branch == diffusion::Branch::conditional;
-            net.forward(call.template input<N, latent_size, latent_size, latent_channels>(), call.template timestep_view<N>(),
-                        cond ? ws.cond : ws.uncond, cond ? ws.cond_mask : ws.uncond_mask,
+            net.forward(call.template input<N, latent_size, latent_size, latent_channels>(),
+                        call.template timestep_view<N>(), cond ? ws.cond : ws.uncond,
+                        cond ? ws.cond_mask : ws.uncond_mask,
                         call.template output<N, latent_size, latent_size, latent_channels>(), ws.unet);
         });
-        decode(ws.latents, images, ws.dec, ws.latents);
+        decode(ws.latents, images, ws.dec, ws.latents);  // unscales the latents in place: they are spent
         return truncated;
     }
     template <class Prompts, Shaped Y>
@@ -343,7 +352,11 @@ public:
         check_config(f);
         const std::string& updates = latent_diffusion::metadata_at(f, "ema_updates");
         std::int64_t n = 0;
-        try { n = std::stoll(updates); } catch (const std::exception&) { f.fail("ema_updates '" + updates + "' is not a number"); }
+        try {
+            n = std::stoll(updates);
+        } catch (const std::exception&) {
+            f.fail("ema_updates '" + updates + "' is not a number");
+        }
         latent_diffusion::read_store_buffer(f, vae_store, vae_store.values(), "");
         latent_diffusion::read_store_buffer(f, diffusion_store, diffusion_store.values(), "");
         if (n > 0) latent_diffusion::read_store_buffer(f, diffusion_store, ema.shadow(), "ema.");

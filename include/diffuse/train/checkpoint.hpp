@@ -26,7 +26,9 @@
 namespace diffuse {
 
 namespace checkpoint_detail {
-enum Counter { vae_steps, diffusion_steps, vae_adam_t, diffusion_adam_t, ema_updates, data_epoch, data_position, count };
+enum Counter {
+    vae_steps, diffusion_steps, vae_adam_t, diffusion_adam_t, ema_updates, data_epoch, data_position, count
+};
 }
 
 /// Writes model + trainer state to path (atomically: an interrupted save keeps the old file).
@@ -72,15 +74,16 @@ void load_checkpoint(const std::string& path, LatentDiffusionTrainer<T, Preset, 
     const io::SafetensorsFile f(path);
     auto& m = tr.model;
     LatentDiffusion<T, Preset>::check_config(f);
-    if (latent_diffusion::metadata_at(f, "kind") != "checkpoint") f.fail("holds weights only, not a training checkpoint");
+    if (latent_diffusion::metadata_at(f, "kind") != "checkpoint")
+        f.fail("holds weights only, not a training checkpoint");
     if (latent_diffusion::metadata_at(f, "batch") != std::to_string(N))
         f.fail("was trained with batch " + latent_diffusion::metadata_at(f, "batch") + "; this program's batch is " +
                std::to_string(N) + " (a compile-time size)");
     const auto check = [&](const char* name, io::DType dtype, std::int64_t n) {
         const io::TensorEntry& t = f.at(name);
         if (t.dtype != dtype || t.shape != std::vector<std::int64_t>{n})
-            f.fail(std::string("tensor '") + name + "' is " + io::dtype_name(t.dtype) + " " + io::shape_string(t.shape) +
-                   ", expected " + io::dtype_name(dtype) + " [" + std::to_string(n) + "]");
+            f.fail(std::string("tensor '") + name + "' is " + io::dtype_name(t.dtype) + " " +
+                   io::shape_string(t.shape) + ", expected " + io::dtype_name(dtype) + " [" + std::to_string(n) + "]");
     };
     check("trainer.counters", io::DType::I64, cd::count);
     check("trainer.flags", io::DType::U8, 1);
@@ -106,8 +109,9 @@ void load_checkpoint(const std::string& path, LatentDiffusionTrainer<T, Preset, 
     rs.has_spare = has_spare != 0;
 
     if (c[cd::data_position] < 0 || c[cd::data_position] > tr.data.batches_per_epoch() || c[cd::data_epoch] < 0)
-        f.fail("data position (epoch " + std::to_string(c[cd::data_epoch]) + ", batch " + std::to_string(c[cd::data_position]) +
-               ") does not fit this data set of " + std::to_string(tr.data.batches_per_epoch()) + " batches per epoch");
+        f.fail("data position (epoch " + std::to_string(c[cd::data_epoch]) + ", batch " +
+               std::to_string(c[cd::data_position]) + ") does not fit this data set of " +
+               std::to_string(tr.data.batches_per_epoch()) + " batches per epoch");
     tr.vae_steps = c[cd::vae_steps];
     tr.diffusion_steps = c[cd::diffusion_steps];
     tr.vae_adam.set_step_count(c[cd::vae_adam_t]);

@@ -89,7 +89,8 @@ public:
     static constexpr int S = Model::image_size, C = Model::image_channels;
     static constexpr int h = Model::latent_size, L = Model::latent_channels;
     static constexpr int Ctx = Model::context_length, D = Model::context_width;
-    static_assert(C == 1, "LatentDiffusionTrainer: Fashion-MNIST images have one channel; the preset's VAE must take 1");
+    static_assert(C == 1,
+                  "LatentDiffusionTrainer: Fashion-MNIST images have one channel; the preset's VAE must take 1");
     static_assert(32 % S == 0, "LatentDiffusionTrainer: the preset's image size must divide the data's 32");
 
     struct VaeStats {
@@ -105,9 +106,13 @@ public:
         : model(model), options(opt), data(std::move(data), opt.seed, data::BatchOptions{opt.caption_dropout}),
           rng(stream_seed(opt.seed, 3)), vae_adam(model.vae_store, {.lr = opt.vae_lr}),
           diffusion_adam(model.diffusion_store, {.lr = opt.lr}) {
-        if (!(opt.vae_lr > 0) || !(opt.lr > 0)) throw std::invalid_argument("LatentDiffusionTrainer: learning rates must be positive");
-        if (!(opt.ema_decay >= 0 && opt.ema_decay < 1)) throw std::invalid_argument("LatentDiffusionTrainer: ema_decay must be in [0, 1)");
-        if (opt.scale_batches < 1) throw std::invalid_argument("LatentDiffusionTrainer: scale_batches must be at least 1");
+        const auto require = [](bool ok, const char* what) {
+            if (!ok) throw std::invalid_argument(std::string("LatentDiffusionTrainer: ") + what);
+        };
+        require(opt.vae_lr > 0 && opt.lr > 0, "learning rates must be positive");
+        require(opt.ema_decay >= 0 && opt.ema_decay < 1, "ema_decay must be in [0, 1)");
+        require(opt.scale_batches >= 1, "scale_batches must be at least 1");
+        require(opt.min_snr_gamma >= 0, "min_snr_gamma must not be negative (0: off)");
         model.ema.options.decay = opt.ema_decay;
         model.ema.options.warmup = true;
     }
@@ -170,10 +175,10 @@ public:
         fill_normal(ws.noise, rng);
         diffusion::add_noise(sched, ws.z0, ws.noise, ws.t, ws.zt);
         diffusion::training_target(sched, Model::prediction, ws.z0, ws.noise, ws.t, ws.target);
-        for (int i = 0; i < N; ++i)
-            ws.w[std::size_t(i)] = options.min_snr_gamma > 0
-                                       ? T(diffusion::min_snr_weight(sched.snr(ws.t[std::size_t(i)]), options.min_snr_gamma, Model::prediction))
-                                       : T(1);
+        if (options.min_snr_gamma > 0)
+            diffusion::min_snr_weights(sched, ws.t, options.min_snr_gamma, Model::prediction, ws.w);
+        else
+            ws.w.fill(T(1));
 
         const Text& text = model.text_encoder();
         const Denoiser& net = model.unet();
