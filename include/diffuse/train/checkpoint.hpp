@@ -9,7 +9,8 @@
 //                      data epoch, data position (next batch)
 //   trainer.flags      U8 [1]: latent scale measured
 //   trainer.rng.state  U64 [4], trainer.rng.spare F64 [1], trainer.rng.has_spare U8 [1]
-//   __metadata__: the weights' (format, config, ...), plus kind = "checkpoint", batch and the seed.
+//   __metadata__: the weights' (format, config, ...), plus kind = "checkpoint", batch, seed and the
+//                 training options (for the record).
 // Loading checks the preset, the batch size and every tensor's name and shape, naming the tensor
 // that does not fit.
 #ifndef DIFFUSE_TRAIN_CHECKPOINT_HPP
@@ -17,6 +18,7 @@
 
 #include <array>
 #include <cstdint>
+#include <cstdio>
 #include <string>
 
 #include "diffuse/io/safetensors.hpp"
@@ -63,6 +65,14 @@ void save_checkpoint(const std::string& path, const LatentDiffusionTrainer<T, Pr
     w.set_metadata("kind", "checkpoint");
     w.set_metadata("batch", std::to_string(N));
     w.set_metadata("seed", std::to_string(tr.options.seed));
+    const auto& o = tr.options;  // for the record (a resumed run takes its options from its caller)
+    char buf[320];
+    std::snprintf(buf, sizeof buf,
+                  "vae_lr=%g vae_warmup_steps=%lld kl_weight=%g vae_grad_clip=%g scale_batches=%d lr=%g "
+                  "warmup_steps=%lld grad_clip=%g ema_decay=%g caption_dropout=%g min_snr_gamma=%g",
+                  o.vae_lr, (long long)o.vae_warmup_steps, o.kl_weight, o.vae_grad_clip, o.scale_batches, o.lr,
+                  (long long)o.warmup_steps, o.grad_clip, o.ema_decay, o.caption_dropout, o.min_snr_gamma);
+    w.set_metadata("options", buf);
     w.save(path);
 }
 
