@@ -13,23 +13,14 @@
 #include <vector>
 
 #include "diffuse/io/idx.hpp"
+#include "file_test_util.hpp"
 
 using namespace diffuse::io;
 namespace fs = std::filesystem;
+using namespace test_files;
 
 namespace {
 
-// A fresh directory per test case, removed afterwards.
-struct TempDir {
-    fs::path path;
-    TempDir() {
-        path = fs::temp_directory_path() / ("diffuse_test_idx_" + std::to_string(::getpid()) + "_" + std::to_string(counter()++));
-        fs::create_directories(path);
-    }
-    ~TempDir() { std::error_code ec; fs::remove_all(path, ec); }
-    std::string file(const std::string& name) const { return (path / name).string(); }
-    static int& counter() { static int c = 0; return c; }
-};
 
 std::vector<unsigned char> idx_bytes(std::uint32_t magic, std::vector<std::uint32_t> dims, std::size_t payload) {
     std::vector<unsigned char> b;
@@ -57,13 +48,6 @@ std::vector<unsigned char> read_all(const std::string& path) {
 }
 
 // The error message of f(), or "" if it did not throw std::runtime_error.
-template <class F>
-std::string error_of(F&& f) {
-    try { f(); } catch (const std::runtime_error& e) { return e.what(); }
-    return "";
-}
-
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
 }  // namespace
 

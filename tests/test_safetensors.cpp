@@ -13,37 +13,16 @@
 
 #include "diffuse/core/params.hpp"
 #include "diffuse/io/safetensors.hpp"
+#include "file_test_util.hpp"
 
 using namespace diffuse;
 using namespace diffuse::io;
 namespace fs = std::filesystem;
+using namespace test_files;
 
 namespace {
 
-struct TempDir {
-    fs::path path;
-    TempDir() {
-        static int counter = 0;
-        path = fs::temp_directory_path() / ("diffuse_test_st_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-        fs::create_directories(path);
-    }
-    ~TempDir() { std::error_code ec; fs::remove_all(path, ec); }
-    std::string file(const std::string& name) const { return (path / name).string(); }
-    std::vector<std::string> listing() const {
-        std::vector<std::string> v;
-        for (const auto& e : fs::directory_iterator(path)) v.push_back(e.path().filename().string());
-        std::sort(v.begin(), v.end());
-        return v;
-    }
-};
 
-std::string read_file(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-void write_file(const std::string& path, const std::string& bytes) {
-    std::ofstream(path, std::ios::binary).write(bytes.data(), std::streamsize(bytes.size()));
-}
 // A safetensors file from a header text and a data section, as a corrupt-file factory.
 std::string st_bytes(const std::string& header, const std::string& data, std::uint64_t len = UINT64_MAX) {
     if (len == UINT64_MAX) len = header.size();
@@ -52,12 +31,6 @@ std::string st_bytes(const std::string& header, const std::string& data, std::ui
     return b + header + data;
 }
 
-template <class F>
-std::string error_of(F&& f) {
-    try { f(); } catch (const std::exception& e) { return e.what(); }
-    return "";
-}
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
 // A small model: nested names, several shapes.
 template <class T>
