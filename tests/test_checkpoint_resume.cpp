@@ -30,12 +30,7 @@ using Trainer = LatentDiffusionTrainer<float, presets::Tiny, kBatch>;
 /// The first `count` training images of Fashion-MNIST.
 io::FashionMnist few_images(int count) {
     static const io::FashionMnist all = io::load_fashion_mnist(io::Split::train, DIFFUSE_FASHION_MNIST_DIR);
-    io::FashionMnist d;
-    d.images.count = d.labels.count = count;
-    d.images.rows = d.images.cols = 28;
-    d.images.pixels.assign(all.images.pixels.begin(), all.images.pixels.begin() + std::size_t(count) * 784);
-    d.labels.labels.assign(all.labels.labels.begin(), all.labels.labels.begin() + count);
-    return d;
+    return io::first_images(all, count);
 }
 
 LatentDiffusionTrainOptions options() {

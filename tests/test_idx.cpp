@@ -197,3 +197,15 @@ TEST_CASE("IDX: malformed files give errors that name the file and the problem")
         CHECK(contains(error_of([&] { load_fashion_mnist(Split::test, t.path.string()); }), "label 10 at index 1 is outside 0..9"));
     }
 }
+
+TEST_CASE("first_images keeps the first images and labels, and clamps to the data set") {
+    const auto test = load_fashion_mnist(Split::test);
+    const auto head = first_images(test, 5);
+    REQUIRE(head.images.count == 5);
+    CHECK(head.labels.count == 5);
+    CHECK(head.images.rows == 28);
+    CHECK(std::equal(head.labels.labels.begin(), head.labels.labels.end(), test.labels.labels.begin()));
+    CHECK(head.images.pixels.size() == 5u * 28 * 28);
+    CHECK(std::equal(head.images.pixels.begin(), head.images.pixels.end(), test.images.pixels.begin()));
+    CHECK(first_images(test, 20000).images.count == test.images.count);
+}

@@ -202,6 +202,20 @@ inline FashionMnist load_fashion_mnist(Split split, const std::string& dir = fas
     return d;
 }
 
+/// The first `count` images and labels of a data set (all of them if it has fewer): small real
+/// data for tests and quick runs.
+inline FashionMnist first_images(const FashionMnist& d, int count) {
+    count = std::min(count, d.images.count);
+    const std::size_t pixels = std::size_t(d.images.rows) * std::size_t(d.images.cols);
+    FashionMnist head;
+    head.images.count = head.labels.count = count;
+    head.images.rows = d.images.rows;
+    head.images.cols = d.images.cols;
+    head.images.pixels.assign(d.images.pixels.begin(), d.images.pixels.begin() + std::ptrdiff_t(std::size_t(count) * pixels));
+    head.labels.labels.assign(d.labels.labels.begin(), d.labels.labels.begin() + count);
+    return head;
+}
+
 }  // namespace diffuse::io
 
 #endif
