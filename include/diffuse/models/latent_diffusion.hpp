@@ -91,9 +91,9 @@ struct SampleOptions {
 /// Adds one tensor per parameter of `store`, read from `buffer` (the store's layout), as prefix + name.
 template <class T>
 void add_store_buffer(io::SafetensorsWriter& w, const ParamStore<T>& store, const T* buffer,
-                      const std::string& prefix) {
+                      const std::string& prefix, io::DType as = io::dtype_of<T>()) {
     for (const auto& info : store.infos())
-        w.add(prefix + info.name, std::vector<std::int64_t>(info.dims.begin(), info.dims.end()), buffer + info.offset);
+        w.add(prefix + info.name, std::vector<std::int64_t>(info.dims.begin(), info.dims.end()), buffer + info.offset, as);
 }
 
 /// Reads tensors prefix + name into `buffer` (the store's layout). Every tensor is checked (present,
@@ -328,10 +328,11 @@ public:
 
     /// Adds the weights (and their metadata) to a writer; the model must outlive w.save(). The EMA
     /// shadow is written once it has been updated, or always with with_ema (training checkpoints).
-    void add_weights(io::SafetensorsWriter& w, bool with_ema = false) const {
-        latent_diffusion::add_store_buffer(w, vae_store, vae_store.values(), "");
-        latent_diffusion::add_store_buffer(w, diffusion_store, diffusion_store.values(), "");
-        if (with_ema || has_ema()) latent_diffusion::add_store_buffer(w, diffusion_store, ema.shadow(), "ema.");
+    /// `as`: the stored element type (F16/BF16 halve the file; loading converts back to T).
+    void add_weights(io::SafetensorsWriter& w, bool with_ema = false, io::DType as = io::dtype_of<T>()) const {
+        latent_diffusion::add_store_buffer(w, vae_store, vae_store.values(), "", as);
+        latent_diffusion::add_store_buffer(w, diffusion_store, diffusion_store.values(), "", as);
+        if (with_ema || has_ema()) latent_diffusion::add_store_buffer(w, diffusion_store, ema.shadow(), "ema.", as);
         w.add("latent_scale", {1}, &latent_scale);
         w.set_metadata("format", latent_diffusion::kFormat);
         w.set_metadata("config", latent_diffusion::preset_name<Preset>());
@@ -340,9 +341,9 @@ public:
         w.set_metadata("schedule", latent_diffusion::kScheduleName);
         w.set_metadata("kind", "weights");
     }
-    void save(const std::string& path) const {
+    void save(const std::string& path, io::DType as = io::dtype_of<T>()) const {
         io::SafetensorsWriter w;
-        add_weights(w);
+        add_weights(w, false, as);
         w.save(path);
     }
 
