@@ -91,18 +91,24 @@ void fill_ids(Ids& ids, int vocab, std::uint64_t seed) {
 }
 }  // namespace
 
-template <int Vocab, int D, int N, int T>
-void check_embedding() {
-    Embedding<double, Vocab, D> layer;
-    ParamStore<double> store(layer, 3);
+/// Gradient check of a layer that maps ids [N, T] below Vocab to vectors [N, T, D] (no input gradient).
+template <class Layer, int Vocab, int D, int N, int T>
+void check_id_layer(std::uint64_t param_seed, std::uint64_t id_seed) {
+    Layer layer;
+    ParamStore<double> store(layer, param_seed);
     Tensor<std::int32_t, N, T> ids;
-    fill_ids(ids, Vocab, 4);
+    fill_ids(ids, Vocab, id_seed);
     Tensor<double, N, T, D> y;
     auto rep = check_gradients(testing::probes(store), y, [&] { layer.forward(ids, y); },
                                [&](auto dy) { layer.backward(ids, y, dy); });
     INFO(rep.summary());
     CHECK(rep.clean());
     CHECK(rep.max_rel_error < 1e-6);
+}
+
+template <int Vocab, int D, int N, int T>
+void check_embedding() {
+    check_id_layer<Embedding<double, Vocab, D>, Vocab, D, N, T>(3, 4);
 }
 
 TEST_CASE("Embedding: weight gradients at several shapes, repeated ids included") {
@@ -156,16 +162,7 @@ TEST_CASE("Embedding: an id outside the vocabulary throws std::out_of_range and 
 
 template <int Vocab, int Ctx, int D, int N, int T>
 void check_token_position() {
-    TokenPositionEmbedding<double, Vocab, Ctx, D> layer;
-    ParamStore<double> store(layer, 8);
-    Tensor<std::int32_t, N, T> ids;
-    fill_ids(ids, Vocab, 9);
-    Tensor<double, N, T, D> y;
-    auto rep = check_gradients(testing::probes(store), y, [&] { layer.forward(ids, y); },
-                               [&](auto dy) { layer.backward(ids, y, dy); });
-    INFO(rep.summary());
-    CHECK(rep.clean());
-    CHECK(rep.max_rel_error < 1e-6);
+    check_id_layer<TokenPositionEmbedding<double, Vocab, Ctx, D>, Vocab, D, N, T>(8, 9);
 }
 
 TEST_CASE("TokenPositionEmbedding: gradients with the sequence shorter than and equal to the context") {
