@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <vector>
 
+#include "bench_util.hpp"
 #include "diffuse/core/aligned_buffer.hpp"
 #include "diffuse/core/parallel.hpp"
 #include "diffuse/core/rng.hpp"
@@ -32,28 +33,6 @@ void time_once(Timing& out, F f) {
     const auto a = std::chrono::steady_clock::now();
     f();
     out.t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - a).count());
-}
-
-/// The same 7 streams as Adam with trivial arithmetic: m += g, v += g·g, p -= a·m.
-void plain_fused(std::size_t n, float a, float* p, const float* g, float* m, float* v) {
-    using B = simd::batch<float>;
-    constexpr std::size_t W = simd::width<float>;
-    for_each_flat_chunk(n, [&](std::size_t b, std::size_t e) {
-        std::size_t i = b;
-        for (; i + W <= e; i += W) {
-            const B gv = B::load_unaligned(g + i);
-            const B mv = B::load_unaligned(m + i) + gv;
-            const B vv = B::load_unaligned(v + i) + gv * gv;
-            (B::load_unaligned(p + i) - B(a) * mv).store_unaligned(p + i);
-            mv.store_unaligned(m + i);
-            vv.store_unaligned(v + i);
-        }
-        for (; i < e; ++i) {
-            m[i] += g[i];
-            v[i] += g[i] * g[i];
-            p[i] -= a * m[i];
-        }
-    });
 }
 
 int fail(const char* what, std::size_t i, double got, double want) {
@@ -91,7 +70,7 @@ int main(int argc, char** argv) {
     // Check the plain loop's one pass.
     AlignedBuffer<float> q(n), m(n), v(n);
     std::copy(p0.begin(), p0.end(), q.begin());
-    plain_fused(n, 0.5f, q.data(), g.data(), m.data(), v.data());
+    bench::plain_fused(n, 0.5f, q.data(), g.data(), m.data(), v.data());
     for (std::size_t i = 0; i < n; ++i) {
         const double want = double(p0[i]) - 0.5 * double(g[i]);
         if (std::abs(double(q[i]) - want) > 1e-6 * std::abs(want) + 1e-12) return fail("plain p", i, q[i], want);
@@ -99,13 +78,13 @@ int main(int argc, char** argv) {
 
     // Timing (after one warm-up call each; the buffers keep changing, harmlessly).
     adam.step();
-    plain_fused(n, 1e-6f, q.data(), g.data(), m.data(), v.data());
+    bench::plain_fused(n, 1e-6f, q.data(), g.data(), m.data(), v.data());
     const double bytes = 7.0 * sizeof(float) * double(n);
     // Interleaved, so that load from other processes on a shared machine hits both alike.
     Timing ta, tp;
     for (int r = 0; r < reps; ++r) {
         time_once(ta, [&] { adam.step(); });
-        time_once(tp, [&] { plain_fused(n, 1e-6f, q.data(), g.data(), m.data(), v.data()); });
+        time_once(tp, [&] { bench::plain_fused(n, 1e-6f, q.data(), g.data(), m.data(), v.data()); });
     }
     const double gb = 1e-9 * bytes;
     std::printf("n = %zu float params, %d threads, %d interleaved runs, 7 streams x 4 B\n", n, num_threads(), reps);

@@ -1,6 +1,7 @@
 // Small helpers shared by the benchmarks: a wall-clock timer with median-of-k, interleaved rounds
 // (so load from other processes on a shared machine hits every case alike), result checks that
-// abort the run with a message, and Markdown tables.
+// abort the run with a message, Markdown tables, and the plain fused loop that is Adam's
+// memory-bandwidth ceiling.
 #ifndef DIFFUSE_BENCHMARKS_BENCH_UTIL_HPP
 #define DIFFUSE_BENCHMARKS_BENCH_UTIL_HPP
 
@@ -14,6 +15,9 @@
 #include <string>
 #include <utility>
 #include <vector>
+
+#include "diffuse/core/parallel.hpp"
+#include "diffuse/core/simd.hpp"
 
 namespace diffuse::bench {
 
@@ -191,6 +195,30 @@ private:
     std::vector<bool> right_;
     std::vector<std::vector<std::string>> rows_;
 };
+
+/// Adam's memory traffic with trivial arithmetic: the same 7 streams of n floats (read p, g, m, v;
+/// write p, m, v) in the same fixed chunks over the same threads, computing m += g, v += g·g,
+/// p -= a·m. Adam is memory-bound, so this loop's time is its floor on a machine.
+inline void plain_fused(std::size_t n, float a, float* p, const float* g, float* m, float* v) {
+    using B = simd::batch<float>;
+    constexpr std::size_t W = simd::width<float>;
+    for_each_flat_chunk(n, [&](std::size_t b, std::size_t e) {
+        std::size_t i = b;
+        for (; i + W <= e; i += W) {
+            const B gv = B::load_unaligned(g + i);
+            const B mv = B::load_unaligned(m + i) + gv;
+            const B vv = B::load_unaligned(v + i) + gv * gv;
+            (B::load_unaligned(p + i) - B(a) * mv).store_unaligned(p + i);
+            mv.store_unaligned(m + i);
+            vv.store_unaligned(v + i);
+        }
+        for (; i < e; ++i) {
+            m[i] += g[i];
+            v[i] += g[i] * g[i];
+            p[i] -= a * m[i];
+        }
+    });
+}
 
 }  // namespace diffuse::bench
 
