@@ -498,12 +498,14 @@ class TextEncoder(nn.Module):
 # ------------------------------------------------------------------------------------------------
 # Time embeddings (include/diffuse/blocks/time_embedding.hpp)
 
-def sinusoid(t, features):
-    """diffusers' get_timestep_embedding(flip_sin_to_cos=True, downscale_freq_shift=0), in float64."""
+def sinusoid(t, features, dtype=None):
+    """diffusers' get_timestep_embedding(flip_sin_to_cos=True, downscale_freq_shift=0), computed in
+    float64 and rounded to dtype (default: torch's default dtype), as the C++ computes it in double
+    and rounds to T."""
     half = features // 2
     freqs = torch.exp(-math.log(10000.0) * torch.arange(half, dtype=torch.float64) / half)
     args = t.to(torch.float64)[:, None] * freqs[None]
-    return torch.cat([torch.cos(args), torch.sin(args)], dim=1)
+    return torch.cat([torch.cos(args), torch.sin(args)], dim=1).to(dtype or torch.get_default_dtype())
 
 
 class LearnedTime(nn.Module):
@@ -553,7 +555,7 @@ class UNet(nn.Module):
 
     def forward(self, z, t, context, mask):
         L = len(self.cfg.widths)
-        temb = self.linear_2(F.silu(self.linear_1(sinusoid(t, self.cfg.time_features))))
+        temb = self.linear_2(F.silu(self.linear_1(sinusoid(t, self.cfg.time_features, self.linear_1.weight.dtype))))
         h = self.conv_in(z)
         skips = []
         for l in range(L):
