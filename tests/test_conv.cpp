@@ -126,6 +126,13 @@ TEST_CASE("Conv2d: gradients with one slot, and with more slots than images") {
     check_conv<2, 3, 3, 2, Padding::same, 2, 4, 4, 2, 2, 5>();
 }
 
+TEST_CASE("Conv2d: gradients when small images are grouped into one GEMM, the last group short") {
+    // 3×3 outputs: 9 rows an image, so a slot's images (3 and 4 of 7) form one group each
+    static_assert(Conv2d<double, 2, 3, 3>::Cache<Shape<7, 3, 3, 2>, 2>::images == 4);
+    check_conv<2, 3, 3, 1, Padding::same, 7, 3, 3, 3, 3, 2>();
+    check_conv<2, 3, 3, 2, Padding::same, 9, 4, 4, 2, 2, 2>();
+}
+
 TEST_CASE("Conv2d: forward matches a direct convolution, in float") {
     check_forward_float<3, 5, 3, 1, Padding::same, 2, 7, 6, 7, 6>(1);
     check_forward_float<4, 3, 3, 2, Padding::same, 3, 8, 7, 4, 4>(1);
@@ -158,14 +165,21 @@ TEST_CASE("Conv2d: a 1x1 conv is Linear over every pixel") {
     CHECK(std::equal(cs.grads(), cs.grads() + cs.size(), ls.grads()));
 }
 
-TEST_CASE("Conv2d: the column buffer is per image, not per batch") {
+TEST_CASE("Conv2d: the column buffer holds a group of images, never the batch") {
     using L = Conv2d<float, 16, 32, 3>;
     using Small = L::Cache<Shape<4, 16, 16, 16>>;
     using Big = L::Cache<Shape<256, 16, 16, 16>>;
     static_assert(Small::slots == conv_default_slots && Big::slots == conv_default_slots);
+    static_assert(Small::images == 1 && Big::images == 1);  // 256 rows an image: one GEMM each
     CHECK(sizeof(Big) == sizeof(Small));
     CHECK(sizeof(Small) == conv_default_slots * (16 * 16 * 9 * 16 + 32 * 9 * 16) * sizeof(float));
     CHECK(sizeof(L::Cache<Shape<1, 16, 16, 16>>) == (16 * 16 * 9 * 16 + 32 * 9 * 16) * sizeof(float));
+    // 4×4 images (16 rows) go 16 to a GEMM, however large the batch
+    using Group = L::Cache<Shape<64, 4, 4, 16>>;
+    using Huge = L::Cache<Shape<1024, 4, 4, 16>>;
+    static_assert(Group::images == kConvGemmRows / 16 && Huge::images == Group::images);
+    CHECK(sizeof(Huge) == sizeof(Group));
+    CHECK(sizeof(Group) == conv_default_slots * (16 * 16 * 9 * 16 + 32 * 9 * 16) * sizeof(float));
 }
 
 TEST_CASE("Conv2d: results are bitwise the same for any thread count") {

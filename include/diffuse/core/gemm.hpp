@@ -1,44 +1,114 @@
-// Matrix products through Eigen::Map over tensor memory: no copies, row-major, noalias.
+// Matrix products over tensor memory, row-major, no copies:
 //
 //   C[M, N] (=|+=) op(A) · op(B),   op(A) is [M, K], op(B) is [K, N]
 //
-// Eigen parallelizes a large product itself with OpenMP when called outside a parallel region,
-// and runs it on the calling thread inside one: one level of parallelism at a time.
+// The kernel is Eigen's (packing + GEBP micro-kernel, general_matrix_matrix_product), called
+// directly rather than through an Eigen expression, for three reasons:
+//   - no heap allocation per product: Eigen's expression path mallocs its packing buffers for
+//     every large product; here each thread packs into its own buffers, grown on first use and
+//     kept, so a training or sampling step allocates nothing once warm;
+//   - our own parallel split: outside a parallel region a large product is cut into fixed blocks
+//     of C rows (or columns), the cut depending only on M, N, K, never on the thread count; each
+//     block is a sequential product, so C is bitwise the same for any thread count;
+//   - small products skip Eigen's expression dispatch.
+// Inside a parallel region (per-image convolutions in parallel_for) the product runs on the
+// calling thread: one level of parallelism at a time.
 #ifndef DIFFUSE_CORE_GEMM_HPP
 #define DIFFUSE_CORE_GEMM_HPP
 
 #include <Eigen/Core>
+
+#include <algorithm>
+#include <cstddef>
+
+#include "diffuse/core/aligned_buffer.hpp"
+#include "diffuse/core/parallel.hpp"
 
 namespace diffuse {
 
 enum class Trans { N, T };
 enum class Accumulate { no, yes };
 
+namespace detail {
+
+/// One thread's packing buffers: grown to the largest product seen, never shrunk.
 template <class T>
-using RowMajorMap = Eigen::Map<Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>, Eigen::Unaligned,
-                               Eigen::OuterStride<>>;
+struct GemmScratch {
+    AlignedBuffer<T> a, b;
+    static T* fit(AlignedBuffer<T>& buf, std::size_t n) {
+        if (buf.size() < n) buf = AlignedBuffer<T>(n);
+        return buf.data();
+    }
+};
 template <class T>
-using ConstRowMajorMap = Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>,
-                                    Eigen::Unaligned, Eigen::OuterStride<>>;
+GemmScratch<T>& gemm_scratch() {
+    thread_local GemmScratch<T> s;
+    return s;
+}
+
+/// Eigen's blocking sizes with buffers we own.
+template <class T>
+struct PooledBlocking : Eigen::internal::level3_blocking<T, T> {
+    PooledBlocking(Eigen::Index rows, Eigen::Index cols, Eigen::Index depth) {
+        Eigen::Index k = depth, m = rows, n = cols;
+        Eigen::internal::computeProductBlockingSizes<T, T, 1>(k, m, n, Eigen::Index(1));
+        this->m_kc = k;
+        this->m_mc = m;
+        this->m_nc = n;
+        GemmScratch<T>& s = gemm_scratch<T>();
+        this->m_blockA = GemmScratch<T>::fit(s.a, std::size_t(k) * std::size_t(m));
+        this->m_blockB = GemmScratch<T>::fit(s.b, std::size_t(k) * std::size_t(n));
+    }
+};
+
+/// C[M, N] += op(A)·op(B) on the calling thread. Eigen's kernel is column-major, so it computes
+/// Cᵀ = op(B)ᵀ·op(A)ᵀ: a row-major [r, c] matrix read as column-major is its transpose.
+template <Trans TA, Trans TB, class T>
+void gemm_add(Eigen::Index M, Eigen::Index N, Eigen::Index K, const T* A, Eigen::Index lda, const T* B,
+              Eigen::Index ldb, T* C, Eigen::Index ldc) {
+    // op(B)ᵀ [N, K]: B stored [K, N] row-major is column-major [N, K]; stored [N, K] is row-major.
+    constexpr int lhs_order = TB == Trans::N ? Eigen::ColMajor : Eigen::RowMajor;
+    constexpr int rhs_order = TA == Trans::N ? Eigen::ColMajor : Eigen::RowMajor;
+    using Product = Eigen::internal::general_matrix_matrix_product<Eigen::Index, T, lhs_order, false, T, rhs_order,
+                                                                   false, Eigen::ColMajor, 1>;
+    PooledBlocking<T> blocking(N, M, K);
+    Product::run(N, M, K, B, ldb, A, lda, C, 1, ldc, T(1), blocking, nullptr);
+}
+
+/// Products below this many multiply-adds run on one thread (a fork costs ~µs).
+inline constexpr double kGemmParallelWork = 1 << 20;
+/// Smallest block of C rows or columns handed to a thread, and the most blocks of one product.
+inline constexpr int kGemmBlock = 64, kGemmMaxBlocks = 32;
+
+}  // namespace detail
 
 /// C = op(A)·op(B) or C += op(A)·op(B). lda/ldb/ldc are row strides of the stored matrices
-/// (0 means contiguous).
+/// (0 means contiguous). Never allocates once each thread has seen a product this large.
 template <Trans TA, Trans TB, class T>
 void gemm(int M, int N, int K, const T* A, const T* B, T* C, Accumulate acc, int lda = 0, int ldb = 0,
           int ldc = 0) {
-    const int ar = TA == Trans::N ? M : K, ac = TA == Trans::N ? K : M;
-    const int br = TB == Trans::N ? K : N, bc = TB == Trans::N ? N : K;
-    ConstRowMajorMap<T> a(A, ar, ac, Eigen::OuterStride<>(lda ? lda : ac));
-    ConstRowMajorMap<T> b(B, br, bc, Eigen::OuterStride<>(ldb ? ldb : bc));
-    RowMajorMap<T> c(C, M, N, Eigen::OuterStride<>(ldc ? ldc : N));
-    auto run = [&](const auto& x, const auto& y) {
-        if (acc == Accumulate::yes) c.noalias() += x * y;
-        else c.noalias() = x * y;
-    };
-    if constexpr (TA == Trans::N && TB == Trans::N) run(a, b);
-    else if constexpr (TA == Trans::N && TB == Trans::T) run(a, b.transpose());
-    else if constexpr (TA == Trans::T && TB == Trans::N) run(a.transpose(), b);
-    else run(a.transpose(), b.transpose());
+    if (M <= 0 || N <= 0) return;
+    const Eigen::Index a_cols = TA == Trans::N ? K : M, b_cols = TB == Trans::N ? N : K;
+    const Eigen::Index sa = lda ? lda : a_cols, sb = ldb ? ldb : b_cols, sc = ldc ? ldc : N;
+    if (acc == Accumulate::no)
+        for (int i = 0; i < M; ++i) std::fill_n(C + i * sc, N, T(0));
+    if (K <= 0) return;
+    // Blocks of C rows (or columns, whichever is longer): a fixed cut, so results do not depend
+    // on the thread count. op(A) rows start at A + i·sa (TA = N) or A + i (TA = T); likewise B.
+    const bool by_rows = M >= N;
+    const int len = by_rows ? M : N;
+    int blocks = 1;  // a power of two, so that 2, 4, 8... threads share the blocks evenly
+    if (double(M) * N * K >= detail::kGemmParallelWork)
+        while (blocks < detail::kGemmMaxBlocks && len / (2 * blocks) >= detail::kGemmBlock) blocks *= 2;
+    const int step = (len + blocks - 1) / blocks;
+    parallel_for(blocks, [&](int b) {
+        const int lo = b * step, n = std::min(len, lo + step) - lo;
+        if (n <= 0) return;
+        if (by_rows)
+            detail::gemm_add<TA, TB>(n, N, K, A + (TA == Trans::N ? lo * sa : lo), sa, B, sb, C + lo * sc, sc);
+        else
+            detail::gemm_add<TA, TB>(M, n, K, A, sa, B + (TB == Trans::N ? lo : lo * sb), sb, C + lo, sc);
+    });
 }
 
 }  // namespace diffuse

@@ -4,12 +4,15 @@
 // [Cout, Cin, K, K] permuted by (0, 2, 3, 1)); bias is [Cout]. Padding is "same" (the default) or
 // "valid", see window.hpp. A strided conv is the downsampler.
 //
-// Memory: the column matrix of one image, [Ho·Wo, K·K·Cin], is built in one of `Slots` per-image
-// buffers of the Cache and never for the whole batch (stable-diffusion.cpp #261). Slot s handles a
-// fixed contiguous block of the batch; slots run in parallel (parallel_for), images within a slot in
-// order. A 1×1 stride-1 conv is a plain GEMM over all pixels and needs no columns at all.
+// Memory: the column matrix of a group of G images, [G·Ho·Wo, K·K·Cin], is built in one of `Slots`
+// buffers of the Cache and never for the whole batch (stable-diffusion.cpp #261). G is the fewest
+// images giving a GEMM at least kConvGemmRows rows deep (1 for 16×16 images and up, 4 at 8×8, 16 at
+// 4×4; capped by the images of a slot): a 4×4 image alone is a 16-row GEMM that spends its time
+// packing. Slot s handles a fixed contiguous block of the batch; slots run in parallel
+// (parallel_for), groups within a slot in order. A 1×1 stride-1 conv is a plain GEMM over all
+// pixels and needs no columns at all.
 //
-// Backward, per image:  dW += colᵀ·dY,  dX += col2im(dY·W),  db += Σ dY.
+// Backward, per group:  dW += colᵀ·dY,  dX += col2im(dY·W),  db += Σ dY.
 // Determinism: each slot accumulates its images' dW into its own partial buffer in the Cache; the
 // partials are added into the gradient in slot order. The slot split depends only on N and Slots
 // (compile-time), so dW is bitwise the same for any thread count.
@@ -32,15 +35,22 @@ namespace diffuse {
 /// Default number of per-image column buffers in a Conv2d cache (capped by the batch size): the
 /// most images convolved at once. Pick another per cache with Cache<XShape, Slots>.
 inline constexpr int conv_default_slots = 4;
+/// Column-matrix rows worth one GEMM: below this, images are grouped (see above).
+inline constexpr int kConvGemmRows = 256;
 
 namespace detail {
-/// Conv2d scratch: one image's columns per slot, and each slot's weight-gradient partial.
-template <class T, int Slots, int Rows, int Patch, int Cout>
+/// Conv2d scratch: a group of Images images' columns per slot, and each slot's weight-gradient partial.
+template <class T, int Slots, int Images, int Rows, int Patch, int Cout>
 struct ConvColumns {
-    static constexpr int slots = Slots;
-    Tensor<T, Slots, Rows, Patch> col;      // [S, Ho·Wo, K·K·Cin]
-    Tensor<T, Slots, Cout, Patch> dweight;  // [S, Cout, K·K·Cin]
+    static constexpr int slots = Slots, images = Images;
+    Tensor<T, Slots, Images * Rows, Patch> col;  // [S, G·Ho·Wo, K·K·Cin]
+    Tensor<T, Slots, Cout, Patch> dweight;       // [S, Cout, K·K·Cin]
 };
+/// Images per GEMM for `rows` output pixels an image and N images over `slots` slots.
+constexpr int conv_group(int rows, int n, int slots) {
+    const int per_slot = slots > 0 ? (n + slots - 1) / slots : 1;
+    return std::max(1, std::min(per_slot, (kConvGemmRows + rows - 1) / std::max(rows, 1)));
+}
 /// A 1×1 stride-1 conv needs no scratch.
 struct ConvNoColumns {
     static constexpr int slots = 0;
@@ -67,9 +77,11 @@ struct Conv2d {
     template <class XShape>
     using output_shape = WindowOutput<XShape, K, Stride, Pad, Cout>;
 
-    template <class XShape, int Slots = std::min(XShape::first, conv_default_slots)>
-    using Cache = std::conditional_t<pointwise, detail::ConvNoColumns,
-                                     detail::ConvColumns<T, Slots, output_shape<XShape>::rows / XShape::first, patch, Cout>>;
+    template <class XShape, int Slots = std::min(XShape::first, conv_default_slots),
+              int Rows = output_shape<XShape>::rows / XShape::first>
+    using Cache = std::conditional_t<
+        pointwise, detail::ConvNoColumns,
+        detail::ConvColumns<T, Slots, detail::conv_group(Rows, XShape::first, Slots), Rows, patch, Cout>>;
 
     template <Shaped X, Shaped Y, class C>
     void forward(const X& x, Y&& y, C& cache) const {
@@ -80,12 +92,13 @@ struct Conv2d {
             gemm<Trans::N, Trans::T>(XS::rows, Cout, Cin, x.data(), weight.value_ptr, y.data(), Accumulate::yes);
         } else {
             constexpr int rows = Geometry<XS>::rows;
-            for_each_slot<XS, C>([&](int s, int n) {
+            for_each_group<XS, C>([&](int s, int n, int g) {
                 T* col = cache.col.data() + std::size_t(s) * cache.col.size / C::slots;
                 T* yn = y.data() + std::size_t(n) * rows * Cout;
-                im2col<XS>(x.data() + std::size_t(n) * Geometry<XS>::in_image, col);
-                fill_bias(rows, yn);
-                gemm<Trans::N, Trans::T>(rows, Cout, patch, col, weight.value_ptr, yn, Accumulate::yes);
+                for (int i = 0; i < g; ++i)
+                    im2col<XS>(x.data() + std::size_t(n + i) * Geometry<XS>::in_image, col + std::size_t(i) * rows * patch);
+                fill_bias(g * rows, yn);
+                gemm<Trans::N, Trans::T>(g * rows, Cout, patch, col, weight.value_ptr, yn, Accumulate::yes);
             });
         }
     }
@@ -114,16 +127,19 @@ struct Conv2d {
             constexpr int rows = Geometry<XS>::rows;
             constexpr std::size_t wsize = std::size_t(Cout) * patch;
             for (int s = 0; s < C::slots; ++s) std::fill_n(cache.dweight.data() + s * wsize, wsize, T(0));
-            for_each_slot<XS, C>([&](int s, int n) {
+            for_each_group<XS, C>([&](int s, int n, int g) {
                 T* col = cache.col.data() + std::size_t(s) * cache.col.size / C::slots;
                 const T* dyn = dy.data() + std::size_t(n) * rows * Cout;
-                im2col<XS>(x.data() + std::size_t(n) * Geometry<XS>::in_image, col);
-                // dW_s[Cout, patch] += dyᵀ[Cout, rows] · col[rows, patch]
-                gemm<Trans::T, Trans::N>(Cout, patch, rows, dyn, col, cache.dweight.data() + s * wsize, Accumulate::yes);
+                const auto image = [&](int i) { return std::size_t(n + i) * Geometry<XS>::in_image; };
+                const auto col_of = [&](int i) { return col + std::size_t(i) * rows * patch; };
+                for (int i = 0; i < g; ++i) im2col<XS>(x.data() + image(i), col_of(i));
+                // dW_s[Cout, patch] += dyᵀ[Cout, g·rows] · col[g·rows, patch]
+                gemm<Trans::T, Trans::N>(Cout, patch, g * rows, dyn, col, cache.dweight.data() + s * wsize,
+                                         Accumulate::yes);
                 if (dx.data()) {
-                    // dcol[rows, patch] = dy[rows, Cout] · W[Cout, patch], folded back onto the image
-                    gemm<Trans::N, Trans::N>(rows, patch, Cout, dyn, weight.value_ptr, col, Accumulate::no);
-                    col2im<XS>(col, dx.data() + std::size_t(n) * Geometry<XS>::in_image);
+                    // dcol[g·rows, patch] = dy[g·rows, Cout] · W[Cout, patch], folded back onto the images
+                    gemm<Trans::N, Trans::N>(g * rows, patch, Cout, dyn, weight.value_ptr, col, Accumulate::no);
+                    for (int i = 0; i < g; ++i) col2im<XS>(col_of(i), dx.data() + image(i));
                 }
             });
             // Partials added in slot order: independent of the thread count.
@@ -166,12 +182,14 @@ private:
         for (int m = 0; m < rows; ++m) std::copy(bias.value_ptr, bias.value_ptr + Cout, y + std::size_t(m) * Cout);
     }
 
-    /// f(slot, image) for every image; slot s takes the contiguous block [s·N/S, (s+1)·N/S).
+    /// f(slot, first image, images) over groups of at most C::images images; slot s takes the
+    /// contiguous block [s·N/S, (s+1)·N/S) of the batch, in order.
     template <class XS, class C, class F>
-    static void for_each_slot(F f) {
-        constexpr int N = XS::first, S = C::slots;
+    static void for_each_group(F f) {
+        constexpr int N = XS::first, S = C::slots, G = C::images;
         parallel_for(S, [&](int s) {
-            for (int n = int(std::size_t(s) * N / S); n < int(std::size_t(s + 1) * N / S); ++n) f(s, n);
+            const int end = int(std::size_t(s + 1) * N / S);
+            for (int n = int(std::size_t(s) * N / S); n < end; n += G) f(s, n, std::min(G, end - n));
         });
     }
 

@@ -1,0 +1,92 @@
+// diffuse::gemm: every transpose combination, overwrite and accumulate, row strides, sizes on both
+// sides of the parallel cut, against a double-precision loop; and the same bits for any thread count.
+#include <doctest/doctest.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "diffuse/core/gemm.hpp"
+#include "diffuse/core/rng.hpp"
+
+using namespace diffuse;
+
+namespace {
+
+/// Stored operands with padded rows (stride = columns + pad), filled with normal values.
+struct Operands {
+    int M, N, K, pad;
+    std::vector<float> A, B, C;
+    int lda, ldb, ldc;
+    Operands(int m, int n, int k, Trans ta, Trans tb, int p, std::uint64_t seed) : M(m), N(n), K(k), pad(p) {
+        const int ar = ta == Trans::N ? M : K, ac = ta == Trans::N ? K : M;
+        const int br = tb == Trans::N ? K : N, bc = tb == Trans::N ? N : K;
+        lda = ac + pad, ldb = bc + pad, ldc = N + pad;
+        A.resize(std::size_t(ar) * lda), B.resize(std::size_t(br) * ldb), C.resize(std::size_t(M) * ldc);
+        Rng rng(seed);
+        for (auto* v : {&A, &B, &C})
+            for (float& x : *v) x = float(rng.normal());
+    }
+};
+
+template <Trans TA, Trans TB>
+void check_against_loop(int M, int N, int K, Accumulate acc, int pad) {
+    Operands o(M, N, K, TA, TB, pad, std::uint64_t(M * 131 + N * 17 + K));
+    const std::vector<float> before = o.C;
+    gemm<TA, TB>(M, N, K, o.A.data(), o.B.data(), o.C.data(), acc, o.lda, o.ldb, o.ldc);
+    double worst = 0;
+    for (int i = 0; i < M; ++i)
+        for (int j = 0; j < N; ++j) {
+            double want = acc == Accumulate::yes ? before[std::size_t(i) * o.ldc + j] : 0.0;
+            for (int k = 0; k < K; ++k) {
+                const float a = TA == Trans::N ? o.A[std::size_t(i) * o.lda + k] : o.A[std::size_t(k) * o.lda + i];
+                const float b = TB == Trans::N ? o.B[std::size_t(k) * o.ldb + j] : o.B[std::size_t(j) * o.ldb + k];
+                want += double(a) * b;
+            }
+            worst = std::max(worst, std::abs(want - o.C[std::size_t(i) * o.ldc + j]) / std::sqrt(double(K) + 1));
+        }
+    // the padding between rows is never written
+    for (int i = 0; i < M; ++i)
+        for (int j = N; j < o.ldc; ++j) CHECK(o.C[std::size_t(i) * o.ldc + j] == before[std::size_t(i) * o.ldc + j]);
+    INFO("M=", M, " N=", N, " K=", K, " pad=", pad, " accumulate=", acc == Accumulate::yes);
+    CHECK(worst < 1e-5);
+}
+
+template <Trans TA, Trans TB>
+void check_shapes() {
+    for (Accumulate acc : {Accumulate::no, Accumulate::yes}) {
+        check_against_loop<TA, TB>(1, 1, 1, acc, 0);
+        check_against_loop<TA, TB>(7, 5, 3, acc, 2);     // odd sizes, below every kernel tile
+        check_against_loop<TA, TB>(33, 70, 129, acc, 1);
+        check_against_loop<TA, TB>(300, 130, 40, acc, 3);  // large enough to be cut into blocks of rows
+        check_against_loop<TA, TB>(70, 520, 48, acc, 0);   // ... of columns
+    }
+    check_against_loop<TA, TB>(9, 4, 0, Accumulate::no, 1);  // K = 0: C = 0
+}
+
+}  // namespace
+
+TEST_CASE("gemm: all transpose combinations against a double loop") {
+    check_shapes<Trans::N, Trans::N>();
+    check_shapes<Trans::N, Trans::T>();
+    check_shapes<Trans::T, Trans::N>();
+    check_shapes<Trans::T, Trans::T>();
+}
+
+TEST_CASE("gemm: the same bits for 1, 2 and 3 threads") {
+    for (auto [M, N, K] : {std::array{512, 96, 200}, std::array{80, 700, 64}}) {
+        Operands o(M, N, K, Trans::N, Trans::T, 0, 5);
+        std::vector<std::vector<float>> results;
+        for (int threads : {1, 2, 3}) {
+            omp_set_num_threads(threads);
+            std::vector<float> c = o.C;
+            gemm<Trans::N, Trans::T>(M, N, K, o.A.data(), o.B.data(), c.data(), Accumulate::yes);
+            results.push_back(std::move(c));
+        }
+        omp_set_num_threads(1);
+        CHECK(results[0] != o.C);
+        CHECK(results[1] == results[0]);
+        CHECK(results[2] == results[0]);
+    }
+}
