@@ -6,7 +6,9 @@
 //   setup <case> <dir>    ok {json}                       frees the previous case, resets this
 //         process's peak-RSS mark (writes "5" to /proc/self/clear_refs), builds the case, writes
 //         <dir>/in.safetensors (the inputs, and layer weights), runs the checked computation once
-//         and writes its results to <dir>/out.safetensors; the JSON describes the case
+//         and writes its results to <dir>/out.safetensors; the JSON describes the case (and says
+//         how long all that took)
+//   reset                 ok                              frees what is free, resets the peak-RSS mark
 //   run <k>               ok <s> [<aux s>...]             k timed calls; seconds per call of the
 //         case, then of each auxiliary timer (adam: the plain fused loop)
 //   quit
@@ -19,7 +21,8 @@
 //           (LatentDiffusionTrainer's step without data, VAE encoding, clipping or EMA)
 //   vae     AutoencoderKL step: forward with given ε, reconstruction MSE + kl_weight·KL, backward, Adam
 //   sample  16 prompts: LatentDiffusion::generate (DDIM 50, eta 0, guidance 3, EMA weights)
-//   adam    one Adam step over every text-encoder and UNet parameter; aux: plain fused loop
+//   adam    one Adam step over every text-encoder and UNet parameter (given gradients; the result:
+//           parameters and both moments); aux: the plain fused loop with the same memory traffic
 //   layers  at the model's shapes, random weights, forward or forward + backward
 #include <malloc.h>
 #include <omp.h>
@@ -325,8 +328,8 @@ struct SampleCase : Case {
     }
 };
 
-/// adam: one Adam step over the text encoder and UNet, from given gradients; aux: the plain
-/// fused loop over buffers of the same size.
+/// adam: one Adam step over the text encoder and UNet, from given gradients (written: parameters,
+/// m and v after it); aux: the plain fused loop over buffers of the same size.
 struct AdamCase : Case {
     DiffusionWeights m;
     std::unique_ptr<Adam<float>> adam;
@@ -344,6 +347,8 @@ struct AdamCase : Case {
         adam->step();
         Writer out;
         out.params(m.store, m.store.values(), "param.");
+        out.params(m.store, adam->m(), "m.");
+        out.params(m.store, adam->v(), "v.");
         out.save(dir + "/out.safetensors");
         const std::size_t n = m.store.size();
         for (auto* b : {&p, &g, &mm, &v}) *b = AlignedBuffer<float>(n);
@@ -377,7 +382,8 @@ template <class L, class XS>
 struct CacheOf {
     struct None {};
     static auto pick() {
-        if constexpr (requires { typename L::template Cache<XS>; }) return std::type_identity<typename L::template Cache<XS>>{};
+        if constexpr (requires { typename L::template Cache<XS>; })
+            return std::type_identity<typename L::template Cache<XS>>{};
         else return std::type_identity<None>{};
     }
     using type = typename decltype(pick())::type;
@@ -454,7 +460,8 @@ struct AttnK {
                    Self ? "" : fmt(" ← %d×%d", Tk, D).c_str(), Heads, Masked ? " masked" : "");
     }
     static Json info() {
-        return Json{}.str("kind", "attention").num("width", D).num("heads", Heads).num("self", Self).num("masked", Masked);
+        return Json{}.str("kind", "attention").num("width", D).num("heads", Heads).num("self", Self)
+            .num("masked", Masked);
     }
     static void fill(Work& w, Rng& r) {
         fill_normal(w.x, r);
@@ -536,7 +543,8 @@ struct Entry {
 template <class K>
 void add_layer(std::vector<Entry>& list) {
     for (bool bwd : {false, true})
-        list.push_back({K::name() + (bwd ? " fwd+bwd" : " fwd"), [bwd] { return std::make_unique<LayerCase<K>>(bwd); }});
+        list.push_back(
+            {K::name() + (bwd ? " fwd+bwd" : " fwd"), [bwd] { return std::make_unique<LayerCase<K>>(bwd); }});
 }
 
 std::vector<Entry> cases() {
@@ -614,8 +622,12 @@ int main(int argc, char** argv) {
                     if (c.name == f[1]) e = &c;
                 if (!e) throw std::invalid_argument("no case named '" + f[1] + "'");
                 auto c = e->make();
-                reply = c->setup(f[2], model_path);
+                const double s = bench::seconds([&] { reply = c->setup(f[2], model_path); });
+                reply.back() = ',';
+                reply += fmt("\"setup_seconds\":%.6g}", s);
                 current = std::move(c);
+            } else if (f[0] == "reset") {
+                reset_peak_rss();
             } else if (f[0] == "run" && f.size() == 2) {
                 if (!current) throw std::logic_error("run before setup");
                 const int k = std::max(1, std::atoi(f[1].c_str()));
