@@ -25,7 +25,9 @@ thread here), mkldnn on, an optimized BLAS for its float32 matrix products (Open
 even if the system's libblas.so.3 is the reference BLAS; OPENBLAS_CORETYPE=SkylakeX on AVX-512 CPUs),
 the faster of contiguous NCHW and channels_last for every case with feature maps, the faster of
 torch.optim.Adam(foreach=True/False), forward-only cases under torch.inference_mode() in eval mode
-(MultiheadAttention's fused path). Each torch variant is checked before it is timed.
+(MultiheadAttention's fused path). Each torch variant is checked before it is timed. Both processes run
+with OMP_WAIT_POLICY=PASSIVE (unless it is set): idle OpenMP threads must not spin on the cores while
+the other side is timed.
 """
 import argparse
 import ctypes
