@@ -20,8 +20,10 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <type_traits>
 
 #include "diffuse/core/aligned_buffer.hpp"
+#include "diffuse/core/gemm_kernel.hpp"
 #include "diffuse/core/parallel.hpp"
 
 namespace diffuse {
@@ -64,7 +66,7 @@ struct PooledBlocking : Eigen::internal::level3_blocking<T, T> {
 /// C[M, N] += op(A)·op(B) on the calling thread. Eigen's kernel is column-major, so it computes
 /// Cᵀ = op(B)ᵀ·op(A)ᵀ: a row-major [r, c] matrix read as column-major is its transpose.
 template <Trans TA, Trans TB, class T>
-void gemm_add(Eigen::Index M, Eigen::Index N, Eigen::Index K, const T* A, Eigen::Index lda, const T* B,
+void eigen_gemm_add(Eigen::Index M, Eigen::Index N, Eigen::Index K, const T* A, Eigen::Index lda, const T* B,
               Eigen::Index ldb, T* C, Eigen::Index ldc) {
     // op(B)ᵀ [N, K]: B stored [K, N] row-major is column-major [N, K]; stored [N, K] is row-major.
     constexpr int lhs_order = TB == Trans::N ? Eigen::ColMajor : Eigen::RowMajor;
@@ -73,6 +75,16 @@ void gemm_add(Eigen::Index M, Eigen::Index N, Eigen::Index K, const T* A, Eigen:
                                                                    false, Eigen::ColMajor, 1>;
     PooledBlocking<T> blocking(N, M, K);
     Product::run(N, M, K, B, ldb, A, lda, C, 1, ldc, T(1), blocking, nullptr);
+}
+
+/// float: our packed kernel (gemm_kernel.hpp); double (gradient checks, references): Eigen's.
+template <Trans TA, Trans TB, class T>
+void gemm_add(Eigen::Index M, Eigen::Index N, Eigen::Index K, const T* A, Eigen::Index lda, const T* B,
+              Eigen::Index ldb, T* C, Eigen::Index ldc) {
+    if constexpr (std::is_same_v<T, float>)
+        packed::gemm_add<TA == Trans::T, TB == Trans::T>(int(M), int(N), int(K), A, lda, B, ldb, C, ldc);
+    else
+        eigen_gemm_add<TA, TB>(M, N, K, A, lda, B, ldb, C, ldc);
 }
 
 /// Products below this many multiply-adds run on one thread (a fork costs ~µs).
