@@ -11,10 +11,12 @@
 namespace diffuse {
 
 /// f(i) for i in [0, n), split statically across threads. Runs inline when already inside a
-/// parallel region (no nesting).
+/// parallel region (no nesting) or when there is one thread: libgomp mallocs and frees a team for
+/// every region of one thread (it caches only teams of several), which would put a heap
+/// allocation in every call; inline, the loop runs in the same order as the one-thread team did.
 template <class F>
 inline void parallel_for(int n, F f) {
-    if (n <= 1 || omp_in_parallel()) {
+    if (n <= 1 || omp_in_parallel() || omp_get_max_threads() == 1) {
         for (int i = 0; i < n; ++i) f(i);
         return;
     }

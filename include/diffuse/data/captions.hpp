@@ -9,14 +9,15 @@
 #ifndef DIFFUSE_DATA_CAPTIONS_HPP
 #define DIFFUSE_DATA_CAPTIONS_HPP
 
+#include <algorithm>
 #include <array>
+#include <cstddef>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
 
-#include "diffuse/core/rng.hpp"
 #include "diffuse/core/rng.hpp"
 
 namespace diffuse::data {
@@ -62,14 +63,16 @@ inline constexpr std::array<std::string_view, 15> kCaptionTemplates = {
 
 /// "an" before a vowel letter, else "a" (right for every name here: none starts with a silent
 /// consonant or a "yoo" vowel).
-inline std::string_view article_for(std::string_view phrase) {
+constexpr std::string_view article_for(std::string_view phrase) {
     const char c = phrase.empty() ? 'x' : phrase.front();
     return (c == 'a' || c == 'e' || c == 'i' || c == 'o' || c == 'u') ? "an" : "a";
 }
 
-/// A template filled with a name.
-inline std::string format_caption(std::string_view tmpl, std::string_view name) {
-    std::string out;
+/// A template filled with a name, written into out (replacing its text). Appending into a string
+/// whose capacity already holds kMaxCaptionLength allocates nothing: training steps fill the same
+/// strings every batch.
+inline void format_caption_into(std::string& out, std::string_view tmpl, std::string_view name) {
+    out.clear();
     for (std::size_t i = 0; i < tmpl.size(); ++i) {
         if (tmpl.compare(i, 3, "{a}") == 0) {
             out.append(article_for(name)).append(" ").append(name);
@@ -81,8 +84,40 @@ inline std::string format_caption(std::string_view tmpl, std::string_view name) 
             out += tmpl[i];
         }
     }
+}
+
+/// A template filled with a name.
+inline std::string format_caption(std::string_view tmpl, std::string_view name) {
+    std::string out;
+    format_caption_into(out, tmpl, name);
     return out;
 }
+
+/// The length format_caption gives, at compile time.
+constexpr std::size_t formatted_length(std::string_view tmpl, std::string_view name) {
+    std::size_t n = 0;
+    for (std::size_t i = 0; i < tmpl.size(); ++i) {
+        if (tmpl.substr(i, 3) == "{a}") {
+            n += article_for(name).size() + 1 + name.size();
+            i += 2;
+        } else if (tmpl.substr(i, 3) == "{n}") {
+            n += name.size();
+            i += 2;
+        } else {
+            ++n;
+        }
+    }
+    return n;
+}
+
+/// The longest caption any label can get (what to reserve for a caption string).
+inline constexpr std::size_t kMaxCaptionLength = [] {
+    std::size_t m = 0;
+    for (const ClassNames& c : kFashionClassNames)
+        for (std::string_view t : kCaptionTemplates)
+            for (int k = 0; k < c.count; ++k) m = std::max(m, formatted_length(t, c.names[std::size_t(k)]));
+    return m;
+}();
 
 inline const ClassNames& class_names(int label) {
     if (label < 0 || label >= int(kFashionClassNames.size()))
@@ -90,17 +125,27 @@ inline const ClassNames& class_names(int label) {
     return kFashionClassNames[std::size_t(label)];
 }
 
-/// A caption for label drawn from rng: a uniform template and a uniform name of the class.
-inline std::string draw_caption(int label, Rng& rng) {
+/// A caption for label drawn from rng, into out: a uniform template and a uniform name of the class.
+inline void draw_caption_into(std::string& out, int label, Rng& rng) {
     const ClassNames& c = class_names(label);
     const auto& tmpl = kCaptionTemplates[rng.below(kCaptionTemplates.size())];
-    return format_caption(tmpl, c.names[rng.below(std::uint64_t(c.count))]);
+    format_caption_into(out, tmpl, c.names[rng.below(std::uint64_t(c.count))]);
+}
+inline std::string draw_caption(int label, Rng& rng) {
+    std::string out;
+    draw_caption_into(out, label, rng);
+    return out;
 }
 
 /// The caption of image `index` in `epoch` under `seed`: its own random stream, no shared state.
-inline std::string caption_for(int label, std::uint64_t seed, std::uint64_t epoch, std::uint64_t index) {
+inline void caption_into(std::string& out, int label, std::uint64_t seed, std::uint64_t epoch, std::uint64_t index) {
     Rng rng = stream_rng(seed, 1, epoch, index);
-    return draw_caption(label, rng);
+    draw_caption_into(out, label, rng);
+}
+inline std::string caption_for(int label, std::uint64_t seed, std::uint64_t epoch, std::uint64_t index) {
+    std::string out;
+    caption_into(out, label, seed, epoch, index);
+    return out;
 }
 
 /// Every caption a label can get (templates × names), for tests and listings.

@@ -19,8 +19,8 @@
 
 #include "diffuse/core/tensor.hpp"
 #include "diffuse/data/captions.hpp"
-#include "diffuse/io/idx.hpp"
 #include "diffuse/core/rng.hpp"
+#include "diffuse/io/idx.hpp"
 
 namespace diffuse::data {
 
@@ -109,9 +109,14 @@ private:
             const int label = data_.labels.labels[std::size_t(idx)];
             pad_and_scale<T>(data_.images.image(idx), images.item(i));
             // The caption is caption_for(label, seed, epoch, idx); dropout has a stream of its own.
+            // Written in place into a string reserved for the longest caption (a no-op after the
+            // first batch), and cleared rather than replaced when dropped: no allocation per batch.
             const bool drop = opt_.empty_caption_prob > 0 &&
                               stream_rng(seed_, 2, std::uint64_t(epoch_), std::uint64_t(idx)).uniform() < opt_.empty_caption_prob;
-            captions[std::size_t(i)] = drop ? std::string() : caption_for(label, seed_, std::uint64_t(epoch_), std::uint64_t(idx));
+            std::string& caption = captions[std::size_t(i)];
+            caption.reserve(kMaxCaptionLength);
+            if (drop) caption.clear();
+            else caption_into(caption, label, seed_, std::uint64_t(epoch_), std::uint64_t(idx));
             if (labels) labels[i] = label;
         }
     }

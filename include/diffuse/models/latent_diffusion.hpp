@@ -24,6 +24,8 @@
 //
 // Inference workspaces (SampleWorkspace<N>, CodecWorkspace<N>) are allocated once per batch size:
 // pass one in to reuse it across calls, or let a call allocate one (once per call, never per step).
+// With a reused SampleWorkspace, generate() allocates nothing after its first call
+// (tests/test_allocations.cpp).
 #ifndef DIFFUSE_MODELS_LATENT_DIFFUSION_HPP
 #define DIFFUSE_MODELS_LATENT_DIFFUSION_HPP
 
@@ -185,6 +187,7 @@ public:
         typename Denoiser::template Workspace<N> unet;
         Tensor<T, N, latent_size, latent_size, latent_channels> latents;
         typename Vae::DecoderT::template Cache<N> dec;
+        diffusion::SamplerWorkspace<T> sampler;  // the sampler's buffers and plan, sized on the first call
     };
     template <int N>
     static constexpr std::size_t sample_workspace_bytes = sizeof(SampleWorkspace<N>);
@@ -294,8 +297,8 @@ public:
         std::copy(ws.text.pad_mask.begin(), ws.text.pad_mask.end(), ws.cond_mask.begin());
         const bool guided = opt.guidance != 1;
         if (guided) {
-            std::array<std::string, N> neg;
-            neg.fill(std::string(negative));
+            std::array<std::string_view, N> neg;  // views, not copies: no allocation per call
+            neg.fill(negative);
             truncated += text.template encode<N>(neg, ws.text);
             std::copy(ws.text.context.begin(), ws.text.context.end(), ws.uncond.begin());
             std::copy(ws.text.pad_mask.begin(), ws.text.pad_mask.end(), ws.uncond_mask.begin());
@@ -309,13 +312,16 @@ public:
         so.eta = opt.eta;
         so.batch_branches = false;  // two calls of N: one UNet workspace of N
         const Denoiser& net = unet();
-        diffusion::sample(schedule, so, opt.seed, ws.latents, [&](const diffusion::DenoiseCall<T>& call) {
-            const bool cond = call.branch == diffusion::Branch::conditional;
-            net.forward(call.template input<N, latent_size, latent_size, latent_channels>(),
-                        call.template timestep_view<N>(), cond ? ws.cond : ws.uncond,
-                        cond ? ws.cond_mask : ws.uncond_mask,
-                        call.template output<N, latent_size, latent_size, latent_channels>(), ws.unet);
-        });
+        diffusion::sample(
+            schedule, so, opt.seed, ws.latents,
+            [&](const diffusion::DenoiseCall<T>& call) {
+                const bool cond = call.branch == diffusion::Branch::conditional;
+                net.forward(call.template input<N, latent_size, latent_size, latent_channels>(),
+                            call.template timestep_view<N>(), cond ? ws.cond : ws.uncond,
+                            cond ? ws.cond_mask : ws.uncond_mask,
+                            call.template output<N, latent_size, latent_size, latent_channels>(), ws.unet);
+            },
+            ws.sampler);
         decode(ws.latents, images, ws.dec, ws.latents);  // unscales the latents in place: they are spent
         return truncated;
     }

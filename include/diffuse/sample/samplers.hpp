@@ -2,7 +2,11 @@
 // (k-diffusion), any number of steps, classifier-free guidance. They know nothing of the network:
 // each step they call a user callback with a DenoiseCall and read back the model output.
 //
-//   sample(schedule, options, batch, item_size, seed, out, denoise)
+//   sample(schedule, options, batch, item_size, seed, out, denoise [, workspace])
+//
+// With a SamplerWorkspace kept across calls (LatentDiffusion's SampleWorkspace holds one), a call
+// allocates nothing once the workspace has run that batch size: no buffer, plan or generator is
+// made per call or per step.
 //
 // The callback. It receives noisy latents z_t in the variance-preserving form the model was trained
 // on (z_t = sqrt(ab)·z0 + sqrt(1 − ab)·eps; the Euler samplers rescale their own state before the
@@ -39,6 +43,7 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "diffuse/core/aligned_buffer.hpp"
@@ -46,7 +51,6 @@
 #include "diffuse/core/simd.hpp"
 #include "diffuse/core/tensor.hpp"
 #include "diffuse/sample/noise_schedule.hpp"
-#include "diffuse/core/rng.hpp"
 
 namespace diffuse::diffusion {
 
@@ -99,37 +103,51 @@ private:
     }
 };
 
-/// The descending timesteps of an S-step run over a schedule of T steps (see the header comment).
-inline std::vector<int> sampling_timesteps(int T, int steps, Spacing spacing, int offset = 0) {
+namespace detail {
+
+/// Timestep i of an S-step run over a schedule of T steps (see the header comment); throws when
+/// it falls outside the schedule.
+inline int sampling_timestep(int T, int steps, Spacing spacing, int offset, int i) {
+    int t = 0;
+    switch (spacing) {
+        case Spacing::leading: t = (steps - 1 - i) * (T / steps) + offset; break;
+        case Spacing::trailing: t = int(std::nearbyint(T - i * (double(T) / steps))) - 1; break;
+        case Spacing::linspace:
+            t = steps == 1 ? 0 : int(std::nearbyint(double(T - 1) * (steps - 1 - i) / (steps - 1)));
+            break;
+    }
+    if (t < 0 || t >= T)
+        throw std::invalid_argument("sampling_timesteps: timestep " + std::to_string(t) + " (offset " +
+                                    std::to_string(offset) + ") is outside the schedule");
+    return t;
+}
+inline void check_step_count(int T, int steps) {
     if (steps < 1 || steps > T)
         throw std::invalid_argument("sampling_timesteps: " + std::to_string(steps) + " steps of a " + std::to_string(T) +
                                     "-step schedule");
+}
+
+/// Karras et al.'s sigma i of n, from sigma_max down to sigma_min, evenly spaced in sigma^(1/rho).
+inline double karras_sigma(double sigma_min, double sigma_max, int n, int i, double rho = 7) {
+    const double lo = std::pow(sigma_min, 1 / rho), hi = std::pow(sigma_max, 1 / rho);
+    const double r = n == 1 ? 0.0 : double(i) / (n - 1);
+    return std::pow(hi + r * (lo - hi), rho);
+}
+
+}  // namespace detail
+
+/// The descending timesteps of an S-step run over a schedule of T steps (see the header comment).
+inline std::vector<int> sampling_timesteps(int T, int steps, Spacing spacing, int offset = 0) {
+    detail::check_step_count(T, steps);
     std::vector<int> ts(std::size_t(steps), 0);
-    for (int i = 0; i < steps; ++i) {
-        int t = 0;
-        switch (spacing) {
-            case Spacing::leading: t = (steps - 1 - i) * (T / steps) + offset; break;
-            case Spacing::trailing: t = int(std::nearbyint(T - i * (double(T) / steps))) - 1; break;
-            case Spacing::linspace:
-                t = steps == 1 ? 0 : int(std::nearbyint(double(T - 1) * (steps - 1 - i) / (steps - 1)));
-                break;
-        }
-        if (t < 0 || t >= T)
-            throw std::invalid_argument("sampling_timesteps: timestep " + std::to_string(t) + " (offset " +
-                                        std::to_string(offset) + ") is outside the schedule");
-        ts[std::size_t(i)] = t;
-    }
+    for (int i = 0; i < steps; ++i) ts[std::size_t(i)] = detail::sampling_timestep(T, steps, spacing, offset, i);
     return ts;
 }
 
 /// Karras et al.'s sigmas: n values from sigma_max down to sigma_min, evenly spaced in sigma^(1/rho).
 inline std::vector<double> karras_sigmas(double sigma_min, double sigma_max, int n, double rho = 7) {
     std::vector<double> s(static_cast<std::size_t>(n));
-    const double lo = std::pow(sigma_min, 1 / rho), hi = std::pow(sigma_max, 1 / rho);
-    for (int i = 0; i < n; ++i) {
-        const double r = n == 1 ? 0.0 : double(i) / (n - 1);
-        s[std::size_t(i)] = std::pow(hi + r * (lo - hi), rho);
-    }
+    for (int i = 0; i < n; ++i) s[std::size_t(i)] = detail::karras_sigma(sigma_min, sigma_max, n, i, rho);
     return s;
 }
 
@@ -141,54 +159,78 @@ struct PlannedStep {
     double sigma, sigma_next;  // Euler: k-diffusion noise levels (sigma_next = 0 at the end)
 };
 
-/// The steps a sampler takes: timesteps and noise levels, independent of the data.
-inline std::vector<PlannedStep> plan_steps(const NoiseSchedule& s, const SamplerOptions& o) {
-    const std::vector<int> ts = sampling_timesteps(s.steps(), o.steps, o.spacing, o.steps_offset);
-    const std::size_t n = ts.size();
-    std::vector<PlannedStep> plan(n);
+/// The steps a sampler takes, into plan (resized to the step count: no allocation when its
+/// capacity suffices). Timesteps and noise levels only, independent of the data.
+inline void plan_steps(const NoiseSchedule& s, const SamplerOptions& o, std::vector<PlannedStep>& plan) {
+    const int T = s.steps(), n = o.steps;
+    detail::check_step_count(T, n);
     const bool euler = o.method == Method::euler || o.method == Method::euler_ancestral;
-    std::vector<double> sig(n + 1, 0.0);
-    for (std::size_t i = 0; i < n; ++i) sig[i] = s.sigma(ts[i]);
-    if (euler && o.karras_sigmas) {
-        const std::vector<double> k = karras_sigmas(sig[n - 1], sig[0], int(n));
-        std::copy(k.begin(), k.end(), sig.begin());
-    }
-    for (std::size_t i = 0; i < n; ++i) {
-        PlannedStep& p = plan[i];
+    const auto t_at = [&](int i) { return detail::sampling_timestep(T, n, o.spacing, o.steps_offset, i); };
+    plan.resize(std::size_t(n));
+    for (int i = 0; i < n; ++i) plan[std::size_t(i)].t = t_at(i);  // checks every timestep first
+    // Euler: the sigmas of the timesteps, or Karras sigmas between the same ends; then 0.
+    const double sigma_max = s.sigma(int(plan.front().t)), sigma_min = s.sigma(int(plan.back().t));
+    const auto sigma_at = [&](int i) {
+        if (i == n) return 0.0;
+        return o.karras_sigmas ? detail::karras_sigma(sigma_min, sigma_max, n, i) : s.sigma(int(plan[std::size_t(i)].t));
+    };
+    for (int i = 0; i < n; ++i) {  // step i reads the timestep of step i + 1, still unchanged
+        const int t = int(plan[std::size_t(i)].t);
+        PlannedStep p{};
         if (euler) {
-            p.sigma = sig[i];
-            p.sigma_next = sig[i + 1];
+            p.sigma = sigma_at(i);
+            p.sigma_next = sigma_at(i + 1);
             p.t = s.sigma_to_t(p.sigma);
             p.alpha_bar = NoiseSchedule::alpha_bar_of_sigma(p.sigma);
         } else {
-            p.t = ts[i];
-            p.alpha_bar = s.alpha_bar(ts[i]);
-            p.alpha_bar_next = i + 1 < n ? s.alpha_bar(ts[i + 1]) : 1.0;
+            p.t = t;
+            p.alpha_bar = s.alpha_bar(t);
+            p.alpha_bar_next = i + 1 < n ? s.alpha_bar(int(plan[std::size_t(i) + 1].t)) : 1.0;
             p.sigma = NoiseSchedule::sigma_of(p.alpha_bar);
         }
+        plan[std::size_t(i)] = p;
     }
+}
+inline std::vector<PlannedStep> plan_steps(const NoiseSchedule& s, const SamplerOptions& o) {
+    std::vector<PlannedStep> plan;
+    plan_steps(s, o, plan);
     return plan;
 }
 
-namespace detail {
-
-/// Buffers and per-item generators of one sampling run (allocated once per run, not per step).
+/// What a sampling run needs besides its output: per-item buffers and generators, and the plan of
+/// its steps. Pass one to sample() to reuse it: it is sized on its first run (for that batch and
+/// item size, guided or not, and room for a plan of every timestep of the schedule) and a later run
+/// of the same batch and item size allocates nothing. Without one, sample() makes one per call.
 template <class T>
-struct SamplerRun {
-    int batch;
-    std::size_t item, n;
-    bool guided, both;  // guided: two branches; both: asked for in one call of 2N
-    AlignedBuffer<T> z, out;                // [2N, item] (both / guided), else [N, item]
-    AlignedBuffer<T> eps, x0, noise;        // [N, item]
-    std::vector<std::int32_t> timesteps;    // [2N] or [N]
-    std::vector<Rng> rngs;                  // one stream per item
+class SamplerWorkspace {
+public:
+    int batch = 0;
+    std::size_t item = 0, n = 0;
+    bool guided = false, both = false;   // guided: two branches; both: asked for in one call of 2N
+    AlignedBuffer<T> z, out;             // [2N, item]: room for both branches
+    AlignedBuffer<T> eps, x0, noise;     // [N, item]
+    std::vector<std::int32_t> timesteps; // [2N], of which [N] when the branches are asked for apart
+    std::vector<Rng> rngs;               // one stream per item
+    std::vector<PlannedStep> plan;
 
-    SamplerRun(int b, std::size_t it, bool guided_, bool batched, std::uint64_t seed)
-        : batch(b), item(it), n(std::size_t(b) * it), guided(guided_), both(guided_ && batched),
-          z((both ? 2 : 1) * n), out((guided ? 2 : 1) * n), eps(n), x0(n), noise(n),
-          timesteps(std::size_t((both ? 2 : 1) * b)) {
-        rngs.reserve(std::size_t(b));
-        for (int i = 0; i < b; ++i) rngs.push_back(stream_rng(seed, i));
+    /// Ready for a run: buffers for (b, it), flags, every item's stream at its start for `seed`.
+    void prepare(const NoiseSchedule& s, int b, std::size_t it, bool guided_, bool batched, std::uint64_t seed) {
+        if (b != batch || it != item) {
+            batch = b;
+            item = it;
+            n = std::size_t(b) * it;
+            z = AlignedBuffer<T>(2 * n);
+            out = AlignedBuffer<T>(2 * n);
+            eps = AlignedBuffer<T>(n);
+            x0 = AlignedBuffer<T>(n);
+            noise = AlignedBuffer<T>(n);
+            timesteps.assign(2 * std::size_t(b), 0);
+            rngs.assign(std::size_t(b), Rng());
+        }
+        plan.reserve(std::size_t(s.steps()));  // any step count fits from the first run on
+        guided = guided_;
+        both = guided_ && batched;
+        for (int i = 0; i < b; ++i) rngs[std::size_t(i)] = stream_rng(seed, i);
     }
 
     /// noise[i] ~ N(0, I) from item i's stream.
@@ -200,11 +242,13 @@ struct SamplerRun {
     }
 };
 
+namespace detail {
+
 /// The model output for latents zin [batch, item] at one planned step, guided, into run.out[0, n).
 template <class T, class Denoise>
-void evaluate(SamplerRun<T>& r, const SamplerOptions& o, const PlannedStep& p, int step, const T* zin, Denoise& denoise) {
+void evaluate(SamplerWorkspace<T>& r, const SamplerOptions& o, const PlannedStep& p, int step, const T* zin, Denoise& denoise) {
     const std::int32_t tint = std::int32_t(std::lround(p.t));
-    std::fill(r.timesteps.begin(), r.timesteps.end(), tint);
+    std::fill_n(r.timesteps.begin(), (r.both ? 2 : 1) * r.batch, tint);
     DenoiseCall<T> call;
     call.timesteps = r.timesteps.data();
     call.item_size = r.item;
@@ -239,7 +283,7 @@ void evaluate(SamplerRun<T>& r, const SamplerOptions& o, const PlannedStep& p, i
 
 /// x0 clamped to [−c, c], and eps re-derived from it so the step stays consistent.
 template <class T>
-void clip_x0(SamplerRun<T>& r, double c, double ab, const T* z) {
+void clip_x0(SamplerWorkspace<T>& r, double c, double ab, const T* z) {
     const T lo(-c), hi(c);
     simd::map(r.n, r.x0.data(), r.x0.data(), [lo, hi](auto x) { return xsimd::min(xsimd::max(x, decltype(x)(lo)), decltype(x)(hi)); });
     if (ab >= 1) return;
@@ -249,15 +293,17 @@ void clip_x0(SamplerRun<T>& r, double c, double ab, const T* z) {
 
 }  // namespace detail
 
-/// Draws `batch` samples of `item_size` elements into out [batch, item_size] (see the header comment).
+/// Draws `batch` samples of `item_size` elements into out [batch, item_size] (see the header comment),
+/// with the buffers of `r` (allocates nothing when r has run this batch and item size before).
 template <class T, class Denoise>
 void sample(const NoiseSchedule& s, const SamplerOptions& o, int batch, std::size_t item_size, std::uint64_t seed, T* out,
-            Denoise&& denoise) {
+            Denoise&& denoise, SamplerWorkspace<T>& r) {
     if (batch < 1 || item_size == 0) throw std::invalid_argument("sample: empty batch");
     if (!(o.guidance >= 0)) throw std::invalid_argument("sample: guidance must be >= 0");
     if (!(o.eta >= 0)) throw std::invalid_argument("sample: eta must be >= 0");
-    const std::vector<PlannedStep> plan = plan_steps(s, o);
-    detail::SamplerRun<T> r(batch, item_size, o.guidance != 1, o.batch_branches, seed);
+    r.prepare(s, batch, item_size, o.guidance != 1, o.batch_branches, seed);
+    plan_steps(s, o, r.plan);
+    const std::vector<PlannedStep>& plan = r.plan;
     const std::size_t n = r.n;
     const bool euler = o.method == Method::euler || o.method == Method::euler_ancestral;
 
@@ -320,11 +366,25 @@ void sample(const NoiseSchedule& s, const SamplerOptions& o, int batch, std::siz
     }
 }
 
+/// The same with a workspace of its own (allocated for the call).
+template <class T, class Denoise>
+void sample(const NoiseSchedule& s, const SamplerOptions& o, int batch, std::size_t item_size, std::uint64_t seed, T* out,
+            Denoise&& denoise) {
+    SamplerWorkspace<T> r;
+    sample(s, o, batch, item_size, seed, out, denoise, r);
+}
+
 /// Shaped form: out [N, ...] receives N samples.
 template <Shaped X, class Denoise>
-void sample(const NoiseSchedule& s, const SamplerOptions& o, std::uint64_t seed, X&& out, Denoise&& denoise) {
+void sample(const NoiseSchedule& s, const SamplerOptions& o, std::uint64_t seed, X&& out, Denoise&& denoise,
+            SamplerWorkspace<typename std::remove_cvref_t<X>::value_type>& r) {
     using S = shape_of<X>;
-    sample(s, o, S::first, S::size / std::size_t(S::first), seed, out.data(), denoise);
+    sample(s, o, S::first, S::size / std::size_t(S::first), seed, out.data(), denoise, r);
+}
+template <Shaped X, class Denoise>
+void sample(const NoiseSchedule& s, const SamplerOptions& o, std::uint64_t seed, X&& out, Denoise&& denoise) {
+    SamplerWorkspace<typename std::remove_cvref_t<X>::value_type> r;
+    sample(s, o, seed, out, denoise, r);
 }
 
 }  // namespace diffuse::diffusion

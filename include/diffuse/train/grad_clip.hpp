@@ -5,10 +5,10 @@
 #ifndef DIFFUSE_TRAIN_GRAD_CLIP_HPP
 #define DIFFUSE_TRAIN_GRAD_CLIP_HPP
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <type_traits>
-#include <vector>
 
 #include "diffuse/core/params.hpp"
 #include "diffuse/core/simd.hpp"
@@ -17,16 +17,25 @@
 namespace diffuse {
 
 /// The L2 norm of all gradients of the store, summed in a fixed order.
+///
+/// The partial sums live on the stack (no allocation per step): chunks are taken in groups of
+/// kGroup, each group's chunks summed in parallel, then added to the total in chunk order, so the
+/// result is the same as summing every chunk first and then all partials in order.
 template <class T>
 T grad_norm(const ParamStore<T>& store) {
+    constexpr std::size_t kGroup = 1024;  // 16 M elements of kFlatChunk per group
     const std::size_t n = store.size();
     const T* g = store.grads();
-    std::vector<T> partial(std::size_t(flat_chunk_count(n)), T(0));
-    for_each_flat_chunk(n, [&](std::size_t b, std::size_t e) {
-        partial[b / kFlatChunk] = simd::reduce(e - b, g + b, [](auto x) { return x * x; });
-    });
+    T partial[kGroup];
     T total = 0;
-    for (T s : partial) total += s;
+    for (std::size_t begin = 0; begin < n; begin += kGroup * kFlatChunk) {
+        const std::size_t len = std::min(n - begin, kGroup * kFlatChunk);
+        for_each_flat_chunk(len, [&](std::size_t b, std::size_t e) {
+            partial[b / kFlatChunk] = simd::reduce(e - b, g + begin + b, [](auto x) { return x * x; });
+        });
+        const std::size_t chunks = std::size_t(flat_chunk_count(len));
+        for (std::size_t c = 0; c < chunks; ++c) total += partial[c];
+    }
     return std::sqrt(total);
 }
 

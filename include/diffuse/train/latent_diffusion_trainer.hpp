@@ -18,7 +18,8 @@
 // saves exactly the state needed to resume bit for bit (parameters, Adam moments and step counts,
 // EMA shadow and count, Rng state, data position, step counters, latent scale).
 //
-// Workspaces are allocated on a phase's first step, once.
+// Workspaces are allocated on a phase's first step, once; later steps allocate nothing (the
+// captions are written into strings reserved for the longest one; tests/test_allocations.cpp).
 #ifndef DIFFUSE_TRAIN_LATENT_DIFFUSION_TRAINER_HPP
 #define DIFFUSE_TRAIN_LATENT_DIFFUSION_TRAINER_HPP
 
