@@ -182,9 +182,13 @@ public:
     template <int N>
     struct SampleWorkspace {
         typename Text::template Workspace<N> text;
-        Tensor<T, N, context_length, context_width> cond, uncond;
-        Tensor<bool, N, context_length> cond_mask, uncond_mask;
-        typename Denoiser::template Workspace<N> unet;
+        // Guided sampling runs both branches as one UNet call of 2N (deeper GEMMs, half the calls):
+        // items [0, N) see the prompts, [N, 2N) the negative prompt (unguided: the prompts again).
+        Tensor<T, 2 * N, context_length, context_width> context;
+        Tensor<bool, 2 * N, context_length> mask;
+        typename Denoiser::template Workspace<2 * N> unet;
+        Tensor<T, 2 * N, latent_size, latent_size, latent_channels> in, out;  // unguided: N items run twice
+        Tensor<std::int32_t, 2 * N> t;
         Tensor<T, N, latent_size, latent_size, latent_channels> latents;
         typename Vae::DecoderT::template Cache<N> dec;
         diffusion::SamplerWorkspace<T> sampler;  // the sampler's buffers and plan, sized on the first call
@@ -292,17 +296,19 @@ public:
         } back{this, swap};
 
         const Text& text = text_encoder();
+        const auto keep = [&](int half) {  // the text encoder's output into one half of context and mask
+            std::copy(ws.text.context.begin(), ws.text.context.end(), ws.context.begin() + half * ws.text.context.size);
+            std::copy(ws.text.pad_mask.begin(), ws.text.pad_mask.end(), ws.mask.begin() + half * ws.text.pad_mask.size);
+        };
         int truncated = text.template encode<N>(prompts, ws.text);
-        std::copy(ws.text.context.begin(), ws.text.context.end(), ws.cond.begin());
-        std::copy(ws.text.pad_mask.begin(), ws.text.pad_mask.end(), ws.cond_mask.begin());
+        keep(0);
         const bool guided = opt.guidance != 1;
         if (guided) {
             std::array<std::string_view, N> neg;  // views, not copies: no allocation per call
             neg.fill(negative);
             truncated += text.template encode<N>(neg, ws.text);
-            std::copy(ws.text.context.begin(), ws.text.context.end(), ws.uncond.begin());
-            std::copy(ws.text.pad_mask.begin(), ws.text.pad_mask.end(), ws.uncond_mask.begin());
         }
+        keep(1);
 
         diffusion::SamplerOptions so;
         so.method = opt.sampler;
@@ -310,16 +316,25 @@ public:
         so.prediction = prediction;
         so.guidance = opt.guidance;
         so.eta = opt.eta;
-        so.batch_branches = false;  // two calls of N: one UNet workspace of N
+        so.batch_branches = true;
         const Denoiser& net = unet();
         diffusion::sample(
             schedule, so, opt.seed, ws.latents,
             [&](const diffusion::DenoiseCall<T>& call) {
-                const bool cond = call.branch == diffusion::Branch::conditional;
-                net.forward(call.template input<N, latent_size, latent_size, latent_channels>(),
-                            call.template timestep_view<N>(), cond ? ws.cond : ws.uncond,
-                            cond ? ws.cond_mask : ws.uncond_mask,
-                            call.template output<N, latent_size, latent_size, latent_channels>(), ws.unet);
+                if (call.batch == 2 * N) {  // both branches
+                    net.forward(call.template input<2 * N, latent_size, latent_size, latent_channels>(),
+                                call.template timestep_view<2 * N>(), ws.context, ws.mask,
+                                call.template output<2 * N, latent_size, latent_size, latent_channels>(), ws.unet);
+                    return;
+                }
+                // the conditional branch alone (unguided): as both halves of a call of 2N
+                const std::size_t half = std::size_t(N) * latent_elements;
+                (void)call.template input<N, latent_size, latent_size, latent_channels>();  // checks the size
+                std::copy_n(call.z, half, ws.in.data());
+                std::copy_n(call.z, half, ws.in.data() + half);
+                ws.t.fill(call.timesteps[0]);
+                net.forward(ws.in, ws.t, ws.context, ws.mask, ws.out, ws.unet);
+                std::copy_n(ws.out.data(), half, call.out);
             },
             ws.sampler);
         decode(ws.latents, images, ws.dec, ws.latents);  // unscales the latents in place: they are spent
