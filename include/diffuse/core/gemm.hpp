@@ -2,15 +2,16 @@
 //
 //   C[M, N] (=|+=) op(A) · op(B),   op(A) is [M, K], op(B) is [K, N]
 //
-// The kernel is Eigen's (packing + GEBP micro-kernel, general_matrix_matrix_product), called
-// directly rather than through an Eigen expression, for three reasons:
-//   - no heap allocation per product: Eigen's expression path mallocs its packing buffers for
-//     every large product; here each thread packs into its own buffers, grown on first use and
-//     kept, so a training or sampling step allocates nothing once warm;
+// float products run our packed xsimd micro-kernel (gemm_kernel.hpp); double products (gradient
+// checks, references) Eigen's kernel (general_matrix_matrix_product), called directly rather than
+// through an Eigen expression, whose path mallocs its packing buffers for every large product.
+//   - no heap allocation per product: each thread packs into its own buffers, grown on first use
+//     and kept, so a training or sampling step allocates nothing once warm;
 //   - our own parallel split: outside a parallel region a large product is cut into fixed blocks
 //     of C rows (or columns), the cut depending only on M, N, K, never on the thread count; each
-//     block is a sequential product, so C is bitwise the same for any thread count;
-//   - small products skip Eigen's expression dispatch.
+//     block is a sequential product, so C is bitwise the same for any thread count.
+// (A direct unpacked path for tiny products, an attention head's 16×16×32, was tried: it ran at
+// half the packed kernel's speed.)
 // Inside a parallel region (per-image convolutions in parallel_for) the product runs on the
 // calling thread: one level of parallelism at a time.
 #ifndef DIFFUSE_CORE_GEMM_HPP
