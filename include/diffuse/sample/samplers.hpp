@@ -270,7 +270,7 @@ void evaluate(SamplerWorkspace<T>& r, const SamplerOptions& o, const PlannedStep
     }
     T* uncond = cond + r.n;
     if (r.both) {
-        std::copy(zin, zin + r.n, r.z.data());
+        if (zin != r.z.data()) std::copy(zin, zin + r.n, r.z.data());  // Euler's state already lives there
         std::copy(zin, zin + r.n, r.z.data() + r.n);
         ask(r.z.data(), cond, 2 * r.batch, Branch::both);
     } else {
