@@ -23,7 +23,6 @@
 #include <cstddef>
 #include <type_traits>
 
-#include "diffuse/core/aligned_buffer.hpp"
 #include "diffuse/core/gemm_kernel.hpp"
 #include "diffuse/core/parallel.hpp"
 
@@ -33,21 +32,6 @@ enum class Trans { N, T };
 enum class Accumulate { no, yes };
 
 namespace detail {
-
-/// One thread's packing buffers: grown to the largest product seen, never shrunk.
-template <class T>
-struct GemmScratch {
-    AlignedBuffer<T> a, b;
-    static T* fit(AlignedBuffer<T>& buf, std::size_t n) {
-        if (buf.size() < n) buf = AlignedBuffer<T>(n);
-        return buf.data();
-    }
-};
-template <class T>
-GemmScratch<T>& gemm_scratch() {
-    thread_local GemmScratch<T> s;
-    return s;
-}
 
 /// Eigen's blocking sizes with buffers we own.
 template <class T>

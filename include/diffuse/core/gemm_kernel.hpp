@@ -8,11 +8,12 @@
 // from 16 up fills whole tiles, and 12 accumulators + 2 B vectors + 1 broadcast fit 16 registers.
 //
 //   for each NC-wide block of columns, each KC-deep slice of K:    pack op(B) slice  (L3)
-//     for each MC-tall block of rows:                              pack op(A) block  (L2)
+//     for each MC-tall block of rows (read in place, L2):
 //       for each NR-wide panel of B, each MR-tall panel of A:      micro-kernel      (L1)
 //
-// Packed panels are zero-padded to whole tiles; a partial tile is computed in full and only its
-// valid part added to C. Each C element is the same sum in the same order wherever its tile falls
+// A is not packed: the micro-kernel broadcasts from its rows where they lie (packing it cost more
+// than it saved at our sizes). B panels are zero-padded to whole tiles; a partial tile is computed
+// in full and only its valid part added to C. Each C element is the same sum in the same order wherever its tile falls
 // (one FMA chain per KC slice, added to C slice by slice), so any split of C across threads gives
 // the same bits.
 #ifndef DIFFUSE_CORE_GEMM_KERNEL_HPP
@@ -25,7 +26,25 @@
 
 #include "diffuse/core/aligned_buffer.hpp"
 
-namespace diffuse::detail::packed {
+namespace diffuse::detail {
+
+/// One thread's packing buffers (both GEMM paths): grown to the largest product seen, never
+/// shrunk, so products allocate nothing once warm.
+template <class T>
+struct GemmScratch {
+    AlignedBuffer<T> a, b;
+    static T* fit(AlignedBuffer<T>& buf, std::size_t n) {
+        if (buf.size() < n) buf = AlignedBuffer<T>(n);
+        return buf.data();
+    }
+};
+template <class T>
+GemmScratch<T>& gemm_scratch() {
+    thread_local GemmScratch<T> s;
+    return s;
+}
+
+namespace packed {
 
 template <class T>
 struct Tiling {
@@ -36,18 +55,6 @@ struct Tiling {
     static constexpr int MC = 16 * MR;   // rows of A swept per B panel, 96: L2
     static constexpr int NC = 64 * NR;   // packed B slice
 };
-
-/// One thread's packing buffer for op(B), sized once for the largest slice.
-template <class T>
-struct Buffers {
-    using Tl = Tiling<T>;
-    AlignedBuffer<T> b{std::size_t(Tl::NC) * Tl::KC};
-};
-template <class T>
-Buffers<T>& buffers() {
-    thread_local Buffers<T> s;
-    return s;
-}
 
 /// Packs op(B)[k0 : k0+kc, j0 : j0+nc] as ⌈nc/NR⌉ panels, each [kc][NR] (column index fastest).
 /// op(B)[k, j] = B[k·ldb + j], or B[j·ldb + k] when TransB (B stored [N, K]).
@@ -118,17 +125,17 @@ void gemm_add(int M, int N, int K, const T* A, std::ptrdiff_t lda, const T* B, s
               std::ptrdiff_t ldc) {
     using Tl = Tiling<T>;
     constexpr int MR = Tl::MR, NR = Tl::NR;
-    Buffers<T>& buf = buffers<T>();
+    T* const bpack = GemmScratch<T>::fit(gemm_scratch<T>().b, std::size_t(Tl::NC) * Tl::KC);
     const std::ptrdiff_t rs = TransA ? 1 : lda, ks = TransA ? lda : 1;  // op(A)[i, k] = A[i·rs + k·ks]
     for (int jc = 0; jc < N; jc += Tl::NC) {
         const int nc = std::min(Tl::NC, N - jc);
         for (int pc = 0; pc < K; pc += Tl::KC) {
             const int kc = std::min(Tl::KC, K - pc);
-            pack_b<TransB>(B, ldb, pc, kc, jc, nc, buf.b.data());
+            pack_b<TransB>(B, ldb, pc, kc, jc, nc, bpack);
             for (int ic = 0; ic < M; ic += Tl::MC) {
                 const int mc = std::min(Tl::MC, M - ic);
                 for (int jr = 0; jr < nc; jr += NR) {
-                    const T* bp = buf.b.data() + std::ptrdiff_t(jr / NR) * kc * NR;
+                    const T* bp = bpack + std::ptrdiff_t(jr / NR) * kc * NR;
                     for (int ir = ic; ir < ic + mc; ir += MR)
                         micro_kernel(kc, A + ir * rs + pc * ks, rs, ks, bp, C + std::ptrdiff_t(ir) * ldc + jc + jr, ldc,
                                      std::min(MR, ic + mc - ir), std::min(NR, nc - jr));
@@ -138,6 +145,7 @@ void gemm_add(int M, int N, int K, const T* A, std::ptrdiff_t lda, const T* B, s
     }
 }
 
-}  // namespace diffuse::detail::packed
+}  // namespace packed
+}  // namespace diffuse::detail
 
 #endif

@@ -68,22 +68,31 @@ constexpr std::string_view article_for(std::string_view phrase) {
     return (c == 'a' || c == 'e' || c == 'i' || c == 'o' || c == 'u') ? "an" : "a";
 }
 
+/// A template filled with a name, as pieces of text in order: emit(std::string_view) for each.
+/// "{a}" becomes article + " " + name, "{n}" the name. One walk serves the string and its length.
+template <class Emit>
+constexpr void expand_caption(std::string_view tmpl, std::string_view name, Emit emit) {
+    for (std::size_t i = 0; i < tmpl.size(); ++i) {
+        if (tmpl.substr(i, 3) == "{a}") {
+            emit(article_for(name));
+            emit(" ");
+            emit(name);
+            i += 2;
+        } else if (tmpl.substr(i, 3) == "{n}") {
+            emit(name);
+            i += 2;
+        } else {
+            emit(tmpl.substr(i, 1));
+        }
+    }
+}
+
 /// A template filled with a name, written into out (replacing its text). Appending into a string
 /// whose capacity already holds kMaxCaptionLength allocates nothing: training steps fill the same
 /// strings every batch.
 inline void format_caption_into(std::string& out, std::string_view tmpl, std::string_view name) {
     out.clear();
-    for (std::size_t i = 0; i < tmpl.size(); ++i) {
-        if (tmpl.compare(i, 3, "{a}") == 0) {
-            out.append(article_for(name)).append(" ").append(name);
-            i += 2;
-        } else if (tmpl.compare(i, 3, "{n}") == 0) {
-            out.append(name);
-            i += 2;
-        } else {
-            out += tmpl[i];
-        }
-    }
+    expand_caption(tmpl, name, [&](std::string_view piece) { out.append(piece); });
 }
 
 /// A template filled with a name.
@@ -96,17 +105,7 @@ inline std::string format_caption(std::string_view tmpl, std::string_view name) 
 /// The length format_caption gives, at compile time.
 constexpr std::size_t formatted_length(std::string_view tmpl, std::string_view name) {
     std::size_t n = 0;
-    for (std::size_t i = 0; i < tmpl.size(); ++i) {
-        if (tmpl.substr(i, 3) == "{a}") {
-            n += article_for(name).size() + 1 + name.size();
-            i += 2;
-        } else if (tmpl.substr(i, 3) == "{n}") {
-            n += name.size();
-            i += 2;
-        } else {
-            ++n;
-        }
-    }
+    expand_caption(tmpl, name, [&](std::string_view piece) { n += piece.size(); });
     return n;
 }
 
