@@ -5,7 +5,6 @@
 //   cmake -S . -B build -DDIFFUSE_BUILD_BENCHMARKS=ON && cmake --build build --target bench_adam
 //   OMP_NUM_THREADS=2 build/benchmarks/bench_adam [n]
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -19,21 +18,10 @@
 #include "diffuse/train/adam.hpp"
 
 using namespace diffuse;
+using bench::Timing;
+using bench::time_once;
 
 namespace {
-
-/// Median and minimum seconds of f over reps runs.
-struct Timing {
-    std::vector<double> t;
-    double median() { std::sort(t.begin(), t.end()); return t[t.size() / 2]; }
-    double min() const { return *std::min_element(t.begin(), t.end()); }
-};
-template <class F>
-void time_once(Timing& out, F f) {
-    const auto a = std::chrono::steady_clock::now();
-    f();
-    out.t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - a).count());
-}
 
 int fail(const char* what, std::size_t i, double got, double want) {
     std::fprintf(stderr, "CHECK FAILED: %s at %zu: got %.9g, want %.9g\n", what, i, got, want);

@@ -2,14 +2,13 @@
 // forward through conv_ip, the 128/256/512 VAE encoder, the 12-layer text encoder, the time table,
 // two cross-attention blocks, three UNets and the decoder; MSE; backward through all of it; Adam.
 // Reports the time per step and the peak memory beside the compile-time byte counts.
-#include <sys/resource.h>
-
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 
 #include <omp.h>
 
+#include "bench_util.hpp"
 #include "diffuse/models/presets.hpp"
 #include "diffuse/train/adam.hpp"
 
@@ -45,11 +44,10 @@ int main() {
         std::fprintf(stderr, "bench_seed_step: the loss did not fall (%g -> %g)\n", losses.front(), losses.back());
         return 1;
     }
-    rusage ru{};
-    getrusage(RUSAGE_SELF, &ru);
+    const double rss = bench::peak_rss_bytes();
     const double params_bytes = double(store.size()) * sizeof(float);
     const double expected = 4 * params_bytes + double(Model::workspace_bytes<N>);  // values, grads, Adam m and v
     std::printf("steady step %.2f s; peak RSS %.0f MB; params+grads+Adam %.0f MB + workspace %.0f MB = %.0f MB (ratio %.2f)\n",
-                seconds.back(), ru.ru_maxrss / 1024.0, 4 * params_bytes / 1e6 * 1.0, Model::workspace_bytes<N> / 1e6,
-                expected / 1e6, ru.ru_maxrss * 1024.0 / expected);
+                seconds.back(), rss / 1e6, 4 * params_bytes / 1e6 * 1.0, Model::workspace_bytes<N> / 1e6,
+                expected / 1e6, rss / expected);
 }

@@ -11,7 +11,6 @@
 #include <omp.h>
 
 #include <cstdio>
-#include <fstream>
 #include <string>
 
 #include "bench_util.hpp"
@@ -25,16 +24,6 @@ namespace {
 constexpr int kBatch = 32;  // examples/train.cpp's kBatch
 using Model = LatentDiffusion<float, presets::Default>;
 using Trainer = LatentDiffusionTrainer<float, presets::Default, kBatch>;
-
-/// Peak resident set size of this process, in bytes (VmHWM).
-double peak_rss_bytes() {
-    std::ifstream status("/proc/self/status");
-    std::string key;
-    double kb = 0;
-    while (status >> key)
-        if (key == "VmHWM:") status >> kb;
-    return kb * 1024;
-}
 
 /// The bytes training needs by construction (what a perfect allocator would hold).
 double constexpr_training_bytes(const io::FashionMnist& data) {

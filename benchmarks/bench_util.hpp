@@ -1,6 +1,6 @@
 // Small helpers shared by the benchmarks: a wall-clock timer with median-of-k, interleaved rounds
 // (so load from other processes on a shared machine hits every case alike), result checks that
-// abort the run with a message, Markdown tables, and the plain fused loop that is Adam's
+// abort the run with a message, Markdown tables, peak RSS, and the plain fused loop that is Adam's
 // memory-bandwidth ceiling.
 #ifndef DIFFUSE_BENCHMARKS_BENCH_UTIL_HPP
 #define DIFFUSE_BENCHMARKS_BENCH_UTIL_HPP
@@ -11,6 +11,7 @@
 #include <cstdarg>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <functional>
 #include <string>
 #include <utility>
@@ -85,6 +86,16 @@ private:
     std::vector<Case> cases_;
     std::vector<Timing> timings_;
 };
+
+/// Peak resident set size of this process so far, in bytes (VmHWM of /proc/self/status).
+inline double peak_rss_bytes() {
+    std::ifstream status("/proc/self/status");
+    std::string key;
+    double kb = 0;
+    while (status >> key)
+        if (key == "VmHWM:") status >> kb;
+    return kb * 1024;
+}
 
 /// printf into a std::string.
 inline std::string fmt(const char* f, ...) {
