@@ -18,6 +18,17 @@ using text::Tokenizer;
 
 namespace {
 
+/// The vocabulary learned from every caption of every class (what train learns from Fashion-MNIST).
+const Tokenizer& fashion_tokenizer() {
+    static const Tokenizer t = [] {
+        std::vector<std::string> caps;
+        for (int label = 0; label < 10; ++label)
+            for (auto& c : all_captions(label)) caps.push_back(c);
+        return Tokenizer::learn(caps, 1000);
+    }();
+    return t;
+}
+
 bool starts_with_vowel(const std::string& w) { return !w.empty() && std::string("aeiou").find(w[0]) != std::string::npos; }
 
 /// A synthetic data set of `count` images whose first two pixels encode the image index.
@@ -47,18 +58,20 @@ int decode_index(View<T, 32, 32, 1> img) {
 
 }  // namespace
 
-TEST_CASE("every caption tokenizes into vocabulary words only, untruncated in a context of 16") {
+TEST_CASE("every caption tokenizes into learned words only, untruncated in a context of 16") {
+    const Tokenizer& tok = fashion_tokenizer();
+    MESSAGE(tok.words().size() << " words learned from the captions");
+    CHECK(tok.vocab_size() <= 332);  // fits the Fashion presets' token table (clip::fashion_vocab)
     int longest = 0, total = 0;
     for (int label = 0; label < 10; ++label) {
         for (const std::string& c : all_captions(label)) {
             CAPTURE(c);
             ++total;
-            const std::vector<std::int32_t> ids = Tokenizer::tokens(c);
-            for (std::int32_t id : ids) CHECK(id >= Tokenizer::word_base);  // no byte-fallback tokens
-            const auto e = Tokenizer{}.encode<16>(c);
+            for (std::int32_t id : tok.tokens(c)) CHECK(id >= tok.word_base());  // no <unk>
+            const auto e = tok.encode<16>(c);
             CHECK_FALSE(e.truncated);
             longest = std::max(longest, e.length);
-            CHECK(Tokenizer::decode(e.ids) == c);  // words separated by single spaces round-trip
+            CHECK(tok.decode(e.ids) == c);  // words separated by single spaces round-trip
         }
     }
     MESSAGE(total << " distinct captions; the longest is " << longest << " tokens with start and end");
@@ -71,7 +84,7 @@ TEST_CASE("captions: right article, the class's names, the examples of the brief
         for (const std::string& c : all_captions(label)) {
             CAPTURE(c);
             std::vector<std::string> words;
-            for (std::int32_t id : Tokenizer::tokens(c)) words.push_back(Tokenizer::token_text(id));
+            for (std::int32_t id : fashion_tokenizer().tokens(c)) words.push_back(fashion_tokenizer().token_text(id));
             for (std::size_t i = 0; i + 1 < words.size(); ++i) {
                 if (words[i] == "a") CHECK_FALSE(starts_with_vowel(words[i + 1]));
                 if (words[i] == "an") CHECK(starts_with_vowel(words[i + 1]));
@@ -207,7 +220,7 @@ TEST_CASE("real Fashion-MNIST test split: batches hold the labelled images") {
         const int idx = d.order(i);
         CHECK(labels[i] == copy.labels.labels[std::size_t(idx)]);
         CHECK(images->item(i)(16, 16, 0) == byte_to_unit_table<float>()[copy.images.image(idx)[14 * 28 + 14]]);
-        CHECK(Tokenizer{}.encode<16>(caps[std::size_t(i)]).truncated == false);
+        CHECK(fashion_tokenizer().encode<16>(caps[std::size_t(i)]).truncated == false);
     }
     MESSAGE("first caption: \"" << caps[0] << "\" for label " << labels[0]);
 }

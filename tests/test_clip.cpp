@@ -24,6 +24,15 @@ constexpr int kCtx = clip::TinyConfig::context_length;
 // "bag": 3 tokens + 3 pads; "a dark coat": 5 + 1 pad; the third is cut to fit.
 const std::vector<std::string> kPrompts = {"bag", "a dark coat", "a photo of a pair of sandals"};
 
+/// A vocabulary holding every word the prompts below use.
+const text::Tokenizer& tokenizer() {
+    static const text::Tokenizer t = text::Tokenizer::learn(
+        std::vector<std::string>{"a photo of a pair of sandals", "a dark coat", "an ankle boots on a white background",
+                                 "a bag", "a shoe"},
+        100);
+    return t;
+}
+
 template <class Cfg>
 void check_encoder() {
     constexpr int N = 3;
@@ -34,7 +43,7 @@ void check_encoder() {
     for (std::size_t i = 0; i < store.size(); ++i) store.values()[i] += 0.1 * rng.normal();
     Tensor<std::int32_t, N, kCtx> ids;
     Tensor<bool, N, kCtx> mask;
-    CHECK(text::Tokenizer::encode_batch<N, kCtx>(kPrompts, ids.view(), mask.view()) == 1);
+    CHECK(tokenizer().encode_batch<N, kCtx>(kPrompts, ids.view(), mask.view()) == 1);
     CHECK(mask(0, 3));
     CHECK_FALSE(mask(2, 5));
     auto ws = make<typename decltype(enc)::template Workspace<N>>();
@@ -59,7 +68,7 @@ TEST_CASE("clip::TextEncoder: gradients of every parameter at Tiny, padded promp
 TEST_CASE("clip::TextEncoder: parameter names, counts and workspace sizes") {
     using Enc = clip::TextEncoder<float, clip::TinyConfig>;
     using EncHead = clip::TextEncoder<float, TinyHead>;
-    constexpr int D = 8, Ctx = kCtx, V = text::Tokenizer::vocab_size;
+    constexpr int D = 8, Ctx = kCtx, V = clip::fashion_vocab;
     constexpr std::size_t layer = 2 * 2 * D + 4 * (D * D + D) + (D * 16 + 16) + (16 * D + D);
     static_assert(Enc::parameter_count == V * D + Ctx * D + 2 * layer + 2 * D);
     static_assert(EncHead::parameter_count == Enc::parameter_count + (Ctx * D * D + D) + (D * Ctx * D + Ctx * D));
@@ -93,14 +102,14 @@ TEST_CASE("clip::TextEncoder: prompts through the tokenizer, empty and over-long
     ParamStore<float> store(enc, 1);
     auto ws = make<Enc::Workspace<3>>();
     const std::array<const char*, 3> prompts = {"", "a photo of a pair of ankle boots on a white background", "Coat"};
-    CHECK(enc.encode(prompts, *ws) == 1);
+    CHECK(enc.encode(tokenizer(), prompts, *ws) == 1);
     // The empty prompt is start, end, then padding; "Coat" is lower-cased to a vocabulary word.
     CHECK(ws->ids(0, 0) == text::Tokenizer::start_id);
     CHECK(ws->ids(0, 1) == text::Tokenizer::end_id);
     for (int t = 0; t < kCtx; ++t) CHECK(ws->pad_mask(0, t) == (t >= 2));
     for (int t = 0; t < kCtx; ++t) CHECK_FALSE(ws->pad_mask(1, t));
     CHECK(ws->ids(1, kCtx - 1) == text::Tokenizer::end_id);
-    CHECK(ws->ids(2, 1) == text::Tokenizer::word_id("coat"));
+    CHECK(ws->ids(2, 1) == tokenizer().word_id("coat"));
     for (float v : ws->context) REQUIRE(std::isfinite(v));
 
     // encode() is forward() on the tokenizer's output; a vector of strings works the same.
@@ -108,14 +117,18 @@ TEST_CASE("clip::TextEncoder: prompts through the tokenizer, empty and over-long
     enc.forward(ws->ids, ws->pad_mask, y, *ws);
     for (std::size_t i = 0; i < y.size; ++i) CHECK(y[i] == ws->context[i]);
     const std::vector<std::string> again(prompts.begin(), prompts.end());
-    CHECK(enc.encode(again, *ws) == 1);
+    CHECK(enc.encode(tokenizer(), again, *ws) == 1);
     for (std::size_t i = 0; i < y.size; ++i) CHECK(y[i] == ws->context[i]);
     const std::vector<std::string> two = {"a", "b"};
-    CHECK_THROWS_AS(enc.encode(two, *ws), std::invalid_argument);
+    CHECK_THROWS_AS(enc.encode(tokenizer(), two, *ws), std::invalid_argument);
+    std::vector<std::string> many;  // more ids than the token table has rows
+    for (int i = 0; i < clip::fashion_vocab; ++i) many.push_back(std::to_string(i) + "w");
+    CHECK_THROWS_WITH_AS(enc.encode(text::Tokenizer(many, text::Tokenizer::Unknown::token), prompts, *ws),
+                         doctest::Contains("token table"), std::invalid_argument);
 
     // Different prompts give different contexts (at the start token too, which attends to them).
     const std::array<std::string, 3> other = {"bag", "a photo of a pair of ankle boots on a white background", "coat"};
-    enc.encode(other, *ws);
+    enc.encode(tokenizer(), other, *ws);
     double diff0 = 0;
     for (int c = 0; c < 8; ++c) diff0 += std::abs(ws->context(0, 0, c) - y(0, 0, c));
     CHECK(diff0 > 1e-3);
@@ -133,7 +146,7 @@ void check_padding_invariance() {
     auto ws = make<typename decltype(enc)::template Workspace<N>>();
     Tensor<std::int32_t, N, kCtx> ids;
     Tensor<bool, N, kCtx> mask;
-    text::Tokenizer::encode_batch<N, kCtx>(kPrompts, ids.view(), mask.view());
+    tokenizer().encode_batch<N, kCtx>(kPrompts, ids.view(), mask.view());
     Tensor<double, N, kCtx, D> y0, y1;
     enc.forward(ids, mask, y0, *ws);
     Rng rng(3);
@@ -178,7 +191,7 @@ TEST_CASE("clip::TextEncoder: with a linear probe on the start token, learns to 
     Tensor<float, N, kCtx, D> dcontext;
     float first = 0, last = 0;
     for (int step = 0; step < 60; ++step) {
-        enc.encode(prompts, *ws);
+        enc.encode(tokenizer(), prompts, *ws);
         for (int n = 0; n < N; ++n)
             for (int c = 0; c < D; ++c) start(n, c) = ws->context(n, 0, c);
         probe.forward(start, logits);
