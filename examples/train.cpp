@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "common/cli.hpp"
+#include "diffuse/data/caption_augment.hpp"
 #include "diffuse/data/captions.hpp"
 #include "diffuse/io/idx.hpp"
 #include "diffuse/io/png.hpp"
@@ -37,6 +38,8 @@ struct Args {
     long long sample_every = 1000, checkpoint_every = 500, log_every = 20, warmup = 0;
     int threads = 0, sample_steps = 25;
     double guidance = 3;
+    std::string distractor_words = "/usr/share/dict/words";  // Debian's wamerican; "" for none
+    data::DistractorOptions distractor;
     LatentDiffusionTrainOptions train;
 };
 
@@ -87,10 +90,23 @@ public:
         model_ = std::make_unique<Model>(opt.seed);
         trainer_ = std::make_unique<Trainer>(*model_, io::load_fashion_mnist(io::Split::train, args_.data_dir), opt);
         Trainer& tr = *trainer_;
-        if (!args_.resume.empty()) {
+        if (!args_.resume.empty()) {  // restores the tokenizer too
             load_checkpoint(args_.resume, tr);
             std::printf("resumed from %s: VAE step %lld, diffusion step %lld, epoch %lld\n", args_.resume.c_str(),
                         (long long)tr.vae_steps, (long long)tr.diffusion_steps, (long long)tr.data.epoch());
+        } else {
+            std::vector<std::string> captions;
+            for (int c = 0; c < kClasses; ++c)
+                for (auto& cap : data::all_captions(c)) captions.push_back(std::move(cap));
+            model_->tokenizer =
+                text::Tokenizer::learn(captions, std::size_t(Model::Text::vocab_size - 4));  // 4: the special ids
+        }
+        std::printf("tokenizer: %zu words learned from the captions\n", model_->tokenizer.words().size());
+        if (!args_.distractor_words.empty() && args_.distractor.probability > 0) {
+            tr.distractors = data::CaptionAugmenter(
+                data::CaptionAugmenter::load_word_list(args_.distractor_words, model_->tokenizer), args_.distractor);
+            std::printf("distractors: %zu words from %s in %.0f%% of captions\n", tr.distractors.size(),
+                        args_.distractor_words.c_str(), 100 * args_.distractor.probability);
         }
         std::printf("preset %s: VAE %zu parameters, text encoder + UNet %zu; batch %d (compile-time); %d threads\n",
                     latent_diffusion::preset_name<Preset>(), model_->vae_store.count(), model_->diffusion_store.count(),
@@ -253,6 +269,9 @@ int main(int argc, char** argv) {
                 "write OUT/checkpoint.safetensors every N steps (0: at phase ends)")
         .option("--log-every", a.log_every, "print progress every N steps")
         .option("--threads", a.threads, "OpenMP threads (0: OpenMP's default)")
+        .option("--distractor-words", a.distractor_words,
+                "word list of distractors inserted into captions, so unknown words are ignored (\"\": none)")
+        .option("--distractor-prob", a.distractor.probability, "share of captions that get distractor words")
         .option("--data", a.data_dir, "directory of the Fashion-MNIST IDX files");
     cli.parse(argc, argv);
     if (a.preset != "default" && a.preset != "tiny")
@@ -270,6 +289,8 @@ int main(int argc, char** argv) {
     if (a.sample_steps < 1 || a.sample_steps > 1000) cli.fail("--sample-steps must be in [1, 1000]");
     if (!(a.guidance >= 0)) cli.fail("--guidance must not be negative");
     if (a.threads < 0) cli.fail("--threads must not be negative");
+    if (!(a.distractor.probability >= 0 && a.distractor.probability <= 1))
+        cli.fail("--distractor-prob must be in [0, 1]");
     if (a.out_dir.empty()) cli.fail("--out-dir must not be empty");
     if (a.threads > 0) omp_set_num_threads(a.threads);
 

@@ -19,7 +19,8 @@
 //   vae.*, text_encoder.*, unet.*     parameters
 //   ema.text_encoder.*, ema.unet.*   the EMA shadow (when it has been updated; count in metadata)
 //   latent_scale                      F64 [1]
-//   __metadata__: format, config (the preset's name), ema_updates, prediction, schedule, kind ("weights")
+//   __metadata__: format, config (the preset's name), ema_updates, prediction, schedule, kind ("weights"),
+//                 tokenizer (text::Tokenizer::to_string: the vocabulary the text encoder reads)
 // A training checkpoint adds optimizer and trainer state (train/checkpoint.hpp); load() ignores it.
 //
 // Inference workspaces (SampleWorkspace<N>, CodecWorkspace<N>) are allocated once per batch size:
@@ -49,6 +50,7 @@
 #include "diffuse/models/vae.hpp"
 #include "diffuse/sample/noise_schedule.hpp"
 #include "diffuse/sample/samplers.hpp"
+#include "diffuse/text/tokenizer.hpp"
 #include "diffuse/train/ema.hpp"
 
 namespace diffuse {
@@ -209,6 +211,7 @@ public:
     ParamStore<T> diffusion_store;
     Ema<T> ema;  // of diffusion_store; used for sampling once update_count() > 0
     diffusion::NoiseSchedule schedule;
+    text::Tokenizer tokenizer;  // the vocabulary the text encoder was trained on (learned from its captions)
     double latent_scale = 1;  // latent = posterior mean · latent_scale (unit variance for the UNet)
 
     Vae& vae() { return vae_part.vae; }
@@ -300,13 +303,13 @@ public:
             std::copy(ws.text.context.begin(), ws.text.context.end(), ws.context.begin() + half * ws.text.context.size);
             std::copy(ws.text.pad_mask.begin(), ws.text.pad_mask.end(), ws.mask.begin() + half * ws.text.pad_mask.size);
         };
-        int truncated = text.template encode<N>(prompts, ws.text);
+        int truncated = text.template encode<N>(tokenizer, prompts, ws.text);
         keep(0);
         const bool guided = opt.guidance != 1;
         if (guided) {
             std::array<std::string_view, N> neg;  // views, not copies: no allocation per call
             neg.fill(negative);
-            truncated += text.template encode<N>(neg, ws.text);
+            truncated += text.template encode<N>(tokenizer, neg, ws.text);
         }
         keep(1);
 
@@ -361,6 +364,7 @@ public:
         w.set_metadata("prediction", prediction == diffusion::Prediction::v ? "v" : "epsilon");
         w.set_metadata("schedule", latent_diffusion::kScheduleName);
         w.set_metadata("kind", "weights");
+        w.set_metadata("tokenizer", tokenizer.to_string());
     }
     void save(const std::string& path, io::DType as = io::dtype_of<T>()) const {
         io::SafetensorsWriter w;
@@ -385,6 +389,13 @@ public:
         else std::copy(diffusion_store.values(), diffusion_store.values() + diffusion_store.size(), ema.shadow());
         ema.set_update_count(n);
         f.read("latent_scale", &latent_scale, 1);
+        try {
+            text::Tokenizer t = text::Tokenizer::from_string(latent_diffusion::metadata_at(f, "tokenizer"));
+            Text::check_tokenizer(t);
+            tokenizer = std::move(t);
+        } catch (const std::invalid_argument& e) {
+            f.fail(std::string("tokenizer: ") + e.what());
+        }
         if (!(latent_scale > 0)) f.fail("latent_scale " + std::to_string(latent_scale) + " is not positive");
     }
     void load(const std::string& path) { read_weights(io::SafetensorsFile(path)); }

@@ -33,6 +33,7 @@
 #include "diffuse/core/rng.hpp"
 #include "diffuse/core/tensor.hpp"
 #include "diffuse/data/fashion_batches.hpp"
+#include "diffuse/data/caption_augment.hpp"
 #include "diffuse/io/idx.hpp"
 #include "diffuse/models/latent_diffusion.hpp"
 #include "diffuse/sample/noise_schedule.hpp"
@@ -125,6 +126,9 @@ public:
     Adam<T> vae_adam, diffusion_adam;
     std::int64_t vae_steps = 0, diffusion_steps = 0;  // steps taken in each phase
     bool scale_measured = false;
+    /// Distractor words for the diffusion phase's captions (off unless given a word list); each
+    /// caption's draw is keyed by (seed, step, index), so a resumed run draws the same.
+    data::CaptionAugmenter distractors;
 
     LrSchedule vae_schedule() const { return {options.vae_lr, options.vae_warmup_steps}; }
     LrSchedule diffusion_schedule() const { return {options.lr, options.warmup_steps}; }
@@ -170,6 +174,10 @@ public:
     DiffusionStats diffusion_step() {
         auto& ws = diffusion_ws();
         next_batch(ws.batch, ws.x);
+        for (int i = 0; i < N; ++i) {
+            Rng r = stream_rng(options.seed, 4, std::uint64_t(diffusion_steps), std::uint64_t(i));
+            distractors.apply(captions_[std::size_t(i)], r);
+        }
         sample_latents(ws, T(model.latent_scale));
         const auto& sched = model.schedule;
         diffusion::draw_timesteps(sched, rng, ws.t);
@@ -183,7 +191,7 @@ public:
 
         const Text& text = model.text_encoder();
         const Denoiser& net = model.unet();
-        text.template encode<N>(captions_, ws.text);
+        text.template encode<N>(model.tokenizer, captions_, ws.text);
         net.forward(ws.zt, ws.t, ws.text.context, ws.text.pad_mask, ws.y, ws.unet);
         DiffusionStats s;
         weighted_mse(ws, s);
