@@ -5,6 +5,8 @@
 #include <zlib.h>
 
 #include <cmath>
+#include <csetjmp>
+#include <cstdio>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -213,4 +215,42 @@ TEST_CASE("untrusted images: truncated, corrupt, empty, unknown, zero or huge si
     CHECK(contains(decode_error(jpeg_claiming(jpg, 64, 0)), "x.img"));
     CHECK(contains(error_of([&] { read_image(dir.file("missing.png")); }), "missing.png: cannot open"));
     CHECK(contains(error_of([&] { read_image(dir.path.string()); }), "cannot read"));
+}
+
+namespace {
+
+/// Writes a PNG through libpng's full API: 16-bit gray (no gAMA chunk) or a 2-colour palette.
+void write_png_raw(const std::string& path, bool palette) {
+    std::FILE* f = std::fopen(path.c_str(), "wb");
+    REQUIRE(f);
+    png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, nullptr, nullptr, nullptr);
+    png_infop info = png_create_info_struct(png);
+    if (setjmp(png_jmpbuf(png))) FAIL("libpng write failed");
+    png_init_io(png, f);
+    png_set_IHDR(png, info, 2, 1, palette ? 8 : 16, palette ? PNG_COLOR_TYPE_PALETTE : PNG_COLOR_TYPE_GRAY,
+                 PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+    png_color colours[2] = {{10, 20, 30}, {200, 150, 100}};
+    if (palette) png_set_PLTE(png, info, colours, 2);
+    png_write_info(png, info);
+    png_byte row[4] = {0x12, 0x34, 0xFF, 0xFF};  // 16-bit big-endian samples 0x1234, 0xFFFF
+    png_byte prow[2] = {1, 0};
+    png_write_row(png, palette ? prow : row);
+    png_write_end(png, nullptr);
+    png_destroy_write_struct(&png, &info);
+    std::fclose(f);
+}
+
+}  // namespace
+
+TEST_CASE("PNG: 16-bit samples are scaled (not gamma-encoded) to 8 bits, palettes become RGB") {
+    test_files::TempDir dir;
+    write_png_raw(dir.file("g16.png"), false);
+    const ByteImage g = read_image(dir.file("g16.png"));
+    CHECK(g.channels == 1);
+    CHECK(int(g.pixels[0]) == int(std::lround(0x1234 * 255.0 / 65535)));
+    CHECK(int(g.pixels[1]) == 255);
+    write_png_raw(dir.file("pal.png"), true);
+    const ByteImage p = read_image(dir.file("pal.png"));
+    CHECK(p.channels == 3);
+    CHECK(p.pixels == std::vector<std::uint8_t>{200, 150, 100, 10, 20, 30});
 }
