@@ -1,22 +1,30 @@
-// train: the text-to-image model on Fashion-MNIST, end to end. Trains the VAE, measures the latent
-// scale, then trains the text encoder and UNet together; shows progress, writes sample grids (one
-// row per class prompt) and checkpoints as it goes, resumes from a checkpoint, and leaves
-// OUT/diffusion.safetensors (VAE + text encoder + UNet + EMA weights) for txt2img.
+// train: a text-to-image model on Fashion-MNIST or on a folder of captioned images (metadata.jsonl or
+// metadata.csv), end to end. Learns the tokenizer from the captions, trains the VAE, measures the
+// latent scale, then trains the text encoder and UNet together; shows progress, writes sample grids
+// (one row per prompt: Fashion-MNIST's class prompts, or captions spread over the data set) and
+// checkpoints as it goes, resumes from a checkpoint, and leaves OUT/diffusion.safetensors (VAE + text
+// encoder + UNet + EMA weights + tokenizer, preset named in its metadata) for txt2img.
+//
+//   train --data fashion-mnist                      (the default; preset default)
+//   train --data DIR --preset rgb32 --on-error skip (a folder of images + DIR/metadata.jsonl)
 //
 // The batch size is a compile-time constant (kBatch): every workspace is sized by it.
 #include <omp.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <exception>
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "common/cli.hpp"
 #include "diffuse/data/caption_augment.hpp"
 #include "diffuse/data/captions.hpp"
+#include "diffuse/data/image_folder.hpp"
 #include "diffuse/io/idx.hpp"
 #include "diffuse/io/png.hpp"
 #include "diffuse/io/safetensors.hpp"
@@ -29,11 +37,12 @@ namespace {
 using namespace diffuse;
 
 constexpr int kBatch = 32;        // images per training step (compile-time: sizes every workspace)
-constexpr int kGridColumns = 8;   // samples per class prompt in a grid
-constexpr int kClasses = 10;
+constexpr int kGridColumns = 8;   // samples per prompt in a grid
+constexpr int kGridRows = 10;     // prompts in a grid (Fashion-MNIST: one per class)
 
 struct Args {
-    std::string preset = "default", out_dir = "train_out", resume, data_dir = io::fashion_mnist_dir();
+    std::string preset = "default", out_dir = "train_out", resume, data = "fashion-mnist";
+    std::string fashion_dir = io::fashion_mnist_dir(), on_error = "stop", background = "ffffff";
     long long vae_steps = 2000, steps = 10000, seed = 1;
     long long sample_every = 1000, checkpoint_every = 500, log_every = 20, warmup = 0;
     int threads = 0, sample_steps = 25;
@@ -63,12 +72,35 @@ private:
     std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
 };
 
-template <class Preset>
+constexpr bool is_fashion(const std::string& data) { return data == "fashion-mnist"; }
+
+/// The data set the flags name, at the model's size and channels.
+template <class Source, int S, int C>
+Source load_data(const Args& a) {
+    if constexpr (std::is_same_v<Source, data::FashionSource>) {
+        std::printf("loading Fashion-MNIST from %s\n", a.fashion_dir.c_str());
+        return io::load_fashion_mnist(io::Split::train, a.fashion_dir);
+    } else {
+        data::ImageFolderOptions o;
+        o.resolution = S;
+        o.channels = C;
+        o.on_error = a.on_error == "skip" ? data::OnError::skip : data::OnError::stop;
+        const unsigned long rgb = std::stoul(a.background, nullptr, 16);
+        o.background = {std::uint8_t(rgb >> 16), std::uint8_t(rgb >> 8), std::uint8_t(rgb)};
+        std::printf("loading the image folder %s at %dx%dx%d\n", a.data.c_str(), S, S, C);
+        data::ImageFolder f(a.data, o);
+        std::printf("%d images with captions (%d entries skipped)\n", f.size(), f.skipped());
+        return f;
+    }
+}
+
+template <class Preset, class Source>
 class Program {
 public:
     using Model = LatentDiffusion<float, Preset>;
-    using Trainer = LatentDiffusionTrainer<float, Preset, kBatch>;
-    static constexpr int S = Model::image_size;
+    using Trainer = LatentDiffusionTrainer<float, Preset, kBatch, Source>;
+    static constexpr int S = Model::image_size, C = Model::image_channels;
+    static constexpr bool fashion = std::is_same_v<Source, data::FashionSource>;
 
     explicit Program(const Args& a) : args_(a) {}
 
@@ -86,22 +118,21 @@ public:
                             (unsigned long long)opt.seed);
             opt.seed = std::stoull(saved);
         }
-        std::printf("loading Fashion-MNIST from %s\n", args_.data_dir.c_str());
         model_ = std::make_unique<Model>(opt.seed);
-        trainer_ = std::make_unique<Trainer>(*model_, io::load_fashion_mnist(io::Split::train, args_.data_dir), opt);
+        trainer_ = std::make_unique<Trainer>(*model_, load_data<Source, S, C>(args_), opt);
         Trainer& tr = *trainer_;
+        grid_prompts_ = grid_prompts();
         if (!args_.resume.empty()) {  // restores the tokenizer too
             load_checkpoint(args_.resume, tr);
             std::printf("resumed from %s: VAE step %lld, diffusion step %lld, epoch %lld\n", args_.resume.c_str(),
                         (long long)tr.vae_steps, (long long)tr.diffusion_steps, (long long)tr.data.epoch());
         } else {
-            std::vector<std::string> captions;
-            for (int c = 0; c < kClasses; ++c)
-                for (auto& cap : data::all_captions(c)) captions.push_back(std::move(cap));
+            const auto captions = training_captions();
             model_->tokenizer =
                 text::Tokenizer::learn(captions, std::size_t(Model::Text::vocab_size - 4));  // 4: the special ids
         }
-        std::printf("tokenizer: %zu words learned from the captions\n", model_->tokenizer.words().size());
+        std::printf("tokenizer: %zu words learned from the captions (room for %d)\n",
+                    model_->tokenizer.words().size(), Model::Text::vocab_size - 4);
         if (!args_.distractor_words.empty() && args_.distractor.probability > 0) {
             tr.distractors = data::CaptionAugmenter(
                 data::CaptionAugmenter::load_word_list(args_.distractor_words, model_->tokenizer), args_.distractor);
@@ -133,6 +164,35 @@ public:
     }
 
 private:
+    /// Every caption the data set can give an image (what the tokenizer learns from).
+    std::vector<std::string> training_captions() const {
+        std::vector<std::string> out;
+        if constexpr (fashion) {
+            for (int c = 0; c < int(data::kFashionClassNames.size()); ++c)
+                for (auto& cap : data::all_captions(c)) out.push_back(std::move(cap));
+        } else {
+            const auto& src = trainer_->data.source();
+            for (int i = 0; i < src.size(); ++i)
+                for (const auto& t : src.texts(i)) out.push_back(t);
+        }
+        return out;
+    }
+
+    /// The rows of a sample grid: Fashion-MNIST's class prompts, or the first caption of images spread
+    /// evenly over the data set.
+    std::vector<std::string> grid_prompts() const {
+        std::vector<std::string> out;
+        if constexpr (fashion) {
+            for (int c = 0; c < kGridRows; ++c)
+                out.push_back(data::format_caption("a photo of {a}", data::class_names(c).names[0]));
+        } else {
+            const auto& src = trainer_->data.source();
+            const int rows = std::min(kGridRows, src.size());
+            for (int r = 0; r < rows; ++r) out.push_back(src.texts(int(std::int64_t(r) * src.size() / rows)).front());
+        }
+        return out;
+    }
+
     void vae_phase() {
         Trainer& tr = *trainer_;
         const long long total = args_.vae_steps;
@@ -193,50 +253,60 @@ private:
         std::fflush(stdout);
     }
 
-    /// One row per class ("a photo of {a}" with the class's name), kGridColumns samples each; the
-    /// same seed every time, so grids from different steps compare.
+    /// One row per grid prompt, kGridColumns samples each; the same seed every time, so grids from
+    /// different steps compare.
     void write_samples(const std::string& path) {
         if (!sample_ws_) sample_ws_ = make<typename Model::template SampleWorkspace<kGridColumns>>();
-        std::vector<float> grid(std::size_t(kClasses) * kGridColumns * S * S);
+        const int rows = int(grid_prompts_.size());
+        constexpr std::size_t image = std::size_t(S) * S * C;
+        std::vector<float> grid(std::size_t(rows) * kGridColumns * image);
         typename Model::SampleOptions so;
         so.sampler = diffusion::Method::ddim;
         so.steps = args_.sample_steps;
         so.guidance = args_.guidance;
         so.seed = std::uint64_t(args_.seed);
         const auto start = std::chrono::steady_clock::now();
-        for (int c = 0; c < kClasses; ++c) {
+        for (int r = 0; r < rows; ++r) {
             std::array<std::string, kGridColumns> prompts;
-            prompts.fill(data::format_caption("a photo of {a}", data::class_names(c).names[0]));
-            View<float, kGridColumns, S, S, 1> out(grid.data() + std::size_t(c) * kGridColumns * S * S);
+            prompts.fill(grid_prompts_[std::size_t(r)]);
+            View<float, kGridColumns, S, S, C> out(grid.data() + std::size_t(r) * kGridColumns * image);
             model_->generate(prompts, "", so, out, *sample_ws_);
         }
-        io::write_png_grid(path, grid.data(), kClasses * kGridColumns, S, S, 1, kClasses, kGridColumns);
+        io::write_png_grid(path, grid.data(), rows * kGridColumns, S, S, C, rows, kGridColumns);
         std::printf("samples %s (DDIM %d steps, guidance %.1f, %s weights, %.1f s)\n", path.c_str(), so.steps,
                     so.guidance, model_->has_ema() ? "EMA" : "raw",
                     std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
         std::fflush(stdout);
     }
 
-    /// Two rows: test images, and what the VAE makes of them.
+    /// Two rows: images (Fashion-MNIST's test images, or the data set's first), and what the VAE makes of them.
     void write_reconstructions(const std::string& path) {
-        const io::FashionMnist test = io::load_fashion_mnist(io::Split::test, args_.data_dir);
-        data::CaptionedBatches<float, kGridColumns> batches(test, 0);
-        auto full = make<Tensor<float, kGridColumns, 32, 32, 1>>();
-        std::array<std::string, kGridColumns> captions;
-        batches.next(full->view(), captions);
-        std::vector<float> grid(std::size_t(2) * kGridColumns * S * S);
-        View<float, kGridColumns, S, S, 1> x(grid.data()), y(grid.data() + std::size_t(kGridColumns) * S * S);
-        if constexpr (S == 32) std::copy(full->begin(), full->end(), x.begin());
-        else box_downsample<float, kGridColumns, S, 1>(cview(*full), x);
+        constexpr int DS = Trainer::DS;
+        auto full = make<Tensor<float, kGridColumns, DS, DS, C>>();
+        if constexpr (fashion) {
+            data::CaptionedBatches<float, kGridColumns> batches(
+                io::load_fashion_mnist(io::Split::test, args_.fashion_dir), 0);
+            std::array<std::string, kGridColumns> captions;
+            batches.next(full->view(), captions);
+        } else {
+            const auto& src = trainer_->data.source();
+            for (int i = 0; i < kGridColumns; ++i) src.image(i % src.size(), full->item(i).data());
+        }
+        constexpr std::size_t image = std::size_t(S) * S * C;
+        std::vector<float> grid(std::size_t(2) * kGridColumns * image);
+        View<float, kGridColumns, S, S, C> x(grid.data()), y(grid.data() + std::size_t(kGridColumns) * image);
+        if constexpr (S == DS) std::copy(full->begin(), full->end(), x.begin());
+        else box_downsample<float, kGridColumns, S, C, DS>(cview(*full), x);
         model_->reconstruct(x, y);
         double mse = 0;
         for (std::size_t i = 0; i < x.size; ++i) mse += double(x[i] - y[i]) * double(x[i] - y[i]);
-        io::write_png_grid(path, grid.data(), 2 * kGridColumns, S, S, 1, 2, kGridColumns);
-        std::printf("VAE reconstructions %s (test images above, reconstructions below; MSE %.5f)\n", path.c_str(),
+        io::write_png_grid(path, grid.data(), 2 * kGridColumns, S, S, C, 2, kGridColumns);
+        std::printf("VAE reconstructions %s (images above, reconstructions below; MSE %.5f)\n", path.c_str(),
                     mse / double(x.size));
     }
 
     Args args_;
+    std::vector<std::string> grid_prompts_;
     std::unique_ptr<Model> model_;
     std::unique_ptr<Trainer> trainer_;
     std::unique_ptr<typename Model::template SampleWorkspace<kGridColumns>> sample_ws_;
@@ -248,9 +318,14 @@ int main(int argc, char** argv) {
     Args a;
     auto& t = a.train;
     a.warmup = t.warmup_steps;
-    cli::Parser cli("train", "train the Fashion-MNIST text-to-image model (VAE, then text encoder + UNet); batch " +
-                                 std::to_string(kBatch) + " is fixed at compile time (kBatch in examples/train.cpp)");
-    cli.option("--preset", a.preset, "model size: default, or tiny (8x8 images, for a quick smoke run)")
+    cli::Parser cli("train", "train a text-to-image model (VAE, then text encoder + UNet) on Fashion-MNIST or on a\n"
+                             "folder of captioned images; batch " + std::to_string(kBatch) +
+                             " is fixed at compile time (kBatch in examples/train.cpp)");
+    cli.option("--data", a.data, "fashion-mnist, or a folder of images with metadata.jsonl (or metadata.csv)")
+        .option("--preset", a.preset,
+                "model: default (32x32 gray), rgb32 (32x32 colour), rgb64 (64x64 colour), tiny (8x8 gray, smoke runs)")
+        .option("--on-error", a.on_error, "a missing or corrupt image or caption in the folder: stop or skip")
+        .option("--background", a.background, "RRGGBB colour that transparent pixels are composited over")
         .option("--vae-steps", a.vae_steps, "VAE training steps")
         .option("--steps", a.steps, "diffusion (text encoder + UNet) training steps")
         .option("--lr", t.lr, "diffusion Adam learning rate (after warm-up)")
@@ -272,10 +347,17 @@ int main(int argc, char** argv) {
         .option("--distractor-words", a.distractor_words,
                 "word list of distractors inserted into captions, so unknown words are ignored (\"\": none)")
         .option("--distractor-prob", a.distractor.probability, "share of captions that get distractor words")
-        .option("--data", a.data_dir, "directory of the Fashion-MNIST IDX files");
+        .option("--fashion-dir", a.fashion_dir, "directory of the Fashion-MNIST IDX files");
     cli.parse(argc, argv);
-    if (a.preset != "default" && a.preset != "tiny")
-        cli.fail("--preset must be 'default' or 'tiny', not '" + a.preset + "'");
+    if (a.preset != "default" && a.preset != "tiny" && a.preset != "rgb32" && a.preset != "rgb64")
+        cli.fail("--preset must be default, rgb32, rgb64 or tiny, not '" + a.preset + "'");
+    if (is_fashion(a.data) && a.preset.starts_with("rgb"))
+        cli.fail("--preset " + a.preset + " needs colour images: Fashion-MNIST is grayscale (use --data DIR)");
+    if (!is_fashion(a.data) && !std::filesystem::is_directory(a.data))
+        cli.fail("--data must be fashion-mnist or a folder, and '" + a.data + "' is neither");
+    if (a.on_error != "stop" && a.on_error != "skip") cli.fail("--on-error must be stop or skip, not '" + a.on_error + "'");
+    if (a.background.size() != 6 || a.background.find_first_not_of("0123456789abcdefABCDEF") != std::string::npos)
+        cli.fail("--background must be six hex digits (RRGGBB), not '" + a.background + "'");
     if (a.vae_steps < 0 || a.steps < 0) cli.fail("--vae-steps and --steps must not be negative");
     if (!(t.lr > 0) || !(t.vae_lr > 0)) cli.fail("--lr and --vae-lr must be positive");
     if (a.warmup < 0) cli.fail("--warmup must not be negative");
@@ -295,8 +377,14 @@ int main(int argc, char** argv) {
     if (a.threads > 0) omp_set_num_threads(a.threads);
 
     try {
-        if (a.preset == "tiny") return Program<presets::Tiny>(a).run();
-        return Program<presets::Default>(a).run();
+        if (is_fashion(a.data)) {
+            if (a.preset == "tiny") return Program<presets::Tiny, data::FashionSource>(a).run();
+            return Program<presets::Default, data::FashionSource>(a).run();
+        }
+        if (a.preset == "tiny") return Program<presets::Tiny, data::ImageFolder>(a).run();
+        if (a.preset == "rgb32") return Program<presets::Rgb32, data::ImageFolder>(a).run();
+        if (a.preset == "rgb64") return Program<presets::Rgb64, data::ImageFolder>(a).run();
+        return Program<presets::Default, data::ImageFolder>(a).run();
     } catch (const std::exception& e) {
         std::fprintf(stderr, "train: %s\n", e.what());
         return 1;

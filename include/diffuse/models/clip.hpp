@@ -58,6 +58,9 @@ inline constexpr int fashion_vocab = 332;
 struct TinyConfig : Config<fashion_vocab, 6, 8, 2, 2, 16> {};
 /// Fashion-MNIST prompts ("a photo of a pair of ankle boots" is 9 tokens + start/end), 2 CPU cores.
 struct DefaultConfig : Config<fashion_vocab, 16, 128, 4, 4, 512> {};
+/// The Default encoder for captions of a larger vocabulary (learned from a user's data set: up to 3,072
+/// words) and up to 22 words per prompt.
+struct LargeVocabularyConfig : Config<4 + 3072, 24, 128, 4, 4, 512> {};
 /// The seed's depth (12 layers) at width 256, with its Flatten/Dense/Reshape head.
 struct SeedConfig : Config<fashion_vocab, 16, 256, 8, 12, 1024, true, 256> {};
 

@@ -67,9 +67,7 @@ struct UNetConfig : Preset::unet {
 /// The name written into checkpoints (and checked when loading).
 template <class Preset>
 constexpr const char* preset_name() {
-    if constexpr (std::is_same_v<Preset, presets::Tiny>) return "Tiny";
-    else if constexpr (std::is_same_v<Preset, presets::Default>) return "Default";
-    else if constexpr (std::is_same_v<Preset, presets::Seed>) return "Seed";
+    if constexpr (requires { Preset::name; }) return Preset::name;
     else return "custom";
 }
 

@@ -70,6 +70,9 @@ struct TinyLayerNormConfig : Config<8, 1, 4, 8, 8, 2, 2, norm::Layer, 2> {};
 /// against ~31 images/s for 32/64/64 (the full-resolution level dominates), and a grayscale 32×32
 /// image through an 8×8×4 latent is limited by the latent, not by the encoder's width.
 struct DefaultConfig : Config<32, 1, 16, 32, 64, 4, 1, norm::Group<8>> {};
+/// A user's colour images at 32×32×3 (latent 8×8×4) and 64×64×3 (latent 16×16×4), Default's widths.
+struct Rgb32Config : Config<32, 3, 16, 32, 64, 4, 1, norm::Group<8>> {};
+struct Rgb64Config : Config<64, 3, 16, 32, 64, 4, 1, norm::Group<8>> {};
 /// The seed's widths (128/256/512, LayerNorm, 2 residual blocks per level) on 32×32 RGB images, latent 8×8×4.
 struct SeedConfig : Config<32, 3, 128, 256, 512, 4, 2, norm::Layer> {};
 

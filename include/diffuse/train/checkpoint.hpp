@@ -34,8 +34,8 @@ enum Counter {
 }
 
 /// Writes model + trainer state to path (atomically: an interrupted save keeps the old file).
-template <class T, class Preset, int N>
-void save_checkpoint(const std::string& path, const LatentDiffusionTrainer<T, Preset, N>& tr) {
+template <class T, class Preset, int N, class Source>
+void save_checkpoint(const std::string& path, const LatentDiffusionTrainer<T, Preset, N, Source>& tr) {
     namespace cd = checkpoint_detail;
     const auto& m = tr.model;
     io::SafetensorsWriter w;
@@ -78,8 +78,8 @@ void save_checkpoint(const std::string& path, const LatentDiffusionTrainer<T, Pr
 
 /// Restores model + trainer from a checkpoint written by save_checkpoint for the same preset and
 /// batch. The trainer must have been built with the same data and options (seed) as the saved run.
-template <class T, class Preset, int N>
-void load_checkpoint(const std::string& path, LatentDiffusionTrainer<T, Preset, N>& tr) {
+template <class T, class Preset, int N, class Source>
+void load_checkpoint(const std::string& path, LatentDiffusionTrainer<T, Preset, N, Source>& tr) {
     namespace cd = checkpoint_detail;
     const io::SafetensorsFile f(path);
     auto& m = tr.model;

@@ -1,5 +1,7 @@
-// Training a LatentDiffusion model on Fashion-MNIST, in two phases over one shuffled caption stream
-// (data::CaptionedBatches, captions dropped to "" for a share of images: classifier-free guidance):
+// Training a LatentDiffusion model on any captioned image data set (a data::CaptionedImageSource:
+// Fashion-MNIST, an image folder with metadata.jsonl, or the user's own), in two phases over one
+// shuffled caption stream (data::Batches, captions dropped to "" for a share of images: classifier-free
+// guidance; optionally distractor words inserted, data/caption_augment.hpp):
 //
 //   1. VAE:   images → AutoencoderKL (reconstruction MSE + kl_weight · KL), Adam, grad-norm clip,
 //             linear learning-rate warm-up.
@@ -11,8 +13,8 @@
 //             the batch of w_i · MSE_i, w = 1 or Min-SNR-γ; text encoder and UNet trained together by
 //             one Adam with grad-norm clipping and LR warm-up; EMA (with warm-up) of both after each step.
 //
-// Images come from the data at 32×32; a preset with smaller images (Tiny: 8×8) gets them
-// box-averaged down. Everything random is drawn from one Rng seeded by the options (VAE noise,
+// Images come from the data at the model's size and channels, or (Fashion-MNIST, served at 32×32 for
+// any preset) at a multiple of it, box-averaged down (Tiny: 8×8). Everything random is drawn from one Rng seeded by the options (VAE noise,
 // timesteps, diffusion noise) or from stateless per-image streams (shuffling, captions, dropout):
 // with the same seed and thread count a run is bitwise reproducible, and train/checkpoint.hpp
 // saves exactly the state needed to resume bit for bit (parameters, Adam moments and step counts,
@@ -62,11 +64,11 @@ struct LatentDiffusionTrainOptions {
     double min_snr_gamma = 0;    // 0: plain MSE; e.g. 5: Min-SNR-5 weighting
 };
 
-/// [N, 32, 32, C] → [N, S, S, C], each output pixel the mean of its (32/S)² block (summed in a fixed order).
-template <class T, int N, int S, int C>
-void box_downsample(View<const T, N, 32, 32, C> src, View<T, N, S, S, C> dst) {
-    static_assert(32 % S == 0, "box_downsample: the image size must divide 32");
-    constexpr int F = 32 / S;
+/// [N, DS, DS, C] → [N, S, S, C], each output pixel the mean of its (DS/S)² block (summed in a fixed order).
+template <class T, int N, int S, int C, int DS = 32>
+void box_downsample(View<const T, N, DS, DS, C> src, View<T, N, S, S, C> dst) {
+    static_assert(DS % S == 0, "box_downsample: the image size must divide the data's");
+    constexpr int F = DS / S;
     const T inv = T(1) / T(F * F);
     for (int n = 0; n < N; ++n)
         for (int y = 0; y < S; ++y)
@@ -79,7 +81,14 @@ void box_downsample(View<const T, N, 32, 32, C> src, View<T, N, S, S, C> dst) {
                 }
 }
 
-template <class T, class Preset, int N>
+/// The side of the images a source serves: an image folder is loaded at the model's size;
+/// Fashion-MNIST is 32×32 whatever the model's.
+template <class Source, int ModelSide>
+inline constexpr int data_side = ModelSide;
+template <int ModelSide>
+inline constexpr int data_side<data::FashionSource, ModelSide> = data::kPaddedSize;
+
+template <class T, class Preset, int N, class Source = data::FashionSource>
 class LatentDiffusionTrainer {
 public:
     using Model = LatentDiffusion<T, Preset>;
@@ -91,9 +100,9 @@ public:
     static constexpr int S = Model::image_size, C = Model::image_channels;
     static constexpr int h = Model::latent_size, L = Model::latent_channels;
     static constexpr int Ctx = Model::context_length, D = Model::context_width;
-    static_assert(C == 1,
-                  "LatentDiffusionTrainer: Fashion-MNIST images have one channel; the preset's VAE must take 1");
-    static_assert(32 % S == 0, "LatentDiffusionTrainer: the preset's image size must divide the data's 32");
+    static constexpr int DS = data_side<Source, S>;  // the side of the data's images
+    static_assert(DS % S == 0, "LatentDiffusionTrainer: the preset's image size must divide the data's");
+    using Data = data::Batches<T, N, DS, DS, C, Source>;
 
     struct VaeStats {
         double loss = 0, reconstruction = 0, kl = 0, grad_norm = 0, lr = 0;
@@ -104,7 +113,8 @@ public:
         double grad_norm = 0, lr = 0;
     };
 
-    LatentDiffusionTrainer(Model& model, io::FashionMnist data, Options opt)
+    /// The data set's images must have the preset's channels (Batches checks the shape).
+    LatentDiffusionTrainer(Model& model, Source data, Options opt)
         : model(model), options(opt), data(std::move(data), opt.seed, data::BatchOptions{opt.caption_dropout}),
           rng(stream_seed(opt.seed, 3)), vae_adam(model.vae_store, {.lr = opt.vae_lr}),
           diffusion_adam(model.diffusion_store, {.lr = opt.lr}) {
@@ -121,7 +131,7 @@ public:
 
     Model& model;
     Options options;
-    data::CaptionedBatches<T, N> data;
+    Data data;
     Rng rng;
     Adam<T> vae_adam, diffusion_adam;
     std::int64_t vae_steps = 0, diffusion_steps = 0;  // steps taken in each phase
@@ -215,11 +225,11 @@ public:
 
 private:
     struct VaeWorkspace {
-        Tensor<T, N, 32, 32, 1> batch;
+        Tensor<T, N, DS, DS, C> batch;
         typename Vae::template Workspace<N> vae;
     };
     struct DiffusionWorkspace {
-        Tensor<T, N, 32, 32, 1> batch;
+        Tensor<T, N, DS, DS, C> batch;
         Tensor<T, N, S, S, C> x;                                // images at the model's size
         typename Vae::EncoderT::template Cache<N> enc;
         Tensor<T, N, h, h, 2 * L> moments;
@@ -236,12 +246,12 @@ private:
         return *diff_ws_;
     }
 
-    /// The next data batch into `full` [N, 32, 32, 1], and at the model's size into x.
+    /// The next data batch into `full` [N, DS, DS, C], and at the model's size into x.
     template <class X>
-    void next_batch(Tensor<T, N, 32, 32, 1>& full, X& x) {
+    void next_batch(Tensor<T, N, DS, DS, C>& full, X& x) {
         data.next(full.view(), captions_);
-        if constexpr (S == 32) std::copy(full.begin(), full.end(), x.begin());
-        else box_downsample<T, N, S, C>(cview(full), mview(x));
+        if constexpr (S == DS) std::copy(full.begin(), full.end(), x.begin());
+        else box_downsample<T, N, S, C, DS>(cview(full), mview(x));
     }
 
     /// ws.z0 = scale · (mean + σ·ε) from the frozen encoder.
