@@ -122,6 +122,7 @@ public:
         trainer_ = std::make_unique<Trainer>(*model_, load_data<Source, S, C>(args_), opt);
         Trainer& tr = *trainer_;
         grid_prompts_ = grid_prompts();
+        if constexpr (fashion) model_->image_border = data::kPadding;  // 28x28 images padded to 32x32
         if (!args_.resume.empty()) {  // restores the tokenizer too
             load_checkpoint(args_.resume, tr);
             std::printf("resumed from %s: VAE step %lld, diffusion step %lld, epoch %lld\n", args_.resume.c_str(),

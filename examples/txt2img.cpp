@@ -1,17 +1,21 @@
-// Text to image: samples Fashion-MNIST-style pictures from a prompt with the trained latent
-// diffusion model and writes them as 28x28 8-bit grayscale PNGs (the model's 32x32 output with the
-// 2-pixel padding cropped off), one file per sample or one grid.
+// Text to image: samples pictures from a prompt with a trained latent diffusion model and writes them
+// as 8-bit PNGs (grayscale or RGB, as the model was trained; the padding its data set added, such as
+// Fashion-MNIST's 2 pixels around 28x28, cropped off), one file per sample or one grid. The preset
+// (image size, channels, vocabulary) is read from the weights file.
 //
 //   txt2img --prompt "a photo of an ankle boot" --n 16 --grid boots.png
+//   txt2img --weights models/emoji.safetensors --prompt "red apple" --grid apple.png
 //   txt2img --prompt "a pair of trousers" --negative "a dress" --sampler euler_a --out-dir out/
 //
 // Without --weights the shipped model models/diffusion.safetensors is used, looked up in the
-// source tree this program was built from, then in ./models/ (diffuse/app/model_files.hpp).
+// source tree this program was built from, then in ./models/.
 #include <chrono>
 #include <cstdio>
 #include <exception>
 #include <filesystem>
 #include <memory>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
 #include <omp.h>
@@ -21,12 +25,57 @@
 #include "diffuse/app/images.hpp"
 #include "diffuse/app/model_files.hpp"
 #include "diffuse/io/png.hpp"
+#include "diffuse/io/safetensors.hpp"
 #include "diffuse/models/latent_diffusion.hpp"
 
 namespace {
-using Model = diffuse::LatentDiffusion<float, diffuse::presets::Default>;
 // The sampling workspace is sized at compile time; --n images are drawn in batches of this many.
 constexpr int kBatch = 16;
+
+template <class Preset>
+int run(const diffuse::app::GenerationFlags& f, const std::string& weights, bool raw) {
+    using namespace diffuse;
+    using Model = LatentDiffusion<float, Preset>;
+    auto model = std::make_unique<Model>();
+    model->load(weights);
+    typename Model::SampleOptions opt;
+    opt.sampler = *app::parse_sampler(f.sampler);
+    opt.steps = f.steps;
+    opt.guidance = f.guidance;
+    opt.seed = std::uint64_t(f.seed);
+    opt.use_ema = !raw;
+    if (!f.out_dir.empty()) std::filesystem::create_directories(f.out_dir);
+
+    constexpr int S = Model::image_size, C = Model::image_channels;
+    const int b = model->image_border, side = S - 2 * b;
+    std::vector<float> images(std::size_t(f.n) * S * S * C);
+    const auto start = std::chrono::steady_clock::now();
+    const auto report = [&](int c, int total) {
+        const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+        std::fprintf(stderr, "\rbatch %d/%d (%d images each), %.1f s", c + 1, total, kBatch, s);
+    };
+    const bool truncated = app::generate_in_chunks<kBatch>(*model, f.prompt, f.negative, opt, f.n, images.data(), report);
+    std::fprintf(stderr, "\n");
+    if (truncated) std::fprintf(stderr, "txt2img: warning: the prompt was cut to %d tokens\n", Model::context_length);
+    if (const int unknown = model->tokenizer.unknown_count(f.prompt); unknown > 0)
+        std::fprintf(stderr, "txt2img: note: %d token%s of the prompt stand%s for words outside the model's vocabulary\n",
+                     unknown, unknown == 1 ? "" : "s", unknown == 1 ? "s" : "");
+
+    const std::size_t px = std::size_t(side) * side * C;
+    std::vector<float> cropped(std::size_t(f.n) * px);
+    for (int i = 0; i < f.n; ++i)
+        app::crop_border(images.data() + std::size_t(i) * S * S * C, S, S, C, b, cropped.data() + std::size_t(i) * px);
+    if (!f.grid.empty()) {
+        const auto g = app::grid_layout(f.n);
+        io::write_png_grid(f.grid, cropped.data(), f.n, side, side, C, g.rows, g.cols);
+        std::printf("wrote %s (%d images, %dx%d)\n", f.grid.c_str(), f.n, g.rows, g.cols);
+    } else {
+        for (int i = 0; i < f.n; ++i)
+            io::write_png(app::sample_path(f.out_dir, i), side, side, C, cropped.data() + std::size_t(i) * px);
+        std::printf("wrote %d images to %s\n", f.n, f.out_dir.c_str());
+    }
+    return 0;
+}
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -34,7 +83,7 @@ int main(int argc, char** argv) {
     app::GenerationFlags f;
     bool raw = false;
     cli::Parser cli("txt2img",
-                    "generate 28x28 Fashion-MNIST-style images from a text prompt.\n"
+                    "generate images from a text prompt with a trained model (its preset read from the weights).\n"
                     "Usage: txt2img --prompt TEXT (--out-dir DIR | --grid FILE.png) [options]");
     cli.option("--prompt", f.prompt, "what to draw, e.g. \"a photo of a sneaker\"")
         .option("--negative", f.negative, "steer away from this prompt (empty: the unconditional prompt)")
@@ -53,43 +102,15 @@ int main(int argc, char** argv) {
 
     if (f.threads > 0) omp_set_num_threads(f.threads);
     try {
-        auto model = std::make_unique<Model>();
-        model->load(app::diffusion_weights(f.weights, __FILE__));
-        Model::SampleOptions opt;
-        opt.sampler = *app::parse_sampler(f.sampler);
-        opt.steps = f.steps;
-        opt.guidance = f.guidance;
-        opt.seed = std::uint64_t(f.seed);
-        opt.use_ema = !raw;
-        if (!f.out_dir.empty()) std::filesystem::create_directories(f.out_dir);
-
-        static_assert(Model::image_size == app::kModelSide && Model::image_channels == 1,
-                      "txt2img: expects a model of 32x32 grayscale images");
-        constexpr int S = Model::image_size, side = app::kImageSide;
-        std::vector<float> images(std::size_t(f.n) * S * S);
-        const auto start = std::chrono::steady_clock::now();
-        const auto report = [&](int c, int total) {
-            const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-            std::fprintf(stderr, "\rbatch %d/%d (%d images each), %.1f s", c + 1, total, kBatch, s);
-        };
-        const bool truncated =
-            app::generate_in_chunks<kBatch>(*model, f.prompt, f.negative, opt, f.n, images.data(), report);
-        std::fprintf(stderr, "\n");
-        if (truncated)
-            std::fprintf(stderr, "txt2img: warning: the prompt was cut to %d tokens\n", Model::context_length);
-
-        std::vector<float> cropped(std::size_t(f.n) * side * side);
-        app::crop_to_image_size(images.data(), f.n, cropped.data());
-        if (!f.grid.empty()) {
-            const auto g = app::grid_layout(f.n);
-            io::write_png_grid(f.grid, cropped.data(), f.n, side, side, 1, g.rows, g.cols);
-            std::printf("wrote %s (%d images, %dx%d)\n", f.grid.c_str(), f.n, g.rows, g.cols);
-        } else {
-            for (int i = 0; i < f.n; ++i)
-                io::write_png(app::sample_path(f.out_dir, i), side, side, 1,
-                              cropped.data() + std::size_t(i) * side * side);
-            std::printf("wrote %d images to %s\n", f.n, f.out_dir.c_str());
-        }
+        const std::string weights = app::diffusion_weights(f.weights, __FILE__);
+        const auto meta = io::SafetensorsFile(weights).metadata();
+        const std::string preset = meta.count("config") ? meta.at("config") : "";
+        if (preset == presets::Default::name) return run<presets::Default>(f, weights, raw);
+        if (preset == presets::Rgb32::name) return run<presets::Rgb32>(f, weights, raw);
+        if (preset == presets::Rgb64::name) return run<presets::Rgb64>(f, weights, raw);
+        if (preset == presets::Tiny::name) return run<presets::Tiny>(f, weights, raw);
+        throw std::runtime_error(weights + ": trained with the preset '" + preset +
+                                 "', which this txt2img was not built with (it has Default, Rgb32, Rgb64, Tiny)");
     } catch (const std::exception& e) {
         std::fprintf(stderr, "txt2img: %s\n", e.what());
         return 1;

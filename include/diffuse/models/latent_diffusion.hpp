@@ -20,7 +20,8 @@
 //   ema.text_encoder.*, ema.unet.*   the EMA shadow (when it has been updated; count in metadata)
 //   latent_scale                      F64 [1]
 //   __metadata__: format, config (the preset's name), ema_updates, prediction, schedule, kind ("weights"),
-//                 tokenizer (text::Tokenizer::to_string: the vocabulary the text encoder reads)
+//                 tokenizer (text::Tokenizer::to_string: the vocabulary the text encoder reads),
+//                 image_border (padding around the training images, cropped off by the programs)
 // A training checkpoint adds optimizer and trainer state (train/checkpoint.hpp); load() ignores it.
 //
 // Inference workspaces (SampleWorkspace<N>, CodecWorkspace<N>) are allocated once per batch size:
@@ -33,6 +34,7 @@
 #include <algorithm>
 #include <array>
 #include <cstdint>
+#include <cstdlib>
 #include <map>
 #include <memory>
 #include <stdexcept>
@@ -210,6 +212,7 @@ public:
     Ema<T> ema;  // of diffusion_store; used for sampling once update_count() > 0
     diffusion::NoiseSchedule schedule;
     text::Tokenizer tokenizer;  // the vocabulary the text encoder was trained on (learned from its captions)
+    int image_border = 0;       // padding the data set put around its images (Fashion-MNIST: 2), to crop off
     double latent_scale = 1;  // latent = posterior mean · latent_scale (unit variance for the UNet)
 
     Vae& vae() { return vae_part.vae; }
@@ -363,6 +366,7 @@ public:
         w.set_metadata("schedule", latent_diffusion::kScheduleName);
         w.set_metadata("kind", "weights");
         w.set_metadata("tokenizer", tokenizer.to_string());
+        w.set_metadata("image_border", std::to_string(image_border));
     }
     void save(const std::string& path, io::DType as = io::dtype_of<T>()) const {
         io::SafetensorsWriter w;
@@ -394,6 +398,11 @@ public:
         } catch (const std::invalid_argument& e) {
             f.fail(std::string("tokenizer: ") + e.what());
         }
+        const auto border = f.metadata().find("image_border");  // absent: no padding
+        image_border = border == f.metadata().end() ? 0 : std::atoi(border->second.c_str());
+        if (image_border < 0 || 2 * image_border >= image_size)
+            f.fail("image_border " + std::to_string(image_border) + " does not fit the " + std::to_string(image_size) +
+                   "-pixel images");
         if (!(latent_scale > 0)) f.fail("latent_scale " + std::to_string(latent_scale) + " is not positive");
     }
     void load(const std::string& path) { read_weights(io::SafetensorsFile(path)); }
