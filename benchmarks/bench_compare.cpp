@@ -56,7 +56,7 @@
 #include "diffuse/text/tokenizer.hpp"
 #include "diffuse/train/adam.hpp"
 #include "diffuse/train/latent_diffusion_trainer.hpp"
-#include "diffuse/train/losses.hpp"
+#include "diffuse/nn/losses.hpp"
 
 using namespace diffuse;
 using bench::fmt;
@@ -316,13 +316,14 @@ struct SampleCase : Case {
         Writer out;
         out.add("images", *images);
         out.save(dir + "/out.safetensors");
-        return Json{}.str("kind", "sample").num("batch", N).num("steps", opt.steps).num("guidance", opt.guidance)
-            .num("eta", opt.eta).str("sampler", "ddim").str("spacing", "trailing")
+        return Json{}.str("kind", "sample").num("batch", N).num("steps", opt.sampler.steps)
+            .num("guidance", opt.sampler.guidance)
+            .num("eta", opt.sampler.eta).str("sampler", "ddim").str("spacing", "trailing")
             .num("timesteps", model->schedule.steps()).str("weights", model->has_ema() ? "ema" : "raw")
             .num("latent_scale", model->latent_scale).raw("config", configs_json()).done();
     }
     void run() override {
-        if (opt.sampler != diffusion::Method::ddim || opt.eta != 0)
+        if (opt.sampler.method != diffusion::Method::ddim || opt.sampler.eta != 0)
             throw std::logic_error("sample: the torch side implements DDIM with eta 0");
         model->generate(prompts, "", opt, *images, *ws);
     }

@@ -99,9 +99,9 @@ int main(int argc, char** argv) {
         }
 
         Model::SampleOptions opt;
-        opt.sampler = *app::parse_sampler(f.sampler);
-        opt.steps = f.steps;
-        opt.guidance = f.guidance;
+        opt.sampler.method = *app::parse_sampler(f.sampler);
+        opt.sampler.steps = f.steps;
+        opt.sampler.guidance = f.guidance;
         opt.use_ema = !raw;
         app::ConditionalAccuracy acc;
         std::vector<float> images(std::size_t(f.n) * px), cropped(std::size_t(f.n) * side * side);

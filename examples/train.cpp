@@ -183,9 +183,9 @@ private:
         if (!sample_ws_) sample_ws_ = make<typename Model::template SampleWorkspace<kGridColumns>>();
         std::vector<float> grid(std::size_t(kClasses) * kGridColumns * S * S);
         typename Model::SampleOptions so;
-        so.sampler = diffusion::Method::ddim;
-        so.steps = args_.sample_steps;
-        so.guidance = args_.guidance;
+        so.sampler.method = diffusion::Method::ddim;
+        so.sampler.steps = args_.sample_steps;
+        so.sampler.guidance = args_.guidance;
         so.seed = std::uint64_t(args_.seed);
         const auto start = std::chrono::steady_clock::now();
         for (int c = 0; c < kClasses; ++c) {
@@ -195,8 +195,8 @@ private:
             model_->generate(prompts, "", so, out, *sample_ws_);
         }
         io::write_png_grid(path, grid.data(), kClasses * kGridColumns, S, S, 1, kClasses, kGridColumns);
-        std::printf("samples %s (DDIM %d steps, guidance %.1f, %s weights, %.1f s)\n", path.c_str(), so.steps,
-                    so.guidance, model_->has_ema() ? "EMA" : "raw",
+        std::printf("samples %s (DDIM %d steps, guidance %.1f, %s weights, %.1f s)\n", path.c_str(), so.sampler.steps,
+                    so.sampler.guidance, model_->has_ema() ? "EMA" : "raw",
                     std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
         std::fflush(stdout);
     }

@@ -56,9 +56,9 @@ int main(int argc, char** argv) {
         auto model = std::make_unique<Model>();
         model->load(app::diffusion_weights(f.weights, __FILE__));
         Model::SampleOptions opt;
-        opt.sampler = *app::parse_sampler(f.sampler);
-        opt.steps = f.steps;
-        opt.guidance = f.guidance;
+        opt.sampler.method = *app::parse_sampler(f.sampler);
+        opt.sampler.steps = f.steps;
+        opt.sampler.guidance = f.guidance;
         opt.seed = std::uint64_t(f.seed);
         opt.use_ema = !raw;
         if (!f.out_dir.empty()) std::filesystem::create_directories(f.out_dir);

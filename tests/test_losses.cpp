@@ -6,7 +6,7 @@
 
 #include "diffuse/diffuse.hpp"
 #include "diffuse/testing/gradient_check.hpp"
-#include "diffuse/train/losses.hpp"
+#include "diffuse/nn/losses.hpp"
 
 #include "data/norm_activation_reference.hpp"
 

@@ -405,7 +405,7 @@ TEST_CASE("chunked generation and reconstruction through the real pipeline (Tiny
     constexpr std::size_t image = std::size_t(S) * S * C;
     auto m = std::make_unique<M>(5);
     M::SampleOptions o;
-    o.steps = 3;
+    o.sampler.steps = 3;
     o.seed = 11;
     std::vector<float> out(6 * image);
     generate_in_chunks<4>(*m, "a photo of a bag", "", o, 6, out.data(), [](int, int) {});

@@ -8,7 +8,7 @@
 
 #include "diffuse/models/unet.hpp"
 #include "diffuse/train/adam.hpp"
-#include "diffuse/train/losses.hpp"
+#include "diffuse/nn/losses.hpp"
 #include "test_unet_util.hpp"
 
 using namespace diffuse;

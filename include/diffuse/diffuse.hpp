@@ -37,7 +37,7 @@
 #include "diffuse/train/adam.hpp"
 #include "diffuse/train/ema.hpp"
 #include "diffuse/train/grad_clip.hpp"
-#include "diffuse/train/losses.hpp"
+#include "diffuse/nn/losses.hpp"
 #include "diffuse/train/lr_schedule.hpp"
 
 // diffusion: noise schedules and samplers

@@ -14,7 +14,7 @@
 #include "diffuse/core/rng.hpp"
 #include "diffuse/io/idx.hpp"
 #include "diffuse/train/adam.hpp"
-#include "diffuse/train/losses.hpp"
+#include "diffuse/nn/losses.hpp"
 
 namespace diffuse {
 
