@@ -17,6 +17,7 @@
 #include "common/cli.hpp"
 #include "diffuse/data/captions.hpp"
 #include "diffuse/io/idx.hpp"
+#include "diffuse/io/param_store_io.hpp"
 #include "diffuse/io/png.hpp"
 #include "diffuse/io/safetensors.hpp"
 #include "diffuse/models/latent_diffusion.hpp"
@@ -77,7 +78,7 @@ public:
         if (!args_.resume.empty()) {  // the data order and noise streams follow the checkpoint's seed
             const io::SafetensorsFile f(args_.resume);
             Model::check_config(f);  // before the data is loaded: the preset must match
-            const std::string saved = latent_diffusion::metadata_at(f, "seed");
+            const std::string saved = io::metadata_at(f, "seed");
             if (saved != std::to_string(opt.seed))
                 std::printf("resuming with the checkpoint's seed %s (not --seed %llu)\n", saved.c_str(),
                             (unsigned long long)opt.seed);

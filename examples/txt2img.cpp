@@ -6,7 +6,7 @@
 //   txt2img --prompt "a pair of trousers" --negative "a dress" --sampler euler_a --out-dir out/
 //
 // Without --weights the shipped model models/diffusion.safetensors is used, looked up in the
-// source tree this program was built from, then in ./models/ (diffuse/app/model_files.hpp).
+// source tree this program was built from, then in ./models/ (examples/common/model_files.hpp).
 #include <chrono>
 #include <cstdio>
 #include <exception>
@@ -17,9 +17,10 @@
 #include <omp.h>
 
 #include "common/cli.hpp"
+#include "common/generation_flags.hpp"
+#include "common/model_files.hpp"
 #include "diffuse/app/generation.hpp"
 #include "diffuse/app/images.hpp"
-#include "diffuse/app/model_files.hpp"
 #include "diffuse/io/png.hpp"
 #include "diffuse/models/latent_diffusion.hpp"
 
@@ -31,7 +32,7 @@ constexpr int kBatch = 16;
 
 int main(int argc, char** argv) {
     using namespace diffuse;
-    app::GenerationFlags f;
+    cli::GenerationFlags f;
     bool raw = false;
     cli::Parser cli("txt2img",
                     "generate 28x28 Fashion-MNIST-style images from a text prompt.\n"
@@ -49,14 +50,14 @@ int main(int argc, char** argv) {
         .option("--threads", f.threads, "OpenMP threads (0: OpenMP's default; on a busy machine 1 can be much faster)")
         .flag("--raw-weights", raw, "sample with the trained weights instead of their EMA");
     cli.parse(argc, argv);
-    if (const std::string problem = app::validate(f); !problem.empty()) cli.fail(problem);
+    if (const std::string problem = cli::validate(f); !problem.empty()) cli.fail(problem);
 
     if (f.threads > 0) omp_set_num_threads(f.threads);
     try {
         auto model = std::make_unique<Model>();
-        model->load(app::diffusion_weights(f.weights, __FILE__));
+        model->load(cli::diffusion_weights(f.weights, __FILE__));
         Model::SampleOptions opt;
-        opt.sampler.method = *app::parse_sampler(f.sampler);
+        opt.sampler.method = *cli::parse_sampler(f.sampler);
         opt.sampler.steps = f.steps;
         opt.sampler.guidance = f.guidance;
         opt.seed = std::uint64_t(f.seed);
@@ -86,7 +87,7 @@ int main(int argc, char** argv) {
             std::printf("wrote %s (%d images, %dx%d)\n", f.grid.c_str(), f.n, g.rows, g.cols);
         } else {
             for (int i = 0; i < f.n; ++i)
-                io::write_png(app::sample_path(f.out_dir, i), side, side, 1,
+                io::write_png(cli::sample_path(f.out_dir, i), side, side, 1,
                               cropped.data() + std::size_t(i) * side * side);
             std::printf("wrote %d images to %s\n", f.n, f.out_dir.c_str());
         }

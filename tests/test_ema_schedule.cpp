@@ -105,7 +105,7 @@ TEST_CASE("EMA: bitwise the same with 1 and several threads; checkpoint state re
         omp_set_num_threads(threads);
         EmaWeights<float> e(p0.data(), n);
         if (resume_from) {
-            std::copy(resume_from->shadow(), resume_from->shadow() + n, e.values());
+            std::copy(resume_from->values(), resume_from->values() + n, e.values());
             e.set_update_count(resume_from->update_count());
         }
         for (int k = int(e.update_count()); k < steps; ++k)
