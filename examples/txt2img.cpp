@@ -19,6 +19,7 @@
 #include "common/cli.hpp"
 #include "common/generation_flags.hpp"
 #include "common/model_files.hpp"
+#include "common/output_paths.hpp"
 #include "diffuse/app/generation.hpp"
 #include "diffuse/app/images.hpp"
 #include "diffuse/io/png.hpp"
