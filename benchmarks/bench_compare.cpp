@@ -47,16 +47,17 @@
 #include "diffuse/core/params.hpp"
 #include "diffuse/core/rng.hpp"
 #include "diffuse/core/tensor.hpp"
+#include "diffuse/io/param_store_io.hpp"
 #include "diffuse/io/safetensors.hpp"
 #include "diffuse/models/latent_diffusion.hpp"
 #include "diffuse/nn/attention.hpp"
 #include "diffuse/nn/conv2d.hpp"
 #include "diffuse/nn/linear.hpp"
+#include "diffuse/nn/losses.hpp"
 #include "diffuse/nn/norm.hpp"
 #include "diffuse/text/tokenizer.hpp"
 #include "diffuse/train/adam.hpp"
 #include "diffuse/train/latent_diffusion_trainer.hpp"
-#include "diffuse/train/losses.hpp"
 
 using namespace diffuse;
 using bench::fmt;
@@ -162,7 +163,7 @@ struct DiffusionWeights {
     ParamStore<float> store;
     void load(const std::string& path) {
         store.bind(part, 0);
-        latent_diffusion::read_store_buffer(io::SafetensorsFile(path), store, store.values(), "");
+        io::read_store_buffer(io::SafetensorsFile(path), store, store.values(), "");
     }
     static constexpr std::size_t count = Model::diffusion_parameter_count;
 };
@@ -249,7 +250,7 @@ struct VaeCase : Case {
 
     std::string setup(const std::string& dir, const std::string& model_path) override {
         store.bind(part, 0);
-        latent_diffusion::read_store_buffer(io::SafetensorsFile(model_path), store, store.values(), "");
+        io::read_store_buffer(io::SafetensorsFile(model_path), store, store.values(), "");
         adam = std::make_unique<Adam<float>>(store, AdamOptions{.lr = LatentDiffusionTrainOptions{}.vae_lr});
         Rng rng(102);
         fill_uniform(w->x, rng, -1, 1);
@@ -316,13 +317,14 @@ struct SampleCase : Case {
         Writer out;
         out.add("images", *images);
         out.save(dir + "/out.safetensors");
-        return Json{}.str("kind", "sample").num("batch", N).num("steps", opt.steps).num("guidance", opt.guidance)
-            .num("eta", opt.eta).str("sampler", "ddim").str("spacing", "trailing")
+        return Json{}.str("kind", "sample").num("batch", N).num("steps", opt.sampler.steps)
+            .num("guidance", opt.sampler.guidance)
+            .num("eta", opt.sampler.eta).str("sampler", "ddim").str("spacing", "trailing")
             .num("timesteps", model->schedule.steps()).str("weights", model->has_ema() ? "ema" : "raw")
             .num("latent_scale", model->latent_scale).raw("config", configs_json()).done();
     }
     void run() override {
-        if (opt.sampler != diffusion::Method::ddim || opt.eta != 0)
+        if (opt.sampler.method != diffusion::Method::ddim || opt.sampler.eta != 0)
             throw std::logic_error("sample: the torch side implements DDIM with eta 0");
         model->generate(prompts, "", opt, *images, *ws);
     }

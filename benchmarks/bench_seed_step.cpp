@@ -11,6 +11,7 @@
 #include "bench_util.hpp"
 #include "diffuse/models/presets.hpp"
 #include "diffuse/train/adam.hpp"
+#include "diffuse/train/seed_diffusion_training.hpp"
 
 using namespace diffuse;
 
@@ -36,7 +37,7 @@ int main() {
     std::vector<float> losses;
     for (int step = 0; step < 3; ++step) {
         const auto t0 = std::chrono::steady_clock::now();
-        losses.push_back(model->fit(1, *ws, store, adam, [](auto&) {})[0]);
+        losses.push_back(fit(*model, 1, *ws, store, adam, [](auto&) {})[0]);
         seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
         std::printf("step %d: loss %.5f, %.2f s\n", step + 1, losses.back(), seconds.back());
     }

@@ -14,12 +14,13 @@
 #include <omp.h>
 
 #include "common/cli.hpp"
+#include "common/generation_flags.hpp"
+#include "common/model_files.hpp"
 #include "diffuse/app/class_prompts.hpp"
 #include "diffuse/app/classify.hpp"
 #include "diffuse/app/evaluation.hpp"
 #include "diffuse/app/generation.hpp"
 #include "diffuse/app/images.hpp"
-#include "diffuse/app/model_files.hpp"
 #include "diffuse/app/reconstruction.hpp"
 #include "diffuse/data/fashion_batches.hpp"
 #include "diffuse/io/idx.hpp"
@@ -39,7 +40,7 @@ double seconds_since(std::chrono::steady_clock::time_point t) {
 
 int main(int argc, char** argv) {
     using namespace diffuse;
-    app::GenerationFlags f;
+    cli::GenerationFlags f;
     f.n = 100;
     std::string classifier_path, data_dir = io::fashion_mnist_dir();
     int vae_images = 10000;
@@ -62,7 +63,7 @@ int main(int argc, char** argv) {
         .option("--threads", f.threads, "OpenMP threads (0: OpenMP's default; on a busy machine 1 can be much faster)")
         .flag("--raw-weights", raw, "sample with the trained weights instead of their EMA");
     cli.parse(argc, argv);
-    if (std::string problem = app::validate(f, false); !problem.empty()) {
+    if (std::string problem = cli::validate(f, false); !problem.empty()) {
         if (problem.starts_with("--n ")) problem = "--per-class" + problem.substr(3);
         cli.fail(problem);
     }
@@ -73,8 +74,8 @@ int main(int argc, char** argv) {
     try {
         const auto start = std::chrono::steady_clock::now();
         const auto test = io::load_fashion_mnist(io::Split::test, data_dir);
-        app::LoadedClassifier clf(app::classifier_weights(classifier_path, __FILE__));
-        const std::string weights = app::diffusion_weights(f.weights, __FILE__);
+        app::LoadedClassifier clf(cli::classifier_weights(classifier_path, __FILE__));
+        const std::string weights = cli::diffusion_weights(f.weights, __FILE__);
         auto model = std::make_unique<Model>();
         model->load(weights);
 
@@ -99,9 +100,9 @@ int main(int argc, char** argv) {
         }
 
         Model::SampleOptions opt;
-        opt.sampler = *app::parse_sampler(f.sampler);
-        opt.steps = f.steps;
-        opt.guidance = f.guidance;
+        opt.sampler.method = *cli::parse_sampler(f.sampler);
+        opt.sampler.steps = f.steps;
+        opt.sampler.guidance = f.guidance;
         opt.use_ema = !raw;
         app::ConditionalAccuracy acc;
         std::vector<float> images(std::size_t(f.n) * px), cropped(std::size_t(f.n) * side * side);

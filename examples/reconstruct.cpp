@@ -13,9 +13,9 @@
 #include <omp.h>
 
 #include "common/cli.hpp"
+#include "common/model_files.hpp"
+#include "common/output_paths.hpp"
 #include "diffuse/app/images.hpp"
-#include "diffuse/app/model_files.hpp"
-#include "diffuse/app/output_paths.hpp"
 #include "diffuse/app/reconstruction.hpp"
 #include "diffuse/io/png.hpp"
 #include "diffuse/models/latent_diffusion.hpp"
@@ -44,7 +44,7 @@ int main(int argc, char** argv) {
     if (threads < 0) cli.fail("--threads must not be negative (0: OpenMP's default)");
     if (threads > 0) omp_set_num_threads(threads);
     try {
-        const auto outputs = app::reconstruction_paths(out_dir, inputs);
+        const auto outputs = cli::reconstruction_paths(out_dir, inputs);
         constexpr int S = Model::image_size;
         constexpr std::size_t px = std::size_t(S) * S;
         const int n = int(inputs.size());
@@ -65,7 +65,7 @@ int main(int argc, char** argv) {
             originals.push_back(std::move(img));
         }
         auto model = std::make_unique<Model>();
-        model->load(app::diffusion_weights(weights, __FILE__));
+        model->load(cli::diffusion_weights(weights, __FILE__));
         std::vector<float> rec(padded.size());
         app::reconstruct_in_chunks<kBatch>(*model, padded.data(), n, rec.data());
 

@@ -26,6 +26,7 @@
 #include "diffuse/data/captions.hpp"
 #include "diffuse/data/image_folder.hpp"
 #include "diffuse/io/idx.hpp"
+#include "diffuse/io/param_store_io.hpp"
 #include "diffuse/io/png.hpp"
 #include "diffuse/io/safetensors.hpp"
 #include "diffuse/models/latent_diffusion.hpp"
@@ -112,7 +113,7 @@ public:
         if (!args_.resume.empty()) {  // the data order and noise streams follow the checkpoint's seed
             const io::SafetensorsFile f(args_.resume);
             Model::check_config(f);  // before the data is loaded: the preset must match
-            const std::string saved = latent_diffusion::metadata_at(f, "seed");
+            const std::string saved = io::metadata_at(f, "seed");
             if (saved != std::to_string(opt.seed))
                 std::printf("resuming with the checkpoint's seed %s (not --seed %llu)\n", saved.c_str(),
                             (unsigned long long)opt.seed);
@@ -262,9 +263,9 @@ private:
         constexpr std::size_t image = std::size_t(S) * S * C;
         std::vector<float> grid(std::size_t(rows) * kGridColumns * image);
         typename Model::SampleOptions so;
-        so.sampler = diffusion::Method::ddim;
-        so.steps = args_.sample_steps;
-        so.guidance = args_.guidance;
+        so.sampler.method = diffusion::Method::ddim;
+        so.sampler.steps = args_.sample_steps;
+        so.sampler.guidance = args_.guidance;
         so.seed = std::uint64_t(args_.seed);
         const auto start = std::chrono::steady_clock::now();
         for (int r = 0; r < rows; ++r) {
@@ -274,8 +275,8 @@ private:
             model_->generate(prompts, "", so, out, *sample_ws_);
         }
         io::write_png_grid(path, grid.data(), rows * kGridColumns, S, S, C, rows, kGridColumns);
-        std::printf("samples %s (DDIM %d steps, guidance %.1f, %s weights, %.1f s)\n", path.c_str(), so.steps,
-                    so.guidance, model_->has_ema() ? "EMA" : "raw",
+        std::printf("samples %s (DDIM %d steps, guidance %.1f, %s weights, %.1f s)\n", path.c_str(), so.sampler.steps,
+                    so.sampler.guidance, model_->has_ema() ? "EMA" : "raw",
                     std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
         std::fflush(stdout);
     }

@@ -8,7 +8,7 @@
 //   txt2img --prompt "a pair of trousers" --negative "a dress" --sampler euler_a --out-dir out/
 //
 // Without --weights the shipped model models/diffusion.safetensors is used, looked up in the
-// source tree this program was built from, then in ./models/.
+// source tree this program was built from, then in ./models/ (examples/common/model_files.hpp).
 #include <chrono>
 #include <cstdio>
 #include <exception>
@@ -21,9 +21,11 @@
 #include <omp.h>
 
 #include "common/cli.hpp"
+#include "common/generation_flags.hpp"
+#include "common/model_files.hpp"
+#include "common/output_paths.hpp"
 #include "diffuse/app/generation.hpp"
 #include "diffuse/app/images.hpp"
-#include "diffuse/app/model_files.hpp"
 #include "diffuse/io/png.hpp"
 #include "diffuse/io/safetensors.hpp"
 #include "diffuse/models/latent_diffusion.hpp"
@@ -33,15 +35,15 @@ namespace {
 constexpr int kBatch = 16;
 
 template <class Preset>
-int run(const diffuse::app::GenerationFlags& f, const std::string& weights, bool raw) {
+int run(const cli::GenerationFlags& f, const std::string& weights, bool raw) {
     using namespace diffuse;
     using Model = LatentDiffusion<float, Preset>;
     auto model = std::make_unique<Model>();
     model->load(weights);
     typename Model::SampleOptions opt;
-    opt.sampler = *app::parse_sampler(f.sampler);
-    opt.steps = f.steps;
-    opt.guidance = f.guidance;
+    opt.sampler.method = *cli::parse_sampler(f.sampler);
+    opt.sampler.steps = f.steps;
+    opt.sampler.guidance = f.guidance;
     opt.seed = std::uint64_t(f.seed);
     opt.use_ema = !raw;
     if (!f.out_dir.empty()) std::filesystem::create_directories(f.out_dir);
@@ -71,7 +73,7 @@ int run(const diffuse::app::GenerationFlags& f, const std::string& weights, bool
         std::printf("wrote %s (%d images, %dx%d)\n", f.grid.c_str(), f.n, g.rows, g.cols);
     } else {
         for (int i = 0; i < f.n; ++i)
-            io::write_png(app::sample_path(f.out_dir, i), side, side, C, cropped.data() + std::size_t(i) * px);
+            io::write_png(cli::sample_path(f.out_dir, i), side, side, C, cropped.data() + std::size_t(i) * px);
         std::printf("wrote %d images to %s\n", f.n, f.out_dir.c_str());
     }
     return 0;
@@ -80,7 +82,7 @@ int run(const diffuse::app::GenerationFlags& f, const std::string& weights, bool
 
 int main(int argc, char** argv) {
     using namespace diffuse;
-    app::GenerationFlags f;
+    cli::GenerationFlags f;
     bool raw = false;
     cli::Parser cli("txt2img",
                     "generate images from a text prompt with a trained model (its preset read from the weights).\n"
@@ -98,11 +100,11 @@ int main(int argc, char** argv) {
         .option("--threads", f.threads, "OpenMP threads (0: OpenMP's default; on a busy machine 1 can be much faster)")
         .flag("--raw-weights", raw, "sample with the trained weights instead of their EMA");
     cli.parse(argc, argv);
-    if (const std::string problem = app::validate(f); !problem.empty()) cli.fail(problem);
+    if (const std::string problem = cli::validate(f); !problem.empty()) cli.fail(problem);
 
     if (f.threads > 0) omp_set_num_threads(f.threads);
     try {
-        const std::string weights = app::diffusion_weights(f.weights, __FILE__);
+        const std::string weights = cli::diffusion_weights(f.weights, __FILE__);
         const auto meta = io::SafetensorsFile(weights).metadata();
         const std::string preset = meta.count("config") ? meta.at("config") : "";
         if (preset == presets::Default::name) return run<presets::Default>(f, weights, raw);

@@ -180,7 +180,7 @@ TEST_CASE("allocations: LatentDiffusion<Default>::generate with a reused workspa
         CAPTURE(threads);
         omp_set_num_threads(threads);
         auto model = std::make_unique<Model>(2);
-        model->ema.update(model->diffusion_store);  // sample through the EMA swap too
+        Ema().update(model->ema, model->diffusion_store);  // sample through the EMA swap too
         auto ws = make<Model::SampleWorkspace<kBatch>>();
         auto images = make<Tensor<float, kBatch, Model::image_size, Model::image_size, Model::image_channels>>();
         const std::array<std::string, kBatch> prompts = {"a photo of an ankle boot", "a black and white photo of a dress",
@@ -188,21 +188,21 @@ TEST_CASE("allocations: LatentDiffusion<Default>::generate with a reused workspa
         const std::string negative = "a grayscale image of a pair of trousers";  // longer than any small-string buffer
 
         Model::SampleOptions o;
-        o.steps = 3;
-        o.guidance = 3;
-        o.sampler = diffusion::Method::ddim;
+        o.sampler.steps = 3;
+        o.sampler.guidance = 3;
+        o.sampler.method = diffusion::Method::ddim;
         model->generate(prompts, negative, o, images->view(), *ws);  // the first call: excluded
         check_no_allocations(count([&] { model->generate(prompts, negative, o, images->view(), *ws); }),
                              "generate() DDIM 3 steps, guidance 3");
 
         for (auto m : {diffusion::Method::euler_ancestral, diffusion::Method::ddpm, diffusion::Method::euler}) {
-            o.sampler = m;
-            o.steps = 4;  // another step count than the first call's
+            o.sampler.method = m;
+            o.sampler.steps = 4;  // another step count than the first call's
             CAPTURE(int(m));
             check_no_allocations(count([&] { model->generate(prompts, negative, o, images->view(), *ws); }),
                                  "generate() another sampler, 4 steps, guidance 3");
         }
-        o.guidance = 1;  // the conditional branch alone
+        o.sampler.guidance = 1;  // the conditional branch alone
         check_no_allocations(count([&] { model->generate(prompts, "", o, images->view(), *ws); }),
                              "generate() unguided");
         check_counter_works();

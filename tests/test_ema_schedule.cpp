@@ -1,4 +1,5 @@
-// EMA of the flat parameter buffer (warm-up, thread-count invariance, checkpoint state) and the
+// EMA of the flat parameter buffer (the rule, train/ema.hpp, on EmaWeights: warm-up, thread-count
+// invariance, checkpoint state) and the
 // learning-rate schedules, against diffusers' formulas written out here.
 #include <doctest/doctest.h>
 
@@ -38,7 +39,7 @@ std::vector<T> random_vector(std::size_t n, std::uint64_t seed) {
 }  // namespace
 
 TEST_CASE("EMA decay: diffusers' warm-up schedule, capped at decay, floored at min_decay") {
-    Ema<double> ema(std::vector<double>(1).data(), 1, {0.999, true, 0.0});
+    Ema ema({0.999, true, 0.0});
     for (int k = 1; k <= 5000; k += 37) CHECK(ema.decay_at(k - 1) == diffusers_decay(k, 0.999));
     CHECK(ema.decay_at(0) == 0.0);
     CHECK(ema.decay_at(1) == doctest::Approx(2.0 / 11.0));
@@ -54,17 +55,19 @@ TEST_CASE("EMA decay: diffusers' warm-up schedule, capped at decay, floored at m
 TEST_CASE_TEMPLATE("EMA update equals the scalar formula, across chunks and the SIMD tail", T, float, double) {
     const std::size_t n = 2 * kFlatChunk + 13;
     std::vector<T> p = random_vector<T>(n, 1);
-    Ema<T> ema(p.data(), n, {0.99});
+    const Ema rule({0.99});
+    EmaWeights<T> ema(p.data(), n);
     std::vector<T> ref = p;
     for (int k = 0; k < 30; ++k) {
         p = random_vector<T>(n, std::uint64_t(k + 2));
-        const T c = T(1 - ema.decay_at(k));
-        ema.update(p.data());
+        CHECK(rule.next_decay(ema) == rule.decay_at(k));
+        const T c = T(1 - rule.decay_at(k));
+        rule.update(ema, p.data());
         for (std::size_t i = 0; i < n; ++i) ref[i] = ref[i] - c * (ref[i] - p[i]);
     }
     CHECK(ema.update_count() == 30);
     double worst = 0;
-    for (std::size_t i = 0; i < n; ++i) worst = std::max(worst, std::abs(double(ema.shadow()[i]) - double(ref[i])));
+    for (std::size_t i = 0; i < n; ++i) worst = std::max(worst, std::abs(double(ema.values()[i]) - double(ref[i])));
     CHECK(worst < (std::is_same_v<T, float> ? 1e-6 : 1e-15));
 }
 
@@ -72,20 +75,21 @@ TEST_CASE("EMA warm-up forgets the random initialization; constant decay keeps h
     // Parameters move from their random init to a trained value over the first 100 steps, then stay.
     const std::size_t n = 1000;
     const std::vector<float> init = random_vector<float>(n, 5);
-    Ema<float> warm(init.data(), n, {0.999, true}), cold(init.data(), n, {0.999, false});
+    const Ema warm_rule({0.999, true}), cold_rule({0.999, false});
+    EmaWeights<float> warm(init.data(), n), cold(init.data(), n);
     std::vector<float> p(n);
     for (int k = 0; k < 700; ++k) {
         const float f = std::min(1.0f, float(k + 1) / 100.0f);
         for (std::size_t i = 0; i < n; ++i) p[i] = (1 - f) * init[i] + f * 1.0f;
-        warm.update(p.data());
-        cold.update(p.data());
+        warm_rule.update(warm, p.data());
+        cold_rule.update(cold, p.data());
     }
     // share of init left = (s − trained)/(init − trained), the same for every element
     double warm_share = 0, cold_share = 0;
     for (std::size_t i = 0; i < n; ++i) {
         if (std::abs(init[i] - 1) < 0.1) continue;
-        warm_share = std::max(warm_share, std::abs((warm.shadow()[i] - 1.0) / (init[i] - 1.0)));
-        cold_share = std::max(cold_share, std::abs((cold.shadow()[i] - 1.0) / (init[i] - 1.0)));
+        warm_share = std::max(warm_share, std::abs((warm.values()[i] - 1.0) / (init[i] - 1.0)));
+        cold_share = std::max(cold_share, std::abs((cold.values()[i] - 1.0) / (init[i] - 1.0)));
     }
     MESSAGE("share of the initialization after 700 updates: warm-up " << warm_share << ", constant decay " << cold_share);
     CHECK(warm_share < 1e-3);
@@ -95,32 +99,34 @@ TEST_CASE("EMA warm-up forgets the random initialization; constant decay keeps h
 TEST_CASE("EMA: bitwise the same with 1 and several threads; checkpoint state resumes exactly; copy and swap") {
     const std::size_t n = 3 * kFlatChunk + 5;
     const std::vector<float> p0 = random_vector<float>(n, 9);
-    auto run = [&](int threads, int steps, Ema<float>* resume_from) {
+    const Ema rule({0.995});
+    auto run = [&](int threads, int steps, EmaWeights<float>* resume_from) {
         const int saved = omp_get_max_threads();
         omp_set_num_threads(threads);
-        Ema<float> e(p0.data(), n, {0.995});
+        EmaWeights<float> e(p0.data(), n);
         if (resume_from) {
-            std::copy(resume_from->shadow(), resume_from->shadow() + n, e.shadow());
+            std::copy(resume_from->values(), resume_from->values() + n, e.values());
             e.set_update_count(resume_from->update_count());
         }
-        for (int k = int(e.update_count()); k < steps; ++k) e.update(random_vector<float>(n, std::uint64_t(100 + k)).data());
+        for (int k = int(e.update_count()); k < steps; ++k)
+            rule.update(e, random_vector<float>(n, std::uint64_t(100 + k)).data());
         omp_set_num_threads(saved);
         return e;
     };
-    Ema<float> one = run(1, 20, nullptr), many = run(4, 20, nullptr);
-    CHECK(std::memcmp(one.shadow(), many.shadow(), n * sizeof(float)) == 0);
+    EmaWeights<float> one = run(1, 20, nullptr), many = run(4, 20, nullptr);
+    CHECK(std::memcmp(one.values(), many.values(), n * sizeof(float)) == 0);
 
-    Ema<float> half = run(2, 12, nullptr);
-    Ema<float> resumed = run(2, 20, &half);
+    EmaWeights<float> half = run(2, 12, nullptr);
+    EmaWeights<float> resumed = run(2, 20, &half);
     CHECK(resumed.update_count() == 20);
-    CHECK(std::memcmp(one.shadow(), resumed.shadow(), n * sizeof(float)) == 0);
+    CHECK(std::memcmp(one.values(), resumed.values(), n * sizeof(float)) == 0);
 
     std::vector<float> params = p0, out(n);
     one.copy_to(out.data());
-    CHECK(std::memcmp(out.data(), one.shadow(), n * sizeof(float)) == 0);
+    CHECK(std::memcmp(out.data(), one.values(), n * sizeof(float)) == 0);
     one.swap_with(params.data());  // params now hold the average, the shadow the raw weights
     CHECK(std::memcmp(params.data(), out.data(), n * sizeof(float)) == 0);
-    CHECK(std::memcmp(one.shadow(), p0.data(), n * sizeof(float)) == 0);
+    CHECK(std::memcmp(one.values(), p0.data(), n * sizeof(float)) == 0);
     one.swap_with(params.data());
     CHECK(std::memcmp(params.data(), p0.data(), n * sizeof(float)) == 0);
 }

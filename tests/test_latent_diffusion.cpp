@@ -98,15 +98,15 @@ TEST_CASE("LatentDiffusion Tiny: generate() is bitwise reproducible for a seed")
     Model& model = trained_model();
     const std::array<std::string, 3> prompts{"a photo of a bag", "a dress", "an ankle boot on a black background"};
     Model::SampleOptions opt;
-    opt.steps = 8;
-    opt.guidance = 3;
+    opt.sampler.steps = 8;
+    opt.sampler.guidance = 3;
     opt.seed = 1234;
     auto ws = make<Model::SampleWorkspace<3>>();
     Tensor<float, 3, 8, 8, 1> a, b, c;
 
     for (auto method : {diffusion::Method::ddpm, diffusion::Method::ddim, diffusion::Method::euler,
                         diffusion::Method::euler_ancestral}) {
-        opt.sampler = method;
+        opt.sampler.method = method;
         CAPTURE(int(method));
         model.generate(prompts, "", opt, a, *ws);
         model.generate(prompts, "", opt, b);  // a fresh workspace
@@ -119,7 +119,7 @@ TEST_CASE("LatentDiffusion Tiny: generate() is bitwise reproducible for a seed")
     }
 
     SUBCASE("an image does not depend on the other prompts of the batch") {
-        opt.sampler = diffusion::Method::euler_ancestral;
+        opt.sampler.method = diffusion::Method::euler_ancestral;
         model.generate(prompts, "", opt, a, *ws);
         const std::array<std::string, 3> other{"a photo of a bag", "a sneaker", "a coat"};
         model.generate(other, "", opt, b, *ws);
@@ -131,7 +131,7 @@ TEST_CASE("LatentDiffusion Tiny: generate() is bitwise reproducible for a seed")
         for (int variant = 0; variant < 3; ++variant) {
             Model::SampleOptions o2 = opt;
             std::string neg;
-            if (variant == 0) o2.guidance = 1;
+            if (variant == 0) o2.sampler.guidance = 1;
             if (variant == 1) neg = "a shirt";
             if (variant == 2) o2.use_ema = false;
             model.generate(prompts, neg, o2, b, *ws);

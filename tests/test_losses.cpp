@@ -5,8 +5,8 @@
 #include <vector>
 
 #include "diffuse/diffuse.hpp"
+#include "diffuse/nn/losses.hpp"
 #include "diffuse/testing/gradient_check.hpp"
-#include "diffuse/train/losses.hpp"
 
 #include "data/norm_activation_reference.hpp"
 

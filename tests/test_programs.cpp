@@ -1,7 +1,7 @@
-// The logic of the command-line programs (txt2img, reconstruct, evaluate), factored into
-// include/diffuse/app/ so it can be tested without running them: flag checks, output names,
-// batching a run-time count into compile-time chunks, the 32 <-> 28 border, PSNR, grid layout,
-// the class prompts, model-file lookup, and scoring with the shipped classifier.
+// The logic of the command-line programs (txt2img, reconstruct, evaluate), tested without running
+// them: from examples/common/ (program code) the flag checks, output names and model-file lookup;
+// from include/diffuse/app/ (library API) batching a run-time count into compile-time chunks, the
+// 32 <-> 28 border, PSNR, grid layout, the class prompts and scoring with the shipped classifier.
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -12,13 +12,14 @@
 #include <vector>
 
 #include "../examples/common/cli.hpp"
+#include "../examples/common/generation_flags.hpp"
+#include "../examples/common/model_files.hpp"
+#include "../examples/common/output_paths.hpp"
 #include "diffuse/app/class_prompts.hpp"
 #include "diffuse/app/classify.hpp"
 #include "diffuse/app/evaluation.hpp"
 #include "diffuse/app/generation.hpp"
 #include "diffuse/app/images.hpp"
-#include "diffuse/app/model_files.hpp"
-#include "diffuse/app/output_paths.hpp"
 #include "diffuse/app/reconstruction.hpp"
 #include "diffuse/data/fashion_batches.hpp"
 #include "diffuse/io/idx.hpp"
@@ -29,6 +30,7 @@
 
 using namespace diffuse;
 using namespace diffuse::app;
+using namespace cli;
 
 // One thread: these sizes are far too small to share, and on a busy 2-core machine two spinning
 // OpenMP threads made the Tiny pipeline test 20x slower (22 s against 1 s).
@@ -405,7 +407,7 @@ TEST_CASE("chunked generation and reconstruction through the real pipeline (Tiny
     constexpr std::size_t image = std::size_t(S) * S * C;
     auto m = std::make_unique<M>(5);
     M::SampleOptions o;
-    o.steps = 3;
+    o.sampler.steps = 3;
     o.seed = 11;
     std::vector<float> out(6 * image);
     generate_in_chunks<4>(*m, "a photo of a bag", "", o, 6, out.data(), [](int, int) {});

@@ -4,6 +4,7 @@
 
 #include "diffuse/models/seed_diffusion.hpp"
 #include "diffuse/testing/gradient_check.hpp"
+#include "diffuse/train/seed_diffusion_training.hpp"
 
 using namespace diffuse;
 
@@ -59,7 +60,7 @@ TEST_CASE("SeedDiffusion (Tiny): fit lowers the MSE on a small fixed problem") {
     fill_problem<float, 2>(*ws, rng);
     // Target: a fixed smooth image per sample, different for the two prompts.
     for (int i = 0; i < int(ws->target.size); ++i) ws->target[i] = 0.5f * std::sin(0.3f * float(i));
-    const auto losses = model.fit(300, *ws, store, adam, [](auto&) {});
+    const auto losses = fit(model, 300, *ws, store, adam, [](auto&) {});
     MESSAGE("loss " << losses.front() << " -> " << losses.back());
     CHECK(losses.back() < 0.2f * losses.front());
 }

@@ -143,7 +143,7 @@ TEST_CASE("a prompt in words the model never saw samples (unknown words are <unk
     CHECK(run.model->tokenizer.unknown_count(prompt) == 4);  // ',' seen from afar
     auto images = make<Tensor<float, 2, kSide, kSide, 1>>();
     Model::SampleOptions o;
-    o.steps = 5;
+    o.sampler.steps = 5;
     const std::array<std::string, 2> prompts{prompt, "zebra quilt marble"};
     CHECK(run.model->generate(prompts, "", o, images->view()) == 0);
     for (float v : *images) REQUIRE(std::isfinite(v));

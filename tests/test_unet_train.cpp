@@ -7,8 +7,8 @@
 #include <vector>
 
 #include "diffuse/models/unet.hpp"
+#include "diffuse/nn/losses.hpp"
 #include "diffuse/train/adam.hpp"
-#include "diffuse/train/losses.hpp"
 #include "test_unet_util.hpp"
 
 using namespace diffuse;

@@ -6,6 +6,7 @@
 
 // core: shapes, tensors, parameters, kernels
 #include "diffuse/core/aligned_buffer.hpp"
+#include "diffuse/core/ema_weights.hpp"
 #include "diffuse/core/gemm.hpp"
 #include "diffuse/core/parallel.hpp"
 #include "diffuse/core/params.hpp"
@@ -21,6 +22,7 @@
 #include "diffuse/nn/conv2d.hpp"
 #include "diffuse/nn/embedding.hpp"
 #include "diffuse/nn/linear.hpp"
+#include "diffuse/nn/losses.hpp"
 #include "diffuse/nn/norm.hpp"
 #include "diffuse/nn/pool.hpp"
 #include "diffuse/nn/resample.hpp"
@@ -37,7 +39,6 @@
 #include "diffuse/train/adam.hpp"
 #include "diffuse/train/ema.hpp"
 #include "diffuse/train/grad_clip.hpp"
-#include "diffuse/train/losses.hpp"
 #include "diffuse/train/lr_schedule.hpp"
 
 // diffusion: noise schedules and samplers
@@ -46,6 +47,7 @@
 
 // data, files, text
 #include "diffuse/io/idx.hpp"
+#include "diffuse/io/param_store_io.hpp"
 #include "diffuse/io/png.hpp"
 #include "diffuse/io/safetensors.hpp"
 #include "diffuse/text/tokenizer.hpp"
@@ -59,5 +61,6 @@
 #include "diffuse/models/vae.hpp"
 #include "diffuse/models/fashion_classifier.hpp"
 #include "diffuse/train/classifier_training.hpp"
+#include "diffuse/train/seed_diffusion_training.hpp"
 
 #endif

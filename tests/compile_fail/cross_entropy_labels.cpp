@@ -1,6 +1,6 @@
 // cross_entropy with float labels must not compile: labels are class indices.
 // expect: cross_entropy: labels must be int
-#include "diffuse/train/losses.hpp"
+#include "diffuse/nn/losses.hpp"
 
 int main() {
     diffuse::Tensor<float, 4, 10> logits;

@@ -1,13 +1,11 @@
-// What txt2img and evaluate share about a generation request: the sampler names on the command
-// line, the checks on the flags, the output file names, and how a run-time count of images is
-// split into the compile-time batch the model's workspace was built for.
+// Generating a run-time number of images with a model whose sampling workspace is built for a
+// compile-time batch: the plan of chunks, each chunk's sampler seed, and the chunked generation.
 #ifndef DIFFUSE_APP_GENERATION_HPP
 #define DIFFUSE_APP_GENERATION_HPP
 
 #include <algorithm>
 #include <array>
 #include <cstdint>
-#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -15,50 +13,8 @@
 
 #include "diffuse/core/rng.hpp"
 #include "diffuse/core/tensor.hpp"
-#include "diffuse/app/output_paths.hpp"
-#include "diffuse/sample/samplers.hpp"
 
 namespace diffuse::app {
-
-/// Command-line names of the samplers.
-inline constexpr std::string_view kSamplerNames = "ddpm, ddim, euler, euler_a";
-
-inline std::optional<diffusion::Method> parse_sampler(std::string_view name) {
-    if (name == "ddpm") return diffusion::Method::ddpm;
-    if (name == "ddim") return diffusion::Method::ddim;
-    if (name == "euler") return diffusion::Method::euler;
-    if (name == "euler_a") return diffusion::Method::euler_ancestral;
-    return std::nullopt;
-}
-
-/// The flags of a generation run, as typed.
-struct GenerationFlags {
-    std::string prompt, negative;
-    int n = 16;
-    int steps = 50;
-    std::string sampler = "ddim";
-    double guidance = 3.0;
-    long long seed = 0;
-    int threads = 0;  // OpenMP threads; 0 = OpenMP's default
-    std::string weights, out_dir, grid;
-};
-
-/// The first problem with the flags, or "" when they are fine. `need_output`: exactly one of
-/// --out-dir / --grid must be given (txt2img); evaluate writes its table and has only --grid.
-inline std::string validate(const GenerationFlags& f, bool need_output = true) {
-    if (need_output && f.prompt.empty()) return "--prompt is required";
-    if (f.n < 1) return "--n must be at least 1, not " + std::to_string(f.n);
-    if (f.steps < 1) return "--steps must be at least 1, not " + std::to_string(f.steps);
-    if (!parse_sampler(f.sampler)) return "--sampler '" + f.sampler + "' is not one of " + std::string(kSamplerNames);
-    if (!(f.guidance >= 0)) return "--guidance must not be negative (1 = no guidance, 0 = unconditional)";
-    if (f.seed < 0) return "--seed must not be negative";
-    if (f.threads < 0) return "--threads must not be negative (0: OpenMP's default)";
-    if (need_output) {
-        if (!f.out_dir.empty() && !f.grid.empty()) return "give either --out-dir or --grid, not both";
-        if (f.out_dir.empty() && f.grid.empty()) return "give --out-dir DIR (one PNG per sample) or --grid FILE.png";
-    }
-    return {};
-}
 
 /// A run of `count` images starting at image `begin`, generated as one batch of the workspace size.
 struct Chunk {
@@ -68,7 +24,9 @@ struct Chunk {
 /// n images in batches of `batch`: full batches, then the remainder (the last chunk is padded up to
 /// `batch` by the caller and its extra images dropped).
 inline std::vector<Chunk> plan_chunks(int n, int batch) {
-    if (n < 0 || batch < 1) throw std::invalid_argument("plan_chunks: bad sizes");
+    if (n < 0 || batch < 1)
+        throw std::invalid_argument("plan_chunks: need n >= 0 images and a batch of at least 1, got n = " +
+                                    std::to_string(n) + ", batch = " + std::to_string(batch));
     std::vector<Chunk> out;
     for (int b = 0, i = 0; b < n; b += batch, ++i) out.push_back({i, b, std::min(batch, n - b)});
     return out;

@@ -1,7 +1,7 @@
-// Image plumbing for the command-line programs: the 2-pixel border between Fashion-MNIST's 28x28
-// and the model's 32x32 (crop it off generated images, pad it onto inputs), PSNR, and the rows x
-// cols of a sample grid. Images are channels-last [H, W, C] floats in [-1, 1], as io/png.hpp reads
-// and writes them.
+// Images around a Fashion-MNIST model: the 2-pixel border between Fashion-MNIST's 28x28 and the
+// model's 32x32 (crop it off generated images, pad it onto inputs), PSNR, and the rows x cols of a
+// sample grid. Images are channels-last [H, W, C] floats in [-1, 1], as io/png.hpp reads and writes
+// them. Bad sizes throw std::invalid_argument saying what was expected.
 #ifndef DIFFUSE_APP_IMAGES_HPP
 #define DIFFUSE_APP_IMAGES_HPP
 

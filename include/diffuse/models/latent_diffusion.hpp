@@ -7,8 +7,9 @@
 //
 // Parameters live in two stores: the VAE's ("vae.encoder.*", "vae.decoder.*"), trained first and
 // then frozen, and the diffusion part's ("text_encoder.*", "unet.*"; one store, so one Adam, one
-// clip and one EMA cover both). The model also owns the EMA of the diffusion store (sampling uses
-// it once it has been updated at least once), the noise schedule and the latent scaling factor:
+// clip and one EMA cover both). The model also holds the EMA weights of the diffusion store (plain
+// data, core/ema_weights.hpp: sampling uses them once they have been updated at least once; the
+// update rule is training's, train/ema.hpp), the noise schedule and the latent scaling factor:
 // a scalar measured on data after VAE training (Stable Diffusion's 0.18215) so that the latents
 // the UNet sees have unit variance.
 //
@@ -23,6 +24,10 @@
 //                 tokenizer (text::Tokenizer::to_string: the vocabulary the text encoder reads),
 //                 image_border (padding around the training images, cropped off by the programs)
 // A training checkpoint adds optimizer and trainer state (train/checkpoint.hpp); load() ignores it.
+//
+// generate() runs in parts: encode_prompts (the prompts and the negative prompt into one context
+// and mask of 2N items), the sampler (sample/samplers.hpp) with ContextDenoiser, the callable that
+// runs the UNet on that context for each call the sampler makes, then the decoder.
 //
 // Inference workspaces (SampleWorkspace<N>, CodecWorkspace<N>) are allocated once per batch size:
 // pass one in to reuse it across calls, or let a call allocate one (once per call, never per step).
@@ -42,9 +47,11 @@
 #include <string_view>
 #include <type_traits>
 
+#include "diffuse/core/ema_weights.hpp"
 #include "diffuse/core/params.hpp"
 #include "diffuse/core/rng.hpp"
 #include "diffuse/core/tensor.hpp"
+#include "diffuse/io/param_store_io.hpp"
 #include "diffuse/io/safetensors.hpp"
 #include "diffuse/models/clip.hpp"
 #include "diffuse/models/presets.hpp"
@@ -53,7 +60,6 @@
 #include "diffuse/sample/noise_schedule.hpp"
 #include "diffuse/sample/samplers.hpp"
 #include "diffuse/text/tokenizer.hpp"
-#include "diffuse/train/ema.hpp"
 
 namespace diffuse {
 
@@ -73,62 +79,17 @@ constexpr const char* preset_name() {
     else return "custom";
 }
 
-inline constexpr diffusion::Prediction prediction_of(unet::Prediction p) {
-    return p == unet::Prediction::v ? diffusion::Prediction::v : diffusion::Prediction::epsilon;
-}
-
 inline constexpr const char* kFormat = "diffuse-latent-diffusion-1";
 inline constexpr const char* kScheduleName = "scaled_linear";
 
-/// How images are drawn.
+/// How images are drawn: the sampler's options (method, steps, guidance, eta, spacing, ...), the
+/// seed, and which weights. The model sets the sampler's `prediction` (its UNet's) and
+/// `batch_branches` (always on: both guidance branches run as one UNet call of 2N).
 struct SampleOptions {
-    diffusion::Method sampler = diffusion::Method::ddim;
-    int steps = 50;
-    double guidance = 3;  // classifier-free guidance scale; 1 = the prompt only (half the UNet calls)
-    double eta = 0;       // DDIM: 0 deterministic, 1 DDPM-like
+    diffusion::SamplerOptions sampler{.guidance = 3};  // DDIM, 50 steps, guidance 3, eta 0
     std::uint64_t seed = 0;
     bool use_ema = true;  // sample with the EMA weights when they exist
 };
-
-// ---- Buffers laid out like a ParamStore (values, EMA shadow, Adam moments) ---------------------
-
-/// Adds one tensor per parameter of `store`, read from `buffer` (the store's layout), as prefix + name.
-template <class T>
-void add_store_buffer(io::SafetensorsWriter& w, const ParamStore<T>& store, const T* buffer,
-                      const std::string& prefix, io::DType as = io::dtype_of<T>()) {
-    for (const auto& info : store.infos())
-        w.add(prefix + info.name, std::vector<std::int64_t>(info.dims.begin(), info.dims.end()), buffer + info.offset, as);
-}
-
-/// Reads tensors prefix + name into `buffer` (the store's layout). Every tensor is checked (present,
-/// same shape, a float dtype) before anything is written; errors name the file and the tensor.
-template <class T>
-void read_store_buffer(const io::SafetensorsFile& f, const ParamStore<T>& store, T* buffer, const std::string& prefix) {
-    std::vector<const io::TensorEntry*> found;
-    for (const auto& info : store.infos()) {
-        const std::string name = prefix + info.name;
-        const std::vector<std::int64_t> want(info.dims.begin(), info.dims.end());
-        const io::TensorEntry* t = f.find(name);
-        if (!t) f.fail("missing tensor '" + name + "' (the model expects " + io::shape_string(want) + ")");
-        if (t->shape != want)
-            f.fail("tensor '" + name + "' has shape " + io::shape_string(t->shape) + ", the model expects " +
-                   io::shape_string(want));
-        if (!io::is_float_dtype(t->dtype))
-            f.fail("tensor '" + name + "' has dtype " + io::dtype_name(t->dtype) + ", expected a float dtype");
-        found.push_back(t);
-    }
-    for (std::size_t i = 0; i < found.size(); ++i) {
-        const auto& info = store.infos()[i];
-        f.read(found[i]->name, buffer + info.offset, info.size);
-    }
-}
-
-/// A metadata value, or throws naming the file.
-inline const std::string& metadata_at(const io::SafetensorsFile& f, const std::string& key) {
-    const auto it = f.metadata().find(key);
-    if (it == f.metadata().end()) f.fail("no '" + key + "' in __metadata__");
-    return it->second;
-}
 
 }  // namespace latent_diffusion
 
@@ -147,7 +108,11 @@ public:
     static constexpr int image_size = VaeConfig::image_size, image_channels = VaeConfig::image_channels;
     static constexpr int latent_size = VaeConfig::latent_size, latent_channels = VaeConfig::latent_channels;
     static constexpr int context_length = TextConfig::context_length, context_width = TextConfig::width;
-    static constexpr diffusion::Prediction prediction = latent_diffusion::prediction_of(UNetConfig::prediction);
+    // The UNet's prediction; written to compile whether unet::Prediction is its own enum or (as it
+    // is becoming) diffusion::Prediction, when this is just `= UNetConfig::prediction`.
+    static constexpr diffusion::Prediction prediction =
+        UNetConfig::prediction == decltype(UNetConfig::prediction)::v ? diffusion::Prediction::v
+                                                                      : diffusion::Prediction::epsilon;
     static constexpr std::size_t latent_elements = std::size_t(latent_size) * latent_size * latent_channels;
 
     template <int N>
@@ -209,7 +174,7 @@ public:
     DiffusionPart diffusion_part;
     ParamStore<T> vae_store;
     ParamStore<T> diffusion_store;
-    Ema<T> ema;  // of diffusion_store; used for sampling once update_count() > 0
+    EmaWeights<T> ema;  // of diffusion_store; used for sampling once update_count() > 0
     diffusion::NoiseSchedule schedule;
     text::Tokenizer tokenizer;  // the vocabulary the text encoder was trained on (learned from its captions)
     int image_border = 0;       // padding the data set put around its images (Fashion-MNIST: 2), to crop off
@@ -277,6 +242,62 @@ public:
         reconstruct(images, out, *make<CodecWorkspace<shape_of<X>::first>>());
     }
 
+    /// The text encoder's context and padding mask for N prompts (any sized range of strings) into
+    /// ws.context / ws.mask: items [0, N) the prompts, [N, 2N) the negative prompt when `guided`
+    /// (empty: the unconditional prompt), else the prompts again. Returns how many prompts were
+    /// truncated to the context length.
+    template <int N, class Prompts>
+    int encode_prompts(const Prompts& prompts, std::string_view negative, bool guided, SampleWorkspace<N>& ws) const {
+        const Text& text = text_encoder();
+        const auto keep = [&](int half) {  // the text encoder's output into one half of context and mask
+            std::copy(ws.text.context.begin(), ws.text.context.end(), ws.context.begin() + half * ws.text.context.size);
+            std::copy(ws.text.pad_mask.begin(), ws.text.pad_mask.end(), ws.mask.begin() + half * ws.text.pad_mask.size);
+        };
+        int truncated = text.template encode<N>(tokenizer, prompts, ws.text);
+        keep(0);
+        if (guided) {
+            std::array<std::string_view, N> neg;  // views, not copies: no allocation per call
+            neg.fill(negative);
+            truncated += text.template encode<N>(tokenizer, neg, ws.text);
+        }
+        keep(1);
+        return truncated;
+    }
+
+    /// The UNet as the sampler calls it (diffusion::DenoiseCall), on the context and mask that
+    /// encode_prompts left in the workspace: a call of 2N runs both guidance branches at once; a
+    /// call of N (unguided) runs as both halves of a call of 2N, the same items twice.
+    template <int N>
+    struct ContextDenoiser {
+        const Denoiser& net;
+        SampleWorkspace<N>& ws;
+
+        void operator()(const diffusion::DenoiseCall<T>& call) const {
+            if (call.batch == 2 * N) {  // both branches
+                net.forward(call.template input<2 * N, latent_size, latent_size, latent_channels>(),
+                            call.template timestep_view<2 * N>(), ws.context, ws.mask,
+                            call.template output<2 * N, latent_size, latent_size, latent_channels>(), ws.unet);
+                return;
+            }
+            // the conditional branch alone (unguided): as both halves of a call of 2N
+            const std::size_t half = std::size_t(N) * latent_elements;
+            (void)call.template input<N, latent_size, latent_size, latent_channels>();  // checks the size
+            std::copy_n(call.z, half, ws.in.data());
+            std::copy_n(call.z, half, ws.in.data() + half);
+            ws.t.fill(call.timesteps[0]);
+            net.forward(ws.in, ws.t, ws.context, ws.mask, ws.out, ws.unet);
+            std::copy_n(ws.out.data(), half, call.out);
+        }
+    };
+
+    /// The sampler's options as this model runs them: the caller's, with the UNet's prediction.
+    static diffusion::SamplerOptions sampler_options(const SampleOptions& opt) {
+        diffusion::SamplerOptions so = opt.sampler;
+        so.prediction = prediction;
+        so.batch_branches = true;
+        return so;
+    }
+
     /// N images [N, S, S, C] in [-1, 1] for N prompts (any sized range of strings), guided away from
     /// `negative` (empty: the unconditional prompt). Uses the EMA weights when present and asked for
     /// (swapped in for the call and back out, so not to be called concurrently). Image i depends
@@ -288,59 +309,13 @@ public:
         constexpr int N = shape_of<Y>::first;
         static_assert(same_shape<shape_of<Y>, Shape<N, image_size, image_size, image_channels>>,
                       "LatentDiffusion::generate: images must be [N, image_size, image_size, image_channels]");
-        if (opt.steps < 1 || opt.steps > schedule.steps())
+        if (opt.sampler.steps < 1 || opt.sampler.steps > schedule.steps())
             throw std::invalid_argument("generate: steps must be in [1, " + std::to_string(schedule.steps()) +
-                                        "], got " + std::to_string(opt.steps));
-        const bool swap = opt.use_ema && has_ema();
-        if (swap) ema.swap_with(diffusion_store);
-        struct SwapBack {  // restores the training weights even if sampling throws
-            LatentDiffusion* m;
-            bool on;
-            ~SwapBack() { if (on) m->ema.swap_with(m->diffusion_store); }
-        } back{this, swap};
-
-        const Text& text = text_encoder();
-        const auto keep = [&](int half) {  // the text encoder's output into one half of context and mask
-            std::copy(ws.text.context.begin(), ws.text.context.end(), ws.context.begin() + half * ws.text.context.size);
-            std::copy(ws.text.pad_mask.begin(), ws.text.pad_mask.end(), ws.mask.begin() + half * ws.text.pad_mask.size);
-        };
-        int truncated = text.template encode<N>(tokenizer, prompts, ws.text);
-        keep(0);
-        const bool guided = opt.guidance != 1;
-        if (guided) {
-            std::array<std::string_view, N> neg;  // views, not copies: no allocation per call
-            neg.fill(negative);
-            truncated += text.template encode<N>(tokenizer, neg, ws.text);
-        }
-        keep(1);
-
-        diffusion::SamplerOptions so;
-        so.method = opt.sampler;
-        so.steps = opt.steps;
-        so.prediction = prediction;
-        so.guidance = opt.guidance;
-        so.eta = opt.eta;
-        so.batch_branches = true;
-        const Denoiser& net = unet();
-        diffusion::sample(
-            schedule, so, opt.seed, ws.latents,
-            [&](const diffusion::DenoiseCall<T>& call) {
-                if (call.batch == 2 * N) {  // both branches
-                    net.forward(call.template input<2 * N, latent_size, latent_size, latent_channels>(),
-                                call.template timestep_view<2 * N>(), ws.context, ws.mask,
-                                call.template output<2 * N, latent_size, latent_size, latent_channels>(), ws.unet);
-                    return;
-                }
-                // the conditional branch alone (unguided): as both halves of a call of 2N
-                const std::size_t half = std::size_t(N) * latent_elements;
-                (void)call.template input<N, latent_size, latent_size, latent_channels>();  // checks the size
-                std::copy_n(call.z, half, ws.in.data());
-                std::copy_n(call.z, half, ws.in.data() + half);
-                ws.t.fill(call.timesteps[0]);
-                net.forward(ws.in, ws.t, ws.context, ws.mask, ws.out, ws.unet);
-                std::copy_n(ws.out.data(), half, call.out);
-            },
-            ws.sampler);
+                                        "], got " + std::to_string(opt.sampler.steps));
+        const EmaSwap swap(*this, opt.use_ema && has_ema());
+        const int truncated = encode_prompts<N>(prompts, negative, opt.sampler.guidance != 1, ws);
+        diffusion::sample(schedule, sampler_options(opt), opt.seed, ws.latents, ContextDenoiser<N>{unet(), ws},
+                          ws.sampler);
         decode(ws.latents, images, ws.dec, ws.latents);  // unscales the latents in place: they are spent
         return truncated;
     }
@@ -355,9 +330,9 @@ public:
     /// shadow is written once it has been updated, or always with with_ema (training checkpoints).
     /// `as`: the stored element type (F16/BF16 halve the file; loading converts back to T).
     void add_weights(io::SafetensorsWriter& w, bool with_ema = false, io::DType as = io::dtype_of<T>()) const {
-        latent_diffusion::add_store_buffer(w, vae_store, vae_store.values(), "", as);
-        latent_diffusion::add_store_buffer(w, diffusion_store, diffusion_store.values(), "", as);
-        if (with_ema || has_ema()) latent_diffusion::add_store_buffer(w, diffusion_store, ema.shadow(), "ema.", as);
+        io::add_store_buffer(w, vae_store, vae_store.values(), "", as);
+        io::add_store_buffer(w, diffusion_store, diffusion_store.values(), "", as);
+        if (with_ema || has_ema()) io::add_store_buffer(w, diffusion_store, ema.values(), "ema.", as);
         w.add("latent_scale", {1}, &latent_scale);
         w.set_metadata("format", latent_diffusion::kFormat);
         w.set_metadata("config", latent_diffusion::preset_name<Preset>());
@@ -378,21 +353,21 @@ public:
     /// optimizer state, are ignored). Throws naming the file and the tensor on any mismatch.
     void read_weights(const io::SafetensorsFile& f) {
         check_config(f);
-        const std::string& updates = latent_diffusion::metadata_at(f, "ema_updates");
+        const std::string& updates = io::metadata_at(f, "ema_updates");
         std::int64_t n = 0;
         try {
             n = std::stoll(updates);
         } catch (const std::exception&) {
             f.fail("ema_updates '" + updates + "' is not a number");
         }
-        latent_diffusion::read_store_buffer(f, vae_store, vae_store.values(), "");
-        latent_diffusion::read_store_buffer(f, diffusion_store, diffusion_store.values(), "");
-        if (n > 0) latent_diffusion::read_store_buffer(f, diffusion_store, ema.shadow(), "ema.");
-        else std::copy(diffusion_store.values(), diffusion_store.values() + diffusion_store.size(), ema.shadow());
+        io::read_store_buffer(f, vae_store, vae_store.values(), "");
+        io::read_store_buffer(f, diffusion_store, diffusion_store.values(), "");
+        if (n > 0) io::read_store_buffer(f, diffusion_store, ema.values(), "ema.");
+        else std::copy(diffusion_store.values(), diffusion_store.values() + diffusion_store.size(), ema.values());
         ema.set_update_count(n);
         f.read("latent_scale", &latent_scale, 1);
         try {
-            text::Tokenizer t = text::Tokenizer::from_string(latent_diffusion::metadata_at(f, "tokenizer"));
+            text::Tokenizer t = text::Tokenizer::from_string(io::metadata_at(f, "tokenizer"));
             Text::check_tokenizer(t);
             tokenizer = std::move(t);
         } catch (const std::invalid_argument& e) {
@@ -409,13 +384,25 @@ public:
 
     /// Throws unless the file was written by this pipeline for this preset.
     static void check_config(const io::SafetensorsFile& f) {
-        const std::string& format = latent_diffusion::metadata_at(f, "format");
+        const std::string& format = io::metadata_at(f, "format");
         if (format != latent_diffusion::kFormat)
             f.fail("format '" + format + "', expected '" + latent_diffusion::kFormat + "'");
-        const std::string& config = latent_diffusion::metadata_at(f, "config");
+        const std::string& config = io::metadata_at(f, "config");
         if (config != latent_diffusion::preset_name<Preset>())
             f.fail("written for the " + config + " preset; this model is " + latent_diffusion::preset_name<Preset>());
     }
+
+private:
+    /// The EMA weights swapped into diffusion_store for its lifetime (when `on`), and back out even
+    /// if sampling throws.
+    struct EmaSwap {
+        LatentDiffusion& m;
+        bool on;
+        EmaSwap(LatentDiffusion& model, bool swap) : m(model), on(swap) { if (on) m.ema.swap_with(m.diffusion_store); }
+        ~EmaSwap() { if (on) m.ema.swap_with(m.diffusion_store); }
+        EmaSwap(const EmaSwap&) = delete;
+        EmaSwap& operator=(const EmaSwap&) = delete;
+    };
 };
 
 }  // namespace diffuse

@@ -7,9 +7,8 @@
 //     ──unet1, unet2, unet3 (unet::UNet, each conditioned on t and the context)
 //     ──vae::Decoder──► y [N, S, S, Cimg]
 //
-// The seed's fit() computed a loss that never used the model output; here fit() takes the MSE of
-// the model's output against the target, backpropagates through every part (the context gathers
-// gradient from both cross-attention blocks and all three UNets) and takes an Adam step.
+// The seed's fit() computed a loss that never used the model output; train/seed_diffusion_training.hpp
+// has a fit() that really trains this composite (MSE of the output, backward through every part, Adam).
 // The encoder's moments are split as the VAE's mean | log-variance; the composite uses the mean
 // (a deterministic autoencoder path, as the seed's plain encoder was).
 // For the real text-to-image pipeline, see the latent-diffusion trainer; this is the seed's design.
@@ -17,8 +16,6 @@
 #define DIFFUSE_MODELS_SEED_DIFFUSION_HPP
 
 #include <cstdint>
-#include <functional>
-#include <vector>
 
 #include "diffuse/blocks/cross_attention.hpp"
 #include "diffuse/blocks/time_embedding.hpp"
@@ -27,8 +24,6 @@
 #include "diffuse/models/vae.hpp"
 #include "diffuse/nn/combine.hpp"
 #include "diffuse/nn/conv2d.hpp"
-#include "diffuse/train/adam.hpp"
-#include "diffuse/train/losses.hpp"
 
 namespace diffuse {
 
@@ -177,25 +172,6 @@ struct SeedDiffusion {
         split_.forward(ws.dmean, ws.dlogvar, ws.dmoments);
         encoder.backward(ws.xi, ws.moments, ws.encoder, ws.dmoments, ws.dxi);
         conv_ip.backward(ws.x, ws.xi, ws.conv_ip, ws.dxi, View<T, N, S, S, Cin>());
-    }
-
-    /// The seed's fit: `steps` times, sample_data(ws) fills x, ids, mask, t and target; forward;
-    /// MSE of the model's output against the target; backward through every part; Adam step.
-    /// Returns the loss of each step.
-    template <int N, class Sampler>
-    std::vector<T> fit(int steps, Workspace<N>& ws, ParamStore<T>& store, Adam<T>& adam, Sampler&& sample_data) const {
-        std::vector<T> losses;
-        losses.reserve(std::size_t(steps));
-        for (int s = 0; s < steps; ++s) {
-            sample_data(ws);
-            forward(ws);
-            ws.dy.fill(T(0));
-            losses.push_back(mse_loss(ws.y, ws.target, ws.dy));
-            store.zero_grad();
-            backward(ws);
-            adam.step();
-        }
-        return losses;
     }
 
 private:

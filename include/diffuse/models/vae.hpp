@@ -42,7 +42,7 @@
 #include "diffuse/nn/conv2d.hpp"
 #include "diffuse/core/lanes.hpp"
 #include "diffuse/nn/resample.hpp"
-#include "diffuse/train/losses.hpp"
+#include "diffuse/nn/losses.hpp"
 
 namespace diffuse::vae {
 

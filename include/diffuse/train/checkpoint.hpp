@@ -21,6 +21,7 @@
 #include <cstdio>
 #include <string>
 
+#include "diffuse/io/param_store_io.hpp"
 #include "diffuse/io/safetensors.hpp"
 #include "diffuse/models/latent_diffusion.hpp"
 #include "diffuse/train/latent_diffusion_trainer.hpp"
@@ -40,10 +41,10 @@ void save_checkpoint(const std::string& path, const LatentDiffusionTrainer<T, Pr
     const auto& m = tr.model;
     io::SafetensorsWriter w;
     m.add_weights(w, /*with_ema=*/true);
-    latent_diffusion::add_store_buffer(w, m.vae_store, tr.vae_adam.m(), "optim.vae.m.");
-    latent_diffusion::add_store_buffer(w, m.vae_store, tr.vae_adam.v(), "optim.vae.v.");
-    latent_diffusion::add_store_buffer(w, m.diffusion_store, tr.diffusion_adam.m(), "optim.diffusion.m.");
-    latent_diffusion::add_store_buffer(w, m.diffusion_store, tr.diffusion_adam.v(), "optim.diffusion.v.");
+    io::add_store_buffer(w, m.vae_store, tr.vae_adam.m(), "optim.vae.m.");
+    io::add_store_buffer(w, m.vae_store, tr.vae_adam.v(), "optim.vae.v.");
+    io::add_store_buffer(w, m.diffusion_store, tr.diffusion_adam.m(), "optim.diffusion.m.");
+    io::add_store_buffer(w, m.diffusion_store, tr.diffusion_adam.v(), "optim.diffusion.v.");
 
     std::array<std::int64_t, cd::count> counters{};
     counters[cd::vae_steps] = tr.vae_steps;
@@ -84,10 +85,10 @@ void load_checkpoint(const std::string& path, LatentDiffusionTrainer<T, Preset, 
     const io::SafetensorsFile f(path);
     auto& m = tr.model;
     LatentDiffusion<T, Preset>::check_config(f);
-    if (latent_diffusion::metadata_at(f, "kind") != "checkpoint")
+    if (io::metadata_at(f, "kind") != "checkpoint")
         f.fail("holds weights only, not a training checkpoint");
-    if (latent_diffusion::metadata_at(f, "batch") != std::to_string(N))
-        f.fail("was trained with batch " + latent_diffusion::metadata_at(f, "batch") + "; this program's batch is " +
+    if (io::metadata_at(f, "batch") != std::to_string(N))
+        f.fail("was trained with batch " + io::metadata_at(f, "batch") + "; this program's batch is " +
                std::to_string(N) + " (a compile-time size)");
     const auto check = [&](const char* name, io::DType dtype, std::int64_t n) {
         const io::TensorEntry& t = f.at(name);
@@ -102,11 +103,11 @@ void load_checkpoint(const std::string& path, LatentDiffusionTrainer<T, Preset, 
     check("trainer.rng.has_spare", io::DType::U8, 1);
 
     m.read_weights(f);  // checks the format and preset first
-    latent_diffusion::read_store_buffer(f, m.diffusion_store, m.ema.shadow(), "ema.");
-    latent_diffusion::read_store_buffer(f, m.vae_store, tr.vae_adam.m(), "optim.vae.m.");
-    latent_diffusion::read_store_buffer(f, m.vae_store, tr.vae_adam.v(), "optim.vae.v.");
-    latent_diffusion::read_store_buffer(f, m.diffusion_store, tr.diffusion_adam.m(), "optim.diffusion.m.");
-    latent_diffusion::read_store_buffer(f, m.diffusion_store, tr.diffusion_adam.v(), "optim.diffusion.v.");
+    io::read_store_buffer(f, m.diffusion_store, m.ema.values(), "ema.");
+    io::read_store_buffer(f, m.vae_store, tr.vae_adam.m(), "optim.vae.m.");
+    io::read_store_buffer(f, m.vae_store, tr.vae_adam.v(), "optim.vae.v.");
+    io::read_store_buffer(f, m.diffusion_store, tr.diffusion_adam.m(), "optim.diffusion.m.");
+    io::read_store_buffer(f, m.diffusion_store, tr.diffusion_adam.v(), "optim.diffusion.v.");
 
     std::array<std::int64_t, cd::count> c{};
     f.read("trainer.counters", c.data(), c.size());

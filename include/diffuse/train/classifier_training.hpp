@@ -13,8 +13,8 @@
 #include "diffuse/core/params.hpp"
 #include "diffuse/core/rng.hpp"
 #include "diffuse/io/idx.hpp"
+#include "diffuse/nn/losses.hpp"
 #include "diffuse/train/adam.hpp"
-#include "diffuse/train/losses.hpp"
 
 namespace diffuse {
 

@@ -1,4 +1,5 @@
-// Exponential moving average of a model's flat parameter buffer, for sampling with smoothed weights:
+// The exponential-moving-average rule, applied to a model's EmaWeights (core/ema_weights.hpp)
+// after each optimizer step:
 //   shadow ← shadow − (1 − d_n)·(shadow − params)       (diffusers' EMAModel.step, term for term)
 // with a warmed-up decay (the default)
 //   d_n = 0 for the first update (the shadow becomes the parameters), then min(decay, (1 + n)/(10 + n))
@@ -15,13 +16,11 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
-#include <stdexcept>
-#include <string>
 
-#include "diffuse/core/aligned_buffer.hpp"
+#include "diffuse/core/ema_weights.hpp"
+#include "diffuse/core/parallel.hpp"
 #include "diffuse/core/params.hpp"
 #include "diffuse/core/simd.hpp"
-#include "diffuse/train/adam.hpp"
 
 namespace diffuse {
 
@@ -31,14 +30,10 @@ struct EmaOptions {
     double min_decay = 0;  // floor of the warmed-up decay (diffusers' min_decay)
 };
 
-template <class T>
+/// The update rule; the weights it averages are the caller's (a model's EmaWeights).
 class Ema {
 public:
-    /// The shadow starts as a copy of the parameters.
-    Ema(const ParamStore<T>& store, EmaOptions opt = {}) : Ema(store.values(), store.size(), opt) {}
-    Ema(const T* params, std::size_t n, EmaOptions opt = {}) : options(opt), shadow_(n) {
-        std::copy(params, params + n, shadow_.data());
-    }
+    explicit Ema(EmaOptions opt = {}) : options(opt) {}
 
     EmaOptions options;
 
@@ -49,45 +44,26 @@ public:
         const double ramp = (1.0 + double(n)) / (10.0 + double(n));
         return std::max(std::min(ramp, options.decay), options.min_decay);
     }
-    /// The decay the next update will use.
-    double current_decay() const { return decay_at(n_); }
+    /// The decay the next update of w will use.
+    template <class T>
+    double next_decay(const EmaWeights<T>& w) const { return decay_at(w.update_count()); }
 
-    /// One update from the current parameters (after an optimizer step).
-    void update(const T* params) {
-        const T c(1 - decay_at(n_));
-        ++n_;
-        T* s = shadow_.data();
-        for_each_flat_chunk(size(), [&](std::size_t b, std::size_t e) {
-            simd::map2(e - b, s + b, params + b, s + b, [c](auto sv, auto pv) { return sv - decltype(sv)(c) * (sv - pv); });
+    /// One update of w from the current parameters (after an optimizer step).
+    template <class T>
+    void update(EmaWeights<T>& w, const T* params) const {
+        const T c(1 - decay_at(w.update_count()));
+        w.count_update();
+        T* s = w.values();
+        for_each_flat_chunk(w.size(), [&](std::size_t b, std::size_t e) {
+            simd::map2(e - b, s + b, params + b, s + b,
+                       [c](auto sv, auto pv) { return sv - decltype(sv)(c) * (sv - pv); });
         });
     }
-    void update(const ParamStore<T>& store) { check(store.size()); update(store.values()); }
-
-    /// Writes the averaged weights into params (to sample with them).
-    void copy_to(T* params) const { std::copy(shadow_.begin(), shadow_.end(), params); }
-    void copy_to(ParamStore<T>& store) const { check(store.size()); copy_to(store.values()); }
-    /// Exchanges shadow and params in place: sample with the average, then swap back to train on.
-    void swap_with(T* params) {
-        T* s = shadow_.data();
-        for_each_flat_chunk(size(), [&](std::size_t b, std::size_t e) { std::swap_ranges(s + b, s + e, params + b); });
+    template <class T>
+    void update(EmaWeights<T>& w, const ParamStore<T>& store) const {
+        w.check(store.size());
+        update(w, store.values());
     }
-    void swap_with(ParamStore<T>& store) { check(store.size()); swap_with(store.values()); }
-
-    /// Checkpoint state: the shadow buffer (the store's layout) and the update count. Restoring both
-    /// resumes bitwise exactly.
-    T* shadow() { return shadow_.data(); }
-    const T* shadow() const { return shadow_.data(); }
-    std::size_t size() const { return shadow_.size(); }
-    std::int64_t update_count() const { return n_; }
-    void set_update_count(std::int64_t n) { n_ = n; }
-
-private:
-    void check(std::size_t n) const {
-        if (n != size()) throw std::invalid_argument("Ema: a parameter buffer of " + std::to_string(n) +
-                                                     " elements for a shadow of " + std::to_string(size()));
-    }
-    AlignedBuffer<T> shadow_;
-    std::int64_t n_ = 0;
 };
 
 }  // namespace diffuse

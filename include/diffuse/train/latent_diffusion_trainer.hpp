@@ -117,7 +117,8 @@ public:
     LatentDiffusionTrainer(Model& model, Source data, Options opt)
         : model(model), options(opt), data(std::move(data), opt.seed, data::BatchOptions{opt.caption_dropout}),
           rng(stream_seed(opt.seed, 3)), vae_adam(model.vae_store, {.lr = opt.vae_lr}),
-          diffusion_adam(model.diffusion_store, {.lr = opt.lr}) {
+          diffusion_adam(model.diffusion_store, {.lr = opt.lr}),
+          ema(EmaOptions{.decay = opt.ema_decay, .warmup = true}) {
         const auto require = [](bool ok, const char* what) {
             if (!ok) throw std::invalid_argument(std::string("LatentDiffusionTrainer: ") + what);
         };
@@ -125,8 +126,6 @@ public:
         require(opt.ema_decay >= 0 && opt.ema_decay < 1, "ema_decay must be in [0, 1)");
         require(opt.scale_batches >= 1, "scale_batches must be at least 1");
         require(opt.min_snr_gamma >= 0, "min_snr_gamma must not be negative (0: off)");
-        model.ema.options.decay = opt.ema_decay;
-        model.ema.options.warmup = true;
     }
 
     Model& model;
@@ -134,6 +133,7 @@ public:
     Data data;
     Rng rng;
     Adam<T> vae_adam, diffusion_adam;
+    Ema ema;  // the rule that averages model.ema, the model's EMA weights
     std::int64_t vae_steps = 0, diffusion_steps = 0;  // steps taken in each phase
     bool scale_measured = false;
     /// Distractor words for the diffusion phase's captions (off unless given a word list); each
@@ -215,7 +215,7 @@ public:
         s.lr = diffusion_schedule()(diffusion_steps);
         diffusion_adam.lr = s.lr;
         diffusion_adam.step();
-        model.ema.update(model.diffusion_store);
+        ema.update(model.ema, model.diffusion_store);
         ++diffusion_steps;
         return s;
     }

@@ -3,15 +3,15 @@
 // (found through the program's own __FILE__, which CMake passes as an absolute path:
 // <repo>/examples/x.cpp -> <repo>/models/NAME), then in ./models/ of the current directory
 // (a program built elsewhere). No compile definition is needed, so no build file changes.
-#ifndef DIFFUSE_APP_MODEL_FILES_HPP
-#define DIFFUSE_APP_MODEL_FILES_HPP
+#ifndef DIFFUSE_EXAMPLES_MODEL_FILES_HPP
+#define DIFFUSE_EXAMPLES_MODEL_FILES_HPP
 
 #include <filesystem>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
-namespace diffuse::app {
+namespace cli {
 
 /// The places searched for models/NAME, in order, given the calling program's __FILE__.
 inline std::vector<std::string> model_candidates(const std::string& name, const std::string& source_file) {
@@ -51,6 +51,6 @@ inline std::string classifier_weights(const std::string& flag, const std::string
                         : flag;
 }
 
-}  // namespace diffuse::app
+}  // namespace cli
 
 #endif

@@ -1,7 +1,7 @@
 // Where the programs write their images: numbered samples (DIR/0000.png, ...) and reconstructions
 // named after their inputs (DIR/<input file name>), never over an input.
-#ifndef DIFFUSE_APP_OUTPUT_PATHS_HPP
-#define DIFFUSE_APP_OUTPUT_PATHS_HPP
+#ifndef DIFFUSE_EXAMPLES_OUTPUT_PATHS_HPP
+#define DIFFUSE_EXAMPLES_OUTPUT_PATHS_HPP
 
 #include <cstdio>
 #include <filesystem>
@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-namespace diffuse::app {
+namespace cli {
 
 /// DIR/0000.png, DIR/0001.png, ...: four digits, more when the index needs them.
 inline std::string sample_path(const std::string& dir, int index) {
@@ -47,6 +47,6 @@ inline std::vector<std::string> reconstruction_paths(const std::string& dir, con
     return out;
 }
 
-}  // namespace diffuse::app
+}  // namespace cli
 
 #endif

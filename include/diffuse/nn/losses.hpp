@@ -15,8 +15,8 @@
 //
 // Sums run sequentially in element / row order, accumulated in double, so the value is
 // reproducible; the work is small next to the layers that produce the inputs.
-#ifndef DIFFUSE_TRAIN_LOSSES_HPP
-#define DIFFUSE_TRAIN_LOSSES_HPP
+#ifndef DIFFUSE_NN_LOSSES_HPP
+#define DIFFUSE_NN_LOSSES_HPP
 
 #include <algorithm>
 #include <cmath>

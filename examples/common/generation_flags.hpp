@@ -1,0 +1,56 @@
+// The flags of a generation run (txt2img, evaluate) and their checks, with the command-line names
+// of the samplers: program code, shared by the example programs and tested in tests/test_programs.cpp.
+#ifndef DIFFUSE_EXAMPLES_GENERATION_FLAGS_HPP
+#define DIFFUSE_EXAMPLES_GENERATION_FLAGS_HPP
+
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "diffuse/sample/samplers.hpp"
+
+namespace cli {
+
+/// Command-line names of the samplers.
+inline constexpr std::string_view kSamplerNames = "ddpm, ddim, euler, euler_a";
+
+inline std::optional<diffuse::diffusion::Method> parse_sampler(std::string_view name) {
+    if (name == "ddpm") return diffuse::diffusion::Method::ddpm;
+    if (name == "ddim") return diffuse::diffusion::Method::ddim;
+    if (name == "euler") return diffuse::diffusion::Method::euler;
+    if (name == "euler_a") return diffuse::diffusion::Method::euler_ancestral;
+    return std::nullopt;
+}
+
+/// The flags of a generation run, as typed.
+struct GenerationFlags {
+    std::string prompt, negative;
+    int n = 16;
+    int steps = 50;
+    std::string sampler = "ddim";
+    double guidance = 3.0;
+    long long seed = 0;
+    int threads = 0;  // OpenMP threads; 0 = OpenMP's default
+    std::string weights, out_dir, grid;
+};
+
+/// The first problem with the flags, or "" when they are fine. `need_output`: exactly one of
+/// --out-dir / --grid must be given (txt2img); evaluate writes its table and has only --grid.
+inline std::string validate(const GenerationFlags& f, bool need_output = true) {
+    if (need_output && f.prompt.empty()) return "--prompt is required";
+    if (f.n < 1) return "--n must be at least 1, not " + std::to_string(f.n);
+    if (f.steps < 1) return "--steps must be at least 1, not " + std::to_string(f.steps);
+    if (!parse_sampler(f.sampler)) return "--sampler '" + f.sampler + "' is not one of " + std::string(kSamplerNames);
+    if (!(f.guidance >= 0)) return "--guidance must not be negative (1 = no guidance, 0 = unconditional)";
+    if (f.seed < 0) return "--seed must not be negative";
+    if (f.threads < 0) return "--threads must not be negative (0: OpenMP's default)";
+    if (need_output) {
+        if (!f.out_dir.empty() && !f.grid.empty()) return "give either --out-dir or --grid, not both";
+        if (f.out_dir.empty() && f.grid.empty()) return "give --out-dir DIR (one PNG per sample) or --grid FILE.png";
+    }
+    return {};
+}
+
+}  // namespace cli
+
+#endif

@@ -1,0 +1,2 @@
+// Fixture: a relative include (must be reported).
+#include "../nn/layer.hpp"

@@ -1,0 +1,1 @@
+// Fixture: a folder without a rank (must be reported).

@@ -1,0 +1,2 @@
+// Fixture: the umbrella is exempt.
+#include "diffuse/app/program_logic.hpp"

@@ -1,0 +1,2 @@
+// Fixture.
+#include "diffuse/core/tensor.hpp"
