@@ -129,12 +129,7 @@ struct Encoder {
     Head out;
 
     template <class V>
-    constexpr void visit(V& v) {
-        v("conv_in", conv_in);
-        visit_numbered(v, "down", down);
-        v("mid", mid);
-        out.visit(v);
-    }
+    constexpr void visit(V& v) { v("conv_in", conv_in); visit_numbered(v, "down", down); v("mid", mid); out.visit(v); }
 
     /// Defined after the class (the type must be complete to be counted).
     static const std::size_t parameter_count;
@@ -214,12 +209,7 @@ struct Decoder {
     Head out;
 
     template <class V>
-    constexpr void visit(V& v) {
-        v("conv_in", conv_in);
-        v("mid", mid);
-        visit_numbered(v, "up", up);
-        out.visit(v);
-    }
+    constexpr void visit(V& v) { v("conv_in", conv_in); v("mid", mid); visit_numbered(v, "up", up); out.visit(v); }
 
     /// Defined after the class (the type must be complete to be counted).
     static const std::size_t parameter_count;
