@@ -119,9 +119,8 @@ std::string configs_json() {
     using V = Model::VaeConfig;
     using C = Model::TextConfig;
     using U = Model::UNetConfig;
-    const std::array<int, 3> channels{V::ch0, V::ch1, V::ch2};
     Json vae, clip, unet;
-    vae.num("image_size", V::image_size).num("image_channels", V::image_channels).raw("channels", json_list(channels))
+    vae.num("image_size", V::image_size).num("image_channels", V::image_channels).raw("channels", json_list(V::widths))
         .num("latent_channels", V::latent_channels).num("res_blocks", V::res_blocks)
         .num("groups", V::norm::groups).num("heads", V::heads);
     clip.num("vocab", C::vocab_size).num("context_length", C::context_length).num("width", C::width)
@@ -132,7 +131,7 @@ std::string configs_json() {
         .num("context_length", U::context_length).num("context_width", U::context_width)
         .num("time_features", U::time_features).num("time_dim", U::time_dim);
     static_assert(!C::seed_head && U::time_embedding == unet::TimeKind::sinusoidal &&
-                      U::prediction == unet::Prediction::epsilon,
+                      U::prediction == diffusion::Prediction::epsilon,
                   "bench_compare: the torch side builds the Default preset's kinds of text encoder and UNet");
     return Json{}.raw("vae", vae.done()).raw("clip", clip.done()).raw("unet", unet.done()).done();
 }

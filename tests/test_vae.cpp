@@ -100,6 +100,37 @@ TEST_CASE("vae::Decoder: gradients at the Tiny presets") {
     check_decoder<vae::TinyLayerNormConfig, 2>();
 }
 
+namespace {
+/// The levels come from the widths: one level (latent = image), two (image / 2), four (image / 8).
+using OneLevelConfig = vae::Config<4, 1, std::array{4}, 2, 1, norm::Group<2>>;
+using TwoLevelConfig = vae::Config<8, 1, std::array{4, 6}, 2, 2, norm::Group<2>>;
+using FourLevelConfig = vae::Config<16, 1, std::array{2, 4, 4, 6}, 2, 1, norm::Group<2>>;
+static_assert(OneLevelConfig::latent_size == 4 && TwoLevelConfig::latent_size == 4 &&
+              FourLevelConfig::latent_size == 2);
+}  // namespace
+
+TEST_CASE("vae: one, two and four levels from the config's widths: gradients and state-dict names") {
+    check_encoder<OneLevelConfig, 1>();
+    check_decoder<OneLevelConfig, 1>();
+    check_encoder<TwoLevelConfig, 1>();
+    check_decoder<TwoLevelConfig, 1>();
+    check_encoder<FourLevelConfig, 1>();
+    check_decoder<FourLevelConfig, 1>();
+
+    vae::AutoencoderKL<float, FourLevelConfig> model;
+    ParamStore<float> store(model);
+    std::vector<std::string> names;
+    for (const auto& i : store.infos()) names.push_back(i.name);
+    auto has = [&](const std::string& n) { return std::find(names.begin(), names.end(), n) != names.end(); };
+    CHECK(has("encoder.down.2.downsample.weight"));
+    CHECK(has("encoder.down.3.res.0.skip.weight"));
+    CHECK_FALSE(has("encoder.down.3.downsample.weight"));
+    CHECK(has("decoder.up.2.upsample.weight"));
+    CHECK_FALSE(has("decoder.up.3.upsample.weight"));
+    CHECK(has("decoder.up.3.res.0.conv1.weight"));
+    CHECK(store.count() == vae::AutoencoderKL<float, FourLevelConfig>::parameter_count);
+}
+
 TEST_CASE("vae: reparameterized sample and KL, gradients (inside and outside the log-variance clamp)") {
     constexpr int N = 2, h = 2, L = 3;
     Rng rng(3);

@@ -243,7 +243,7 @@ UNET_TINY = UnetConfig(4, 2, (4, 8), (False, True), 1, 2, 2, 3, 4, 4, 8)  # unet
 # Blocks (include/diffuse/blocks/), NCHW
 
 class ResBlock(nn.Module):
-    """vae::ResidualBlock: conv1(SiLU(GN(x))) [+ time_proj(SiLU(temb))] -> conv2(SiLU(GN(.))) + (x or 1x1 skip)."""
+    """ResidualBlock: conv1(SiLU(GN(x))) [+ time_proj(SiLU(temb))] -> conv2(SiLU(GN(.))) + (x or 1x1 skip)."""
 
     def __init__(self, cin, cout, groups, temb_dim=None):
         super().__init__()
@@ -273,7 +273,7 @@ class ResBlock(nn.Module):
 
 
 class SelfAttn(nn.Module):
-    """vae::AttentionBlock: x + MHA(GN(x) tokens)."""
+    """AttentionBlock: x + MHA(GN(x) tokens)."""
 
     def __init__(self, c, heads, groups):
         super().__init__()

@@ -1,8 +1,8 @@
-// vae::AttentionBlock: self-attention over the H·W positions of a feature map, with a residual,
+// AttentionBlock: self-attention over the H·W positions of a feature map, with a residual,
 //
 //   y = x + MHA(norm(x))        x [N, H, W, C] read as tokens [N, H·W, C] (channels-last: no transpose)
 //
-// norm is a tag as in vae::ResidualBlock (norm::Layer or norm::Group<G>). Any [N, ..., C] input works;
+// norm is a tag as in ResidualBlock (norm::Layer or norm::Group<G>). Any [N, ..., C] input works;
 // a token sequence [N, T, C] is attended as it is.
 //
 // detail::PreNormAttention is the body it shares with CrossAttentionBlock (cross_attention.hpp):
@@ -53,7 +53,7 @@ struct PreNormAttention {
     };
 
 protected:
-    // Called with views only (see vae::ResidualBlock), so each shape compiles the body once.
+    // Called with views only (see ResidualBlock), so each shape compiles the body once.
     template <class X, class Ctx, class M, class Y, class CacheT>
     void run_forward(X x, const Ctx& context, const M& mask, Y y, CacheT& c) const {
         using TS = Tokens<shape_of<X>>;
@@ -84,13 +84,11 @@ protected:
 
 }  // namespace detail
 
-namespace vae {
-
 template <class T, int C, int Heads, class Norm>
 struct AttentionBlock : detail::PreNormAttention<T, typename Norm::template layer<T, C>, C, Heads, C> {
-    static_assert(C > 0 && Heads > 0, "vae::AttentionBlock: channel and head counts must be positive");
-    static_assert(C % Heads == 0, "vae::AttentionBlock: the channel count must divide by the head count");
-    static_assert(C % Norm::groups == 0, "vae::AttentionBlock: the GroupNorm group count must divide C");
+    static_assert(C > 0 && Heads > 0, "AttentionBlock: channel and head counts must be positive");
+    static_assert(C % Heads == 0, "AttentionBlock: the channel count must divide by the head count");
+    static_assert(C % Norm::groups == 0, "AttentionBlock: the GroupNorm group count must divide C");
     using Base = detail::PreNormAttention<T, typename Norm::template layer<T, C>, C, Heads, C>;
     static constexpr int channels = C, num_heads = Heads;
 
@@ -107,7 +105,7 @@ struct AttentionBlock : detail::PreNormAttention<T, typename Norm::template laye
     void backward(const X& x, const Y& y, Cache<shape_of<X>>& cache, const DY& dy, DX&& dx) const {
         check<X, Y>();
         static_assert(same_shape<shape_of<DY>, shape_of<Y>> && same_shape<shape_of<DX>, shape_of<X>>,
-                      "vae::AttentionBlock: gradients must have the shapes of their values");
+                      "AttentionBlock: gradients must have the shapes of their values");
         this->run_backward(cview(x), detail::SelfContext{}, no_mask, cview(y), cache, cview(dy),
                            detail::as_view<shape_of<X>>(dx), detail::SelfContext{});
     }
@@ -116,12 +114,11 @@ private:
     template <class X, class Y>
     static constexpr void check() {
         static_assert(shape_of<X>::rank >= 3 && shape_of<X>::last == C,
-                      "vae::AttentionBlock: the input must be [N, H, W, C] (or [N, T, C]) with C the block's channel count");
-        static_assert(same_shape<shape_of<Y>, shape_of<X>>, "vae::AttentionBlock: the output must have the input's shape");
+                      "AttentionBlock: the input must be [N, H, W, C] (or [N, T, C]) with C the block's channel count");
+        static_assert(same_shape<shape_of<Y>, shape_of<X>>, "AttentionBlock: the output must have the input's shape");
     }
 };
 
-}  // namespace vae
 }  // namespace diffuse
 
 #endif

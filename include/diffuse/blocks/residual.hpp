@@ -1,4 +1,4 @@
-// vae::ResidualBlock: the pre-activation residual block of the VAE and the UNet,
+// ResidualBlock: the pre-activation residual block of the VAE and the UNet,
 // [N, H, W, Cin] -> [N, H, W, Cout]:
 //
 //   h = conv1(SiLU(norm1(x)))                      conv 3×3, Cin -> Cout
@@ -30,25 +30,12 @@
 
 namespace diffuse {
 
-
-namespace detail {
-/// Stands in for an absent child or cache part (no time projection, identity skip).
-struct Absent {
-    template <class V>
-    constexpr void visit(V&) {}
-};
-}  // namespace detail
-
-namespace vae {
-
-using diffuse::detail::as_view;
-
 template <class T, int Cin, int Cout, class Norm, int TimeDim = 0>
 struct ResidualBlock {
     static_assert(Cin > 0 && Cout > 0 && TimeDim >= 0,
-                  "vae::ResidualBlock: channel counts must be positive and TimeDim non-negative");
+                  "ResidualBlock: channel counts must be positive and TimeDim non-negative");
     static_assert(Cin % Norm::groups == 0 && Cout % Norm::groups == 0,
-                  "vae::ResidualBlock: the GroupNorm group count must divide both Cin and Cout");
+                  "ResidualBlock: the GroupNorm group count must divide both Cin and Cout");
     static constexpr int in_channels = Cin, out_channels = Cout, time_dim = TimeDim;
     static constexpr bool has_time = TimeDim > 0;
     static constexpr bool projects_skip = Cin != Cout;
@@ -57,8 +44,8 @@ struct ResidualBlock {
     using Norm2 = typename Norm::template layer<T, Cout>;
     using Conv1 = Conv2d<T, Cin, Cout, 3>;
     using Conv2 = Conv2d<T, Cout, Cout, 3>;
-    using TimeProj = std::conditional_t<has_time, Linear<T, (has_time ? TimeDim : 1), Cout>, detail::Absent>;
-    using Skip = std::conditional_t<projects_skip, Conv2d<T, Cin, Cout, 1>, detail::Absent>;
+    using TimeProj = std::conditional_t<has_time, Linear<T, (has_time ? TimeDim : 1), Cout>, Absent>;
+    using Skip = std::conditional_t<projects_skip, Conv2d<T, Cin, Cout, 1>, Absent>;
 
     Norm1 norm1;
     Conv1 conv1;
@@ -97,7 +84,7 @@ struct ResidualBlock {
         typename Conv1::template Cache<In> conv1;
         typename Norm2::template Cache<Out> norm2;
         typename Conv2::template Cache<Out> conv2;
-        [[no_unique_address]] std::conditional_t<has_time, TimeCache<XShape::first>, detail::Absent> time;
+        [[no_unique_address]] std::conditional_t<has_time, TimeCache<XShape::first>, Absent> time;
         // Backward scratch (forward borrows dout_a for the projected skip).
         TensorOf<T, Out> dout_a, dout_b;   // [N, H, W, Cout]
         TensorOf<T, In> din_a, din_b;      // [N, H, W, Cin]
@@ -106,7 +93,7 @@ struct ResidualBlock {
     /// Without a time embedding (TimeDim == 0).
     template <Shaped X, Shaped Y>
     void forward(const X& x, Y&& y, Cache<shape_of<X>>& cache) const {
-        static_assert(!has_time, "vae::ResidualBlock: this block takes a time embedding: forward(x, temb, y, cache)");
+        static_assert(!has_time, "ResidualBlock: this block takes a time embedding: forward(x, temb, y, cache)");
         check<X, Y>();
         run_forward(cview(x), static_cast<const T*>(nullptr), mview(y), cache);
     }
@@ -121,11 +108,11 @@ struct ResidualBlock {
     template <Shaped X, Shaped Y, Shaped DY, Shaped DX>
     void backward(const X& x, const Y& y, Cache<shape_of<X>>& cache, const DY& dy, DX&& dx) const {
         static_assert(!has_time,
-                      "vae::ResidualBlock: this block takes a time embedding: backward(x, temb, y, cache, dy, dx, dtemb)");
+                      "ResidualBlock: this block takes a time embedding: backward(x, temb, y, cache, dy, dx, dtemb)");
         check<X, Y>();
         check_grads<X, Y, DY, DX>();
-        run_backward(cview(x), static_cast<const T*>(nullptr), cview(y), cache, cview(dy), as_view<shape_of<X>>(dx),
-                     static_cast<T*>(nullptr));
+        run_backward(cview(x), static_cast<const T*>(nullptr), cview(y), cache, cview(dy),
+                     detail::as_view<shape_of<X>>(dx), static_cast<T*>(nullptr));
     }
     template <Shaped X, Shaped E, Shaped Y, Shaped DY, Shaped DX, Shaped DE>
     void backward(const X& x, const E& temb, const Y& y, Cache<shape_of<X>>& cache, const DY& dy, DX&& dx,
@@ -134,28 +121,29 @@ struct ResidualBlock {
         check_time<X, E>();
         check_grads<X, Y, DY, DX>();
         static_assert(same_shape<shape_of<DE>, shape_of<E>>,
-                      "vae::ResidualBlock: the time-embedding gradient must have temb's shape");
-        run_backward(cview(x), temb.data(), cview(y), cache, cview(dy), as_view<shape_of<X>>(dx), dtemb.data());
+                      "ResidualBlock: the time-embedding gradient must have temb's shape");
+        run_backward(cview(x), temb.data(), cview(y), cache, cview(dy), detail::as_view<shape_of<X>>(dx),
+                     dtemb.data());
     }
 
 private:
     template <class X, class Y>
     static constexpr void check() {
-        static_assert(shape_of<X>::rank == 4, "vae::ResidualBlock: the input must be an image batch [N, H, W, Cin]");
-        static_assert(shape_of<X>::last == Cin, "vae::ResidualBlock: input channel count must equal Cin");
+        static_assert(shape_of<X>::rank == 4, "ResidualBlock: the input must be an image batch [N, H, W, Cin]");
+        static_assert(shape_of<X>::last == Cin, "ResidualBlock: input channel count must equal Cin");
         static_assert(same_shape<shape_of<Y>, output_shape<shape_of<X>>>,
-                      "vae::ResidualBlock: the output must be [N, H, W, Cout]");
+                      "ResidualBlock: the output must be [N, H, W, Cout]");
     }
     template <class X, class E>
     static constexpr void check_time() {
-        static_assert(has_time, "vae::ResidualBlock: this block has no time embedding (TimeDim == 0)");
+        static_assert(has_time, "ResidualBlock: this block has no time embedding (TimeDim == 0)");
         static_assert(same_shape<shape_of<E>, Shape<shape_of<X>::first, TimeDim>>,
-                      "vae::ResidualBlock: the time embedding must be [N, TimeDim]");
+                      "ResidualBlock: the time embedding must be [N, TimeDim]");
     }
     template <class X, class Y, class DY, class DX>
     static constexpr void check_grads() {
         static_assert(same_shape<shape_of<DY>, shape_of<Y>> && same_shape<shape_of<DX>, shape_of<X>>,
-                      "vae::ResidualBlock: gradients must have the shapes of their values");
+                      "ResidualBlock: gradients must have the shapes of their values");
     }
 
     template <class XS>
@@ -226,7 +214,6 @@ private:
     }
 };
 
-}  // namespace vae
 }  // namespace diffuse
 
 #endif

@@ -121,6 +121,16 @@ using ViewOf = typename detail::ViewOfShapeImpl<T, S>::type;
 template <class T, class S>
 using TensorOf = typename detail::TensorOfShapeImpl<T, S>::type;
 
+/// The one placeholder for something absent: a child layer or cache part a configuration leaves out
+/// (no time projection, an identity skip), an input not given (diffuse::no_mask in nn/attention.hpp,
+/// diffuse::absent for a block's conditioning). Empty: under [[no_unique_address]] it takes no space.
+struct Absent {
+    /// As a child it has no parameters.
+    template <class V>
+    constexpr void visit(V&) {}
+};
+inline constexpr Absent absent{};
+
 /// Type traits for generic layer signatures.
 template <class X>
 struct is_shaped : std::false_type {};

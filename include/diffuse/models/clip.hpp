@@ -75,7 +75,7 @@ namespace detail {
 /// True where token (n, t) is padding; never for no_mask.
 template <class M>
 bool is_padded(const M& mask, int n, int t, int len) {
-    if constexpr (std::is_same_v<M, NoMask>) return false;
+    if constexpr (std::is_same_v<M, Absent>) return false;
     else return bool(mask.data()[std::size_t(n) * len + t]);
 }
 
@@ -142,8 +142,6 @@ struct NoHead {
     struct Cache {};
 };
 
-struct Nothing {};
-
 template <class T, class Cfg = DefaultConfig>
 struct TextEncoder {
     static constexpr int vocab_size = Cfg::vocab_size, context_length = Cfg::context_length, width = Cfg::width;
@@ -182,7 +180,7 @@ struct TextEncoder {
         std::array<Tensor<T, N, Ctx, D>, L + 1> acts;  // the embedding, then each layer's output
         std::array<typename LayerT::template Cache<SeqN>, L> layer;
         typename LayerNorm<T, D>::template Cache<SeqN> ln_final;
-        [[no_unique_address]] std::conditional_t<has_seed_head, Tensor<T, N, Ctx, D>, Nothing> normed;  // head input
+        [[no_unique_address]] std::conditional_t<has_seed_head, Tensor<T, N, Ctx, D>, Absent> normed;  // head input
         [[no_unique_address]] typename Head::template Cache<N> head;
         std::array<Tensor<T, N, Ctx, D>, 2> grad;  // backward's ping-pong d(activation) buffers
     };

@@ -108,11 +108,7 @@ public:
     static constexpr int image_size = VaeConfig::image_size, image_channels = VaeConfig::image_channels;
     static constexpr int latent_size = VaeConfig::latent_size, latent_channels = VaeConfig::latent_channels;
     static constexpr int context_length = TextConfig::context_length, context_width = TextConfig::width;
-    // The UNet's prediction; written to compile whether unet::Prediction is its own enum or (as it
-    // is becoming) diffusion::Prediction, when this is just `= UNetConfig::prediction`.
-    static constexpr diffusion::Prediction prediction =
-        UNetConfig::prediction == decltype(UNetConfig::prediction)::v ? diffusion::Prediction::v
-                                                                      : diffusion::Prediction::epsilon;
+    static constexpr diffusion::Prediction prediction = UNetConfig::prediction;
     static constexpr std::size_t latent_elements = std::size_t(latent_size) * latent_size * latent_channels;
 
     template <int N>

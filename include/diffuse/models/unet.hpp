@@ -4,17 +4,19 @@
 //
 //   temb = time_embedding(t)                                        [N, time_dim]
 //   x    = conv_in(z_t)                                             3×3, c -> widths[0]
-//   down level l = 0 .. L-1 (side h / 2^l, width W_l):
-//        res_blocks × { vae::ResidualBlock(temb) [-> CrossAttentionBlock(context) where attention[l]] }
+//   down level l = 0 .. L-1 (side h / 2^l, width W_l), a DownLevel:
+//        ResStack: res_blocks × { ResidualBlock(temb) [-> CrossAttentionBlock(context) where attention[l]] }
 //        s_l = that output (the skip); downsample: conv 3×3 stride 2, W_l -> W_l (not at the last level)
-//   mid: ResidualBlock -> vae::AttentionBlock (self) -> CrossAttentionBlock -> ResidualBlock   at W_{L-1}
-//   up level l = L-1 .. 0:
-//        concat(u, s_l) (u first, as diffusers' torch.cat([h, skip])) -> res_blocks × { ResidualBlock
-//        [-> CrossAttentionBlock] } -> (l > 0) Upsample2x nearest -> conv 3×3, W_l -> W_l
-//   out: GroupNorm (Cfg::Norm) -> SiLU -> conv 3×3, W_0 -> c                       (ε or v prediction)
+//   mid: MidBlock: ResidualBlock -> AttentionBlock (self) -> CrossAttentionBlock -> ResidualBlock, at W_{L-1}
+//   up level l = L-1 .. 0, a SkipUpLevel:
+//        concat(u, s_l) (u first, as diffusers' torch.cat([h, skip])) -> UpLevel: the ResStack as above
+//        -> (l > 0) UpsampleConv: Upsample2x nearest -> conv 3×3, W_l -> W_l
+//   out: OutputHead: GroupNorm (Cfg::Norm) -> SiLU -> conv 3×3, W_0 -> c            (ε or v prediction)
 //
-// One skip per level (the level's output before downsampling) rather than diffusers' one per block:
-// the up level's first residual block maps concat width (u + W_l) to W_l.
+// The blocks are the ones the VAE is made of (include/diffuse/blocks/), here time-conditioned and
+// cross-attending; this header adds the configuration, the skip concatenation and the wiring. One
+// skip per level (the level's output before downsampling) rather than diffusers' one per block: the
+// up level's first residual block maps concat width (u + W_l) to W_l.
 //
 // Levels: any count, from Cfg::widths (compile-time recursion over std::tuple's of levels).
 // State-dict names: time_embedding.*, conv_in.*, down.<l>.res.<i>.*, down.<l>.attn.<i>.*,
@@ -23,10 +25,12 @@
 // (it consumes the skip of down.<l>), so up.0 runs last.
 //
 // Workspace<N>: every activation, every layer cache and every gradient buffer, as Tensors (no heap):
-// sizeof is workspace_bytes<N>. Gradient flow in backward: each activation's gradient buffer sits
-// beside it in the workspace; the producer of a value owns its gradient, consumers add into it.
-// backward first zeroes the buffers that several consumers add into, then runs the layers in
-// reverse; blocks zero their own scratch.
+// sizeof is workspace_bytes<N>. The down levels and the middle run as one chain (blocks/chain.hpp);
+// each block's Stage holds its output and that output's gradient, the up levels' too. Gradient flow
+// in backward: the producer of a value owns its gradient, consumers add into it (a skip is read by
+// the next block down the chain and by an up level). backward first zeroes every such buffer, then
+// runs the blocks in reverse, each from its output's gradient dy (the layer contract of
+// nn/linear.hpp); blocks zero their own scratch.
 #ifndef DIFFUSE_MODELS_UNET_HPP
 #define DIFFUSE_MODELS_UNET_HPP
 
@@ -37,22 +41,24 @@
 #include <type_traits>
 #include <utility>
 
-#include "diffuse/blocks/attention_block.hpp"
-#include "diffuse/blocks/cross_attention.hpp"
-#include "diffuse/blocks/residual.hpp"
+#include "diffuse/blocks/chain.hpp"
+#include "diffuse/blocks/conditioning.hpp"
+#include "diffuse/blocks/levels.hpp"
+#include "diffuse/blocks/mid_block.hpp"
+#include "diffuse/blocks/output_head.hpp"
+#include "diffuse/blocks/res_stack.hpp"
 #include "diffuse/blocks/time_embedding.hpp"
 #include "diffuse/core/params.hpp"
 #include "diffuse/core/tensor.hpp"
-#include "diffuse/nn/activation.hpp"
 #include "diffuse/nn/combine.hpp"
 #include "diffuse/nn/conv2d.hpp"
-#include "diffuse/nn/resample.hpp"
+#include "diffuse/sample/noise_schedule.hpp"
 
 namespace diffuse::unet {
 
 enum class TimeKind { learned, sinusoidal };
-/// What the output is trained to be (the model itself does not care; the trainer and sampler do).
-enum class Prediction { epsilon, v };
+// A config's `prediction` (a diffusion::Prediction) is what the output is trained to be: the model
+// itself does not care; the trainer and sampler do.
 
 /// Gradient checks in double in seconds: latent 4×4×2, two levels of widths 4 / 8.
 struct TinyConfig {
@@ -64,7 +70,7 @@ struct TinyConfig {
     static constexpr int context_length = 3, context_width = 4;
     static constexpr TimeKind time_embedding = TimeKind::sinusoidal;
     static constexpr int timesteps = 1000, time_features = 4, time_dim = 8;
-    static constexpr Prediction prediction = Prediction::epsilon;
+    static constexpr diffusion::Prediction prediction = diffusion::Prediction::epsilon;
 };
 
 /// Fashion-MNIST text-to-image on 2 cores: latent 8×8×4 (from 32×32), widths 64 / 128, attention
@@ -78,7 +84,7 @@ struct DefaultConfig {
     static constexpr int context_length = 16, context_width = 128;
     static constexpr TimeKind time_embedding = TimeKind::sinusoidal;
     static constexpr int timesteps = 1000, time_features = 64, time_dim = 256;
-    static constexpr Prediction prediction = Prediction::epsilon;
+    static constexpr diffusion::Prediction prediction = diffusion::Prediction::epsilon;
 };
 
 /// The seed's widths (128 / 256 / 512) and its learned time table; clip::SeedConfig's context.
@@ -91,29 +97,21 @@ struct SeedConfig {
     static constexpr int context_length = 16, context_width = 256;
     static constexpr TimeKind time_embedding = TimeKind::learned;
     static constexpr int timesteps = 1000, time_features = 128, time_dim = 512;
-    static constexpr Prediction prediction = Prediction::epsilon;
+    static constexpr diffusion::Prediction prediction = diffusion::Prediction::epsilon;
 };
 
 namespace detail {
 
-using diffuse::detail::Absent;
-
 /// Sizes derived from a config.
 template <class Cfg>
-struct Geometry {
-    static constexpr int levels = int(Cfg::widths.size());
-    static constexpr int width(int l) { return Cfg::widths[std::size_t(l)]; }
+struct Geometry : LevelWidths<Cfg::widths> {
+    using W = LevelWidths<Cfg::widths>;
+    using W::levels;
+    using W::width;
     static constexpr int side(int l) { return Cfg::latent_size >> l; }
-    /// Channels entering down level l (conv_in's output, or the previous level's downsampled map).
-    static constexpr int down_in(int l) { return l == 0 ? width(0) : width(l - 1); }
     /// Channels arriving at up level l from below (the middle's output, or up level l+1's).
     static constexpr int up_in(int l) { return l == levels - 1 ? width(levels - 1) : width(l + 1); }
 
-    static constexpr bool widths_positive() {
-        for (int l = 0; l < levels; ++l)
-            if (width(l) <= 0) return false;
-        return true;
-    }
     static constexpr bool groups_divide(int g) {
         for (int l = 0; l < levels; ++l)
             if (width(l) % g != 0 || (up_in(l) + width(l)) % g != 0) return false;
@@ -135,263 +133,59 @@ using TimeEmbeddingOf =
 template <class Cfg, int N>
 using ContextShape = Shape<N, Cfg::context_length, Cfg::context_width>;
 
-/// res_blocks × (ResidualBlock conditioned on temb [-> CrossAttentionBlock]) at side S, Cin -> W.
-/// Names: res.<i>, attn.<i> (visited flat by its level).
-template <class T, class Cfg, int S, int Cin, int W, bool Attn>
-struct Stack {
-    static constexpr int R = Cfg::res_blocks, A = Attn ? R : 0;
-    using First = vae::ResidualBlock<T, Cin, W, typename Cfg::Norm, Cfg::time_dim>;
-    using Res = vae::ResidualBlock<T, W, W, typename Cfg::Norm, Cfg::time_dim>;
-    using Cross = CrossAttentionBlock<T, W, Cfg::context_width, Cfg::heads>;
-
-    First first;
-    std::array<Res, R - 1> rest;
-    std::array<Cross, A> cross;
-
-    template <class V>
-    constexpr void visit(V& v) {
-        for (int i = 0; i < R; ++i) {
-            if (i == 0) v("res", 0, first);
-            else v("res", i, rest[std::size_t(i - 1)]);
-            if constexpr (Attn) v("attn", i, cross[std::size_t(i)]);
-        }
-    }
-
-    template <int N>
-    struct Cache {
-        using In = Shape<N, S, S, Cin>;
-        using Out = Shape<N, S, S, W>;
-        typename First::template Cache<In> first;
-        std::array<typename Res::template Cache<Out>, R - 1> rest;
-        std::array<typename Cross::template Cache<Out, ContextShape<Cfg, N>>, A> cross;
-        std::array<TensorOf<T, Out>, R> r;         // residual block outputs
-        std::array<TensorOf<T, Out>, A> a;         // cross-attention outputs
-        std::array<TensorOf<T, Out>, A> dr;        // backward scratch: d r[i]
-        std::array<TensorOf<T, Out>, R - 1> dout;  // backward scratch: d(output of block i), i < R-1
-
-        /// Output of block i (the last one's is the stack's output).
-        const TensorOf<T, Out>& out(int i = R - 1) const {
-            if constexpr (Attn) return a[std::size_t(i)];
-            else return r[std::size_t(i)];
-        }
-    };
-
-    template <Shaped X, Shaped E, Shaped C, class M, int N>
-    void forward(const X& x, const E& temb, const C& ctx, const M& mask, Cache<N>& c) const {
-        for (int i = 0; i < R; ++i) {
-            const auto k = std::size_t(i);
-            if (i == 0) first.forward(x, temb, c.r[0], c.first);
-            else rest[k - 1].forward(c.out(i - 1), temb, c.r[k], c.rest[k - 1]);
-            if constexpr (Attn) cross[k].forward(c.r[k], ctx, mask, c.a[k], c.cross[k]);
-        }
-    }
-
-    /// dy: gradient of the stack's output. Adds into dx, dtemb, dctx and the parameter gradients.
-    template <Shaped X, Shaped E, Shaped C, class M, int N, Shaped DY, Shaped DX, Shaped DE, Shaped DC>
-    void backward(const X& x, const E& temb, const C& ctx, const M& mask, Cache<N>& c, const DY& dy, DX&& dx,
-                  DE&& dtemb, DC&& dctx) const {
-        using Out = typename Cache<N>::Out;
-        for (auto& t : c.dr) t.fill(T(0));
-        for (auto& t : c.dout) t.fill(T(0));
-        for (int i = R - 1; i >= 0; --i) {
-            const auto k = std::size_t(i);
-            const ViewOf<const T, Out> g = i == R - 1 ? ViewOf<const T, Out>(dy.data()) : cview(c.dout[k]);
-            ViewOf<const T, Out> gr = g;  // gradient of the residual block's output
-            if constexpr (Attn) {
-                cross[k].backward(c.r[k], ctx, mask, c.a[k], c.cross[k], g, c.dr[k], dctx);
-                gr = cview(c.dr[k]);
-            }
-            if (i == 0) first.backward(x, temb, c.r[0], c.first, gr, dx, dtemb);
-            else rest[k - 1].backward(c.out(i - 1), temb, c.r[k], c.rest[k - 1], gr, mview(c.dout[k - 1]), dtemb);
-        }
-    }
-};
+/// Level L's residual stack from Cin channels to W_L: time-conditioned, cross-attending where attention[L].
+template <class T, class Cfg, int Cin, int L>
+using StackOf = ResStack<T, Cin, Geometry<Cfg>::width(L), Cfg::res_blocks, typename Cfg::Norm, Cfg::time_dim,
+                         (Cfg::attention[std::size_t(L)] ? Cfg::context_width : 0), Cfg::heads>;
 
 /// Down level L: the stack, then (except at the last level) a stride-2 conv.
 template <class T, class Cfg, int L>
-struct DownLevel {
-    using G = Geometry<Cfg>;
-    static constexpr int S = G::side(L), Cin = G::down_in(L), W = G::width(L);
-    static constexpr bool last = L == G::levels - 1;
-    using Body = Stack<T, Cfg, S, Cin, W, Cfg::attention[std::size_t(L)]>;
-    using Down = Conv2d<T, W, W, 3, 2>;
+using DownLevelOf = DownLevel<StackOf<T, Cfg, Geometry<Cfg>::down_in(L), L>, (L + 1 < Geometry<Cfg>::levels)>;
 
-    Body body;
-    [[no_unique_address]] std::conditional_t<last, Absent, Down> downsample;
+/// The middle at the last level's width: res, self-attention, cross-attention, res.
+template <class T, class Cfg>
+using MidOf = MidBlock<T, Geometry<Cfg>::width(Geometry<Cfg>::levels - 1), Cfg::heads, typename Cfg::Norm,
+                       Cfg::time_dim, Cfg::context_width>;
 
-    template <class V>
-    constexpr void visit(V& v) {
-        body.visit(v);
-        if constexpr (!last) v("downsample", downsample);
-    }
-
-    template <int N>
-    struct Sampled {
-        TensorOf<T, Shape<N, S / 2, S / 2, W>> y, dy;  // downsampled map (next level's input), its gradient
-        typename Down::template Cache<Shape<N, S, S, W>> conv;
-    };
-    template <int N>
-    struct Cache {
-        typename Body::template Cache<N> body;
-        TensorOf<T, Shape<N, S, S, W>> ds;  // gradient of the body's output: from the up path and from below
-        [[no_unique_address]] std::conditional_t<last, Absent, Sampled<N>> sampled;
-
-        /// Gradients that other parts add into: zeroed by UNet::backward before anything runs.
-        void zero_shared_grads() {
-            ds.fill(T(0));
-            if constexpr (!last) sampled.dy.fill(T(0));
-        }
-    };
-
-    template <Shaped X, Shaped E, Shaped C, class M, int N>
-    void forward(const X& x, const E& temb, const C& ctx, const M& mask, Cache<N>& c) const {
-        body.forward(x, temb, ctx, mask, c.body);
-        if constexpr (!last) downsample.forward(c.body.out(), c.sampled.y, c.sampled.conv);
-    }
-
-    /// Needs c.ds complete from the up path (and c.sampled.dy from the next level down).
-    template <Shaped X, Shaped E, Shaped C, class M, int N, Shaped DX, Shaped DE, Shaped DC>
-    void backward(const X& x, const E& temb, const C& ctx, const M& mask, Cache<N>& c, DX&& dx, DE&& dtemb,
-                  DC&& dctx) const {
-        if constexpr (!last) downsample.backward(c.body.out(), c.sampled.y, c.sampled.conv, c.sampled.dy, c.ds);
-        body.backward(x, temb, ctx, mask, c.body, c.ds, dx, dtemb, dctx);
-    }
-};
-
-/// Up level L: concat(u, skip), the stack, then (except at level 0) Upsample2x and a 3×3 conv.
+/// Up level L: concat(u, skip), then an UpLevel (the stack from the concatenation's width, and but at
+/// level 0 the upsampler). Visited flat: the UpLevel's names.
 template <class T, class Cfg, int L>
-struct UpLevel {
+struct SkipUpLevel {
     using G = Geometry<Cfg>;
-    static constexpr int S = G::side(L), W = G::width(L), Uin = G::up_in(L), Ccat = Uin + W;
-    static constexpr bool top = L == 0;
-    using Body = Stack<T, Cfg, S, Ccat, W, Cfg::attention[std::size_t(L)]>;
-    using UpConv = Conv2d<T, W, W, 3>;
-    struct Upsampler {
-        UpConv conv;
-        template <class V>
-        constexpr void visit(V& v) { v("conv", conv); }
-    };
+    static constexpr int W = G::width(L), Uin = G::up_in(L), Ccat = Uin + W;
+    using Level = UpLevel<StackOf<T, Cfg, Ccat, L>, (L > 0)>;
 
-    Body body;
-    [[no_unique_address]] std::conditional_t<top, Absent, Upsampler> upsample;
+    Level level;
 
     template <class V>
-    constexpr void visit(V& v) {
-        body.visit(v);
-        if constexpr (!top) v("upsample", upsample);
-    }
+    constexpr void visit(V& v) { level.visit(v); }
 
-    template <int N>
-    struct Sampled {
-        using Big = Shape<N, 2 * S, 2 * S, W>;
-        TensorOf<T, Big> up, dup;  // nearest-upsampled body output, its gradient (scratch)
-        TensorOf<T, Big> y, dy;    // conv output (the next up level's u), its gradient
-        typename UpConv::template Cache<Big> conv;
-    };
-    template <int N>
+    /// UShape: the input from below [N, S, S, Uin]; the skip is [N, S, S, W].
+    template <class UShape>
+    using cat_shape = ReplaceLast<UShape, Ccat>;
+    template <class UShape>
+    using output_shape = typename Level::template output_shape<cat_shape<UShape>>;
+
+    template <class UShape, class CShape>
     struct Cache {
-        TensorOf<T, Shape<N, S, S, Ccat>> cat, dcat;  // concat(u, skip), its gradient (scratch)
-        typename Body::template Cache<N> body;
-        TensorOf<T, Shape<N, S, S, W>> dbody;  // gradient of the body's output (level 0: from the output head)
-        [[no_unique_address]] std::conditional_t<top, Absent, Sampled<N>> sampled;
-
-        /// The level's output and its gradient buffer.
-        const auto& y() const {
-            if constexpr (top) return body.out();
-            else return sampled.y;
-        }
-        auto& dy() {
-            if constexpr (top) return dbody;
-            else return sampled.dy;
-        }
-        void zero_shared_grads() { dy().fill(T(0)); }
+        TensorOf<T, cat_shape<UShape>> cat, dcat;  // concat(u, skip), its gradient (scratch)
+        typename Level::template Cache<cat_shape<UShape>, CShape> level;
     };
 
-    template <Shaped U, Shaped K, Shaped E, Shaped C, class M, int N>
-    void forward(const U& u, const K& skip, const E& temb, const C& ctx, const M& mask, Cache<N>& c) const {
+    template <Shaped U, Shaped K, class Cond, Shaped Y, class Ca>
+    void forward(const U& u, const K& skip, const Cond& cond, Y&& y, Ca& c) const {
         Concat<T>{}.forward(u, skip, c.cat);
-        body.forward(c.cat, temb, ctx, mask, c.body);
-        if constexpr (!top) {
-            Upsample2x<T>{}.forward(c.body.out(), c.sampled.up);
-            upsample.conv.forward(c.sampled.up, c.sampled.y, c.sampled.conv);
-        }
+        level.forward(c.cat, cond, y, c.level);
     }
 
-    /// From c.dy() (complete), adds into du, dskip, dtemb, dctx and the parameter gradients.
-    template <Shaped U, Shaped K, Shaped E, Shaped C, class M, int N, Shaped DU, Shaped DK, Shaped DE, Shaped DC>
-    void backward(const U& u, const K& skip, const E& temb, const C& ctx, const M& mask, Cache<N>& c, DU&& du,
-                  DK&& dskip, DE&& dtemb, DC&& dctx) const {
-        if constexpr (!top) {
-            c.sampled.dup.fill(T(0));
-            upsample.conv.backward(c.sampled.up, c.sampled.y, c.sampled.conv, c.sampled.dy, c.sampled.dup);
-            c.dbody.fill(T(0));
-            Upsample2x<T>{}.backward(c.body.out(), c.sampled.up, c.sampled.dup, c.dbody);
-        }
+    /// Adds into du, dskip, dcond and the parameter gradients.
+    template <Shaped U, Shaped K, class Cond, Shaped Y, class Ca, Shaped DY, Shaped DU, Shaped DK, class DCond>
+    void backward(const U& u, const K& skip, const Cond& cond, const Y& y, Ca& c, const DY& dy, DU&& du, DK&& dskip,
+                  const DCond& dcond) const {
         c.dcat.fill(T(0));
-        body.backward(c.cat, temb, ctx, mask, c.body, c.dbody, c.dcat, dtemb, dctx);
+        level.backward(c.cat, cond, y, c.level, dy, c.dcat, dcond);
         Concat<T>{}.backward(u, skip, c.cat, c.dcat, du, dskip);
     }
-};
-
-/// The middle: ResidualBlock -> self-attention -> cross-attention -> ResidualBlock at the last level.
-template <class T, class Cfg>
-struct Mid {
-    using G = Geometry<Cfg>;
-    static constexpr int S = G::side(G::levels - 1), W = G::width(G::levels - 1);
-    using Res = vae::ResidualBlock<T, W, W, typename Cfg::Norm, Cfg::time_dim>;
-    using Self = vae::AttentionBlock<T, W, Cfg::heads, typename Cfg::Norm>;
-    using Cross = CrossAttentionBlock<T, W, Cfg::context_width, Cfg::heads>;
-
-    Res res1;
-    Self attn;
-    Cross cross;
-    Res res2;
-
-    template <class V>
-    constexpr void visit(V& v) { v("res1", res1); v("attn", attn); v("cross", cross); v("res2", res2); }
-
-    template <int N>
-    struct Cache {
-        using Map = Shape<N, S, S, W>;
-        TensorOf<T, Map> r1, a, x, y;      // res1, self-attention, cross-attention, res2 outputs
-        TensorOf<T, Map> dr1, da, dx, dy;  // their gradients (dy: from the up path; the rest scratch)
-        typename Res::template Cache<Map> res1, res2;
-        typename Self::template Cache<Map> attn;
-        typename Cross::template Cache<Map, ContextShape<Cfg, N>> cross;
-        void zero_shared_grads() { dy.fill(T(0)); }
-    };
-
-    template <Shaped X, Shaped E, Shaped C, class M, int N>
-    void forward(const X& x, const E& temb, const C& ctx, const M& mask, Cache<N>& c) const {
-        res1.forward(x, temb, c.r1, c.res1);
-        attn.forward(c.r1, c.a, c.attn);
-        cross.forward(c.a, ctx, mask, c.x, c.cross);
-        res2.forward(c.x, temb, c.y, c.res2);
-    }
-
-    template <Shaped X, Shaped E, Shaped C, class M, int N, Shaped DX, Shaped DE, Shaped DC>
-    void backward(const X& x, const E& temb, const C& ctx, const M& mask, Cache<N>& c, DX&& dx, DE&& dtemb,
-                  DC&& dctx) const {
-        c.dx.fill(T(0));
-        c.da.fill(T(0));
-        c.dr1.fill(T(0));
-        res2.backward(c.x, temb, c.y, c.res2, c.dy, c.dx, dtemb);
-        cross.backward(c.a, ctx, mask, c.x, c.cross, c.dx, c.da, dctx);
-        attn.backward(c.r1, c.a, c.attn, c.da, c.dr1);
-        res1.backward(x, temb, c.r1, c.res1, c.dr1, dx, dtemb);
-    }
-};
-
-template <class T, class Cfg, class Seq>
-struct Levels;
-template <class T, class Cfg, std::size_t... I>
-struct Levels<T, Cfg, std::index_sequence<I...>> {
-    using Down = std::tuple<DownLevel<T, Cfg, int(I)>...>;
-    using Up = std::tuple<UpLevel<T, Cfg, int(I)>...>;
-    template <int N>
-    using DownCaches = std::tuple<typename DownLevel<T, Cfg, int(I)>::template Cache<N>...>;
-    template <int N>
-    using UpCaches = std::tuple<typename UpLevel<T, Cfg, int(I)>::template Cache<N>...>;
 };
 
 }  // namespace detail
@@ -422,29 +216,42 @@ struct UNet {
 
     using TimeEmbedding = detail::TimeEmbeddingOf<T, Cfg>;
     using ConvIn = Conv2d<T, latent_channels, G::width(0), 3>;
-    using LevelTypes = detail::Levels<T, Cfg, std::make_index_sequence<std::size_t(levels)>>;
-    using Mid = detail::Mid<T, Cfg>;
-    using NormOut = typename Cfg::Norm::template layer<T, G::width(0)>;
-    using ConvOut = Conv2d<T, G::width(0), latent_channels, 3>;
+    template <int L>
+    using Down = detail::DownLevelOf<T, Cfg, L>;
+    template <int L>
+    using Up = detail::SkipUpLevel<T, Cfg, L>;
+    using DownLevels = TupleOf<Down, levels>;
+    using UpLevels = TupleOf<Up, levels>;
+    using Mid = detail::MidOf<T, Cfg>;
+    using Head = OutputHead<T, G::width(0), latent_channels, typename Cfg::Norm>;
+    /// The chain from conv_in's output: down.0 … down.L-1, mid.
+    using Body = decltype(std::tuple_cat(std::declval<DownLevels>(), std::declval<std::tuple<Mid>>()));
 
     TimeEmbedding time_embedding;
     ConvIn conv_in;
-    typename LevelTypes::Down down;
+    DownLevels down;
     Mid mid;
-    typename LevelTypes::Up up;
-    NormOut norm_out;
-    ConvOut conv_out;
+    UpLevels up;
+    Head out;
 
     template <class V>
     constexpr void visit(V& v) {
         v("time_embedding", time_embedding);
         v("conv_in", conv_in);
-        visit_levels(v, "down", down);
+        visit_numbered(v, "down", down);
         v("mid", mid);
-        visit_levels(v, "up", up);
-        v("norm_out", norm_out);
-        v("conv_out", conv_out);
+        visit_numbered(v, "up", up);
+        out.visit(v);
     }
+
+    template <int N>
+    struct UpStages {
+        /// Up level L's stage: its input from below is [N, side, side, up_in(L)].
+        template <int L>
+        using StageOf =
+            Stage<T, Up<L>, Shape<N, G::side(L), G::side(L), G::up_in(L)>, detail::ContextShape<Cfg, N>>;
+        using type = TupleOf<StageOf, levels>;
+    };
 
     template <int N>
     struct Workspace {
@@ -454,12 +261,9 @@ struct UNet {
         Tensor<T, N, Cfg::time_dim> temb, dtemb;  // time embedding, its gradient (from every residual block)
         typename ConvIn::template Cache<Latent> conv_in;
         TensorOf<T, Top> h, dh;  // conv_in output, its gradient
-        typename LevelTypes::template DownCaches<N> down;
-        typename Mid::template Cache<N> mid;
-        typename LevelTypes::template UpCaches<N> up;
-        typename NormOut::template Cache<Top> norm_out;
-        TensorOf<T, Top> hn, an, dhn, dan;  // norm_out, SiLU outputs and their gradients
-        typename ConvOut::template Cache<Top> conv_out;
+        Stages<T, Top, detail::ContextShape<Cfg, N>, Body> body;  // down levels and mid: outputs, gradients
+        typename UpStages<N>::type up;                            // up levels, up.0 (the head's input) first
+        typename Head::template Cache<Top> out;
     };
 
     static const std::size_t parameter_count;
@@ -473,12 +277,10 @@ struct UNet {
         check<Z, TS, C, Y, N>();
         time_embedding.forward(t, ws.temb, ws.time);
         conv_in.forward(z, ws.h, ws.conv_in);
-        down_forward<0>(context, mask, ws);
-        mid.forward(std::get<levels - 1>(ws.down).body.out(), ws.temb, context, mask, ws.mid);
-        up_forward<levels - 1>(context, mask, ws);
-        norm_out.forward(std::get<0>(ws.up).y(), ws.hn, ws.norm_out);
-        SiLU<T>{}.forward(ws.hn, ws.an);
-        conv_out.forward(ws.an, y, ws.conv_out);
+        const auto cond = conditioning(cview(ws.temb), cview(context), mask);
+        chain_forward(chain_of(down, mid), ws.h, cond, ws.body);
+        up_forward<levels - 1>(cond, ws);
+        out.forward(std::get<0>(ws.up).y, y, ws.out);
     }
 
     /// Mirrors forward (ws as forward left it). Adds into dz, dcontext and every parameter gradient;
@@ -492,33 +294,20 @@ struct UNet {
                       "unet::UNet: gradients must have the shapes of their values");
         ws.dtemb.fill(T(0));
         ws.dh.fill(T(0));
-        std::apply([](auto&... c) { (c.zero_shared_grads(), ...); }, ws.down);
-        std::apply([](auto&... c) { (c.zero_shared_grads(), ...); }, ws.up);
-        ws.mid.zero_shared_grads();
+        zero_stage_grads(ws.body);
+        zero_stage_grads(ws.up);
 
-        ws.dan.fill(T(0));
-        conv_out.backward(ws.an, y, ws.conv_out, dy, ws.dan);
-        ws.dhn.fill(T(0));
-        SiLU<T>{}.backward(ws.hn, ws.an, ws.dan, ws.dhn);
-        norm_out.backward(std::get<0>(ws.up).y(), ws.hn, ws.norm_out, ws.dhn, std::get<0>(ws.up).dy());
-        const auto dctx = ViewOf<T, shape_of<C>>(dcontext.data());
-        up_backward<0>(context, mask, ws, dctx);
-        mid.backward(std::get<levels - 1>(ws.down).body.out(), ws.temb, context, mask, ws.mid,
-                     mview(std::get<levels - 1>(ws.down).ds), ws.dtemb, dctx);
-        down_backward<levels - 1>(context, mask, ws, dctx);
+        auto& top = std::get<0>(ws.up);
+        out.backward(top.y, y, ws.out, dy, top.dy);
+        const auto cond = conditioning(cview(ws.temb), cview(context), mask);
+        const auto dcond = conditioning_grads(mview(ws.dtemb), ViewOf<T, shape_of<C>>(dcontext.data()));
+        up_backward<0>(cond, ws, dcond);
+        chain_backward(chain_of(down, mid), ws.h, cond, ws.body, ws.dh, dcond);
         conv_in.backward(z, ws.h, ws.conv_in, ws.dh, dz);
         time_embedding.backward(t, ws.temb, ws.time, ws.dtemb);
     }
 
 private:
-    template <class V, class Tuple>
-    static constexpr void visit_levels(V& v, const char* name, Tuple& levels_) {
-        std::apply([&](auto&... level) {
-            int i = 0;
-            (v(name, i++, level), ...);
-        }, levels_);
-    }
-
     template <class Z, class TS, class C, class Y, int N>
     static constexpr void check() {
         static_assert(same_shape<shape_of<Z>, Shape<N, latent_size, latent_size, latent_channels>>,
@@ -530,54 +319,39 @@ private:
         static_assert(same_shape<shape_of<Y>, shape_of<Z>>, "unet::UNet: the output must have the input's shape");
     }
 
-    /// Input of down level L: conv_in's output or the previous level's downsampled map.
+    /// The skip of down level L (its stack's output) and the skip's gradient.
     template <int L, int N>
-    static auto& down_input(Workspace<N>& ws) {
-        if constexpr (L == 0) return ws.h;
-        else return std::get<L - 1>(ws.down).sampled.y;
+    static auto& skip(Workspace<N>& ws) {
+        auto& s = std::get<L>(ws.body);
+        if constexpr (Down<L>::downsamples) return s.cache.down.h;
+        else return s.y;
     }
     template <int L, int N>
-    static auto& down_input_grad(Workspace<N>& ws) {
-        if constexpr (L == 0) return ws.dh;
-        else return std::get<L - 1>(ws.down).sampled.dy;
+    static auto& skip_grad(Workspace<N>& ws) {
+        auto& s = std::get<L>(ws.body);
+        if constexpr (Down<L>::downsamples) return s.cache.down.dh;
+        else return s.dy;
     }
-    /// Input of up level L from below: the middle's output or up level L+1's.
+    /// The stage below up level L: the middle (after the last down level) or up level L+1.
     template <int L, int N>
-    static auto& up_input(Workspace<N>& ws) {
-        if constexpr (L == levels - 1) return ws.mid.y;
-        else return std::get<L + 1>(ws.up).sampled.y;
-    }
-    template <int L, int N>
-    static auto& up_input_grad(Workspace<N>& ws) {
-        if constexpr (L == levels - 1) return ws.mid.dy;
-        else return std::get<L + 1>(ws.up).sampled.dy;
+    static auto& below(Workspace<N>& ws) {
+        if constexpr (L == levels - 1) return std::get<levels>(ws.body);
+        else return std::get<L + 1>(ws.up);
     }
 
-    template <int L, class C, class M, int N>
-    void down_forward(const C& context, const M& mask, Workspace<N>& ws) const {
-        std::get<L>(down).forward(down_input<L>(ws), ws.temb, context, mask, std::get<L>(ws.down));
-        if constexpr (L + 1 < levels) down_forward<L + 1>(context, mask, ws);
-    }
-    template <int L, class C, class M, int N>
-    void up_forward(const C& context, const M& mask, Workspace<N>& ws) const {
-        std::get<L>(up).forward(up_input<L>(ws), std::get<L>(ws.down).body.out(), ws.temb, context, mask,
-                                std::get<L>(ws.up));
-        if constexpr (L > 0) up_forward<L - 1>(context, mask, ws);
+    template <int L, class Cond, int N>
+    void up_forward(const Cond& cond, Workspace<N>& ws) const {
+        auto& s = std::get<L>(ws.up);
+        std::get<L>(up).forward(below<L>(ws).y, skip<L>(ws), cond, s.y, s.cache);
+        if constexpr (L > 0) up_forward<L - 1>(cond, ws);
     }
     /// Up levels in reverse execution order: level 0 first.
-    template <int L, class C, class M, int N, class DC>
-    void up_backward(const C& context, const M& mask, Workspace<N>& ws, const DC& dctx) const {
-        std::get<L>(up).backward(up_input<L>(ws), std::get<L>(ws.down).body.out(), ws.temb, context, mask,
-                                 std::get<L>(ws.up), mview(up_input_grad<L>(ws)), mview(std::get<L>(ws.down).ds),
-                                 ws.dtemb, dctx);
-        if constexpr (L + 1 < levels) up_backward<L + 1>(context, mask, ws, dctx);
-    }
-    /// Down levels deepest first: level L's input gradient is level L-1's downsampled-map gradient.
-    template <int L, class C, class M, int N, class DC>
-    void down_backward(const C& context, const M& mask, Workspace<N>& ws, const DC& dctx) const {
-        std::get<L>(down).backward(down_input<L>(ws), ws.temb, context, mask, std::get<L>(ws.down),
-                                   mview(down_input_grad<L>(ws)), ws.dtemb, dctx);
-        if constexpr (L > 0) down_backward<L - 1>(context, mask, ws, dctx);
+    template <int L, class Cond, int N, class DCond>
+    void up_backward(const Cond& cond, Workspace<N>& ws, const DCond& dcond) const {
+        auto& s = std::get<L>(ws.up);
+        std::get<L>(up).backward(below<L>(ws).y, skip<L>(ws), cond, s.y, s.cache, s.dy, mview(below<L>(ws).dy),
+                                 mview(skip_grad<L>(ws)), dcond);
+        if constexpr (L + 1 < levels) up_backward<L + 1>(cond, ws, dcond);
     }
 };
 

@@ -40,8 +40,7 @@
 namespace diffuse {
 
 /// "No key padding mask": every key is visible.
-struct NoMask {};
-inline constexpr NoMask no_mask{};
+inline constexpr Absent no_mask{};
 
 template <class T, int D, int Heads, int Dkv = D>
 struct MultiHeadAttention {
@@ -186,7 +185,7 @@ struct MultiHeadAttention {
 private:
     template <class M>
     static const auto* mask_data(const M& mask) {
-        if constexpr (std::is_same_v<M, NoMask>) return static_cast<const unsigned char*>(nullptr);
+        if constexpr (std::is_same_v<M, Absent>) return static_cast<const unsigned char*>(nullptr);
         else return mask.data();
     }
 
@@ -202,7 +201,7 @@ private:
         static_assert(same_shape<shape_of<Y>, XS>, "MultiHeadAttention: the output must have the query input's shape");
         static_assert(std::is_same_v<CacheT, Cache<XS, CS>>,
                       "MultiHeadAttention: the cache must be Cache<query shape, context shape>");
-        if constexpr (!std::is_same_v<M, NoMask>) {
+        if constexpr (!std::is_same_v<M, Absent>) {
             static_assert(Shaped<M>, "MultiHeadAttention: the key padding mask must be a tensor or view, or no_mask");
             using E = typename std::remove_cvref_t<M>::value_type;
             static_assert(std::is_same_v<E, bool> || std::is_same_v<E, std::uint8_t>,

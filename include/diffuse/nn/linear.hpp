@@ -5,6 +5,10 @@
 //   forward(x, y [, cache])             writes all of y (and the cache)
 //   backward(x, y [, cache], dy, dx)    ADDS into dx and into the parameter gradients;
 //                                       a null dx view skips the input gradient.
+// Blocks and model parts with side inputs take them between x and y, and their gradients after dx,
+// in the same order: ResidualBlock's temb, CrossAttentionBlock's context and mask, and the shared
+// stacks, levels and middle block's Conditioning (blocks/conditioning.hpp):
+//   forward(x, cond, y, cache)   backward(x, cond, y, cache, dy, dx, dcond)
 #ifndef DIFFUSE_NN_LINEAR_HPP
 #define DIFFUSE_NN_LINEAR_HPP
 

@@ -1,5 +1,5 @@
 // A conv_in producing 8 channels followed by a ResidualBlock expecting 4 must not compile.
-// expect: vae::ResidualBlock: input channel count must equal Cin
+// expect: ResidualBlock: input channel count must equal Cin
 #include "diffuse/blocks/residual.hpp"
 
 int main() {
@@ -7,9 +7,9 @@ int main() {
     constexpr int C = 8;
     Conv2d<float, 1, C, 3> conv_in;
 #ifdef DIFFUSE_COMPILE_FAIL
-    using Res = vae::ResidualBlock<float, 4, 8, norm::Layer>;
+    using Res = ResidualBlock<float, 4, 8, norm::Layer>;
 #else
-    using Res = vae::ResidualBlock<float, C, 8, norm::Layer>;
+    using Res = ResidualBlock<float, C, 8, norm::Layer>;
 #endif
     Res res;
     using XS = Shape<2, 8, 8, 1>;

@@ -1,4 +1,4 @@
-// vae::ResidualBlock, vae::AttentionBlock, CrossAttentionBlock: gradient checks in double at
+// ResidualBlock, AttentionBlock, CrossAttentionBlock: gradient checks in double at
 // several shapes (both norm kinds, identity and projected skip, with and without a time embedding,
 // image and token inputs, with and without a key padding mask), and float forwards against a naive
 // direct computation.
@@ -167,15 +167,15 @@ Vec to_vec(const X& x) { return Vec(x.begin(), x.end()); }
 
 }  // namespace
 
-TEST_CASE("vae::ResidualBlock: gradients, GroupNorm and LayerNorm, identity and projected skip, with time") {
-    check_residual<vae::ResidualBlock<double, 4, 6, norm::Group<2>>, 2, 4, 4>();  // projected skip
-    check_residual<vae::ResidualBlock<double, 4, 4, norm::Group<2>>, 1, 3, 5>();  // identity skip
-    check_residual<vae::ResidualBlock<double, 3, 5, norm::Layer, 4>, 2, 3, 3>();  // time, projected
-    check_residual<vae::ResidualBlock<double, 4, 4, norm::Layer, 3>, 3, 2, 4>();  // time, identity
+TEST_CASE("ResidualBlock: gradients, GroupNorm and LayerNorm, identity and projected skip, with time") {
+    check_residual<ResidualBlock<double, 4, 6, norm::Group<2>>, 2, 4, 4>();  // projected skip
+    check_residual<ResidualBlock<double, 4, 4, norm::Group<2>>, 1, 3, 5>();  // identity skip
+    check_residual<ResidualBlock<double, 3, 5, norm::Layer, 4>, 2, 3, 3>();  // time, projected
+    check_residual<ResidualBlock<double, 4, 4, norm::Layer, 3>, 3, 2, 4>();  // time, identity
 }
 
-TEST_CASE("vae::ResidualBlock: state-dict names and parameter count") {
-    using B = vae::ResidualBlock<float, 4, 6, norm::Group<2>, 3>;
+TEST_CASE("ResidualBlock: state-dict names and parameter count") {
+    using B = ResidualBlock<float, 4, 6, norm::Group<2>, 3>;
     B block;
     ParamStore<float> store(block);
     std::vector<std::string> names;
@@ -184,14 +184,14 @@ TEST_CASE("vae::ResidualBlock: state-dict names and parameter count") {
                                             "time_proj.weight", "time_proj.bias", "norm2.weight", "norm2.bias",
                                             "conv2.weight", "conv2.bias", "skip.weight", "skip.bias"});
     static_assert(param_count<B>() == 2 * 4 + 6 * 9 * 4 + 6 + 3 * 6 + 6 + 2 * 6 + 6 * 9 * 6 + 6 + 4 * 6 + 6);
-    static_assert(param_count<vae::ResidualBlock<float, 4, 4, norm::Layer>>() == 2 * (2 * 4 + 4 * 9 * 4 + 4));
+    static_assert(param_count<ResidualBlock<float, 4, 4, norm::Layer>>() == 2 * (2 * 4 + 4 * 9 * 4 + 4));
     CHECK(store.count() == param_count<B>());
 }
 
-TEST_CASE("vae::ResidualBlock: float forward matches a naive computation") {
+TEST_CASE("ResidualBlock: float forward matches a naive computation") {
     constexpr int N = 2, H = 4, W = 3, Cin = 4, Cout = 6, Td = 5;
     SUBCASE("GroupNorm, time, projected skip") {
-        vae::ResidualBlock<float, Cin, Cout, norm::Group<2>, Td> b;
+        ResidualBlock<float, Cin, Cout, norm::Group<2>, Td> b;
         ParamStore<float> store(b, 5);
         Rng rng(8);
         for (std::size_t i = 0; i < store.size(); ++i) store.values()[i] += float(0.1 * rng.normal());  // non-trivial norm affine
@@ -211,7 +211,7 @@ TEST_CASE("vae::ResidualBlock: float forward matches a naive computation") {
         check_close(*y, want, 1e-5);
     }
     SUBCASE("LayerNorm, identity skip") {
-        vae::ResidualBlock<float, Cin, Cin, norm::Layer> b;
+        ResidualBlock<float, Cin, Cin, norm::Layer> b;
         ParamStore<float> store(b, 6);
         Rng rng(9);
         for (std::size_t i = 0; i < store.size(); ++i) store.values()[i] += float(0.1 * rng.normal());
@@ -277,15 +277,15 @@ void check_cross_block() {
 }
 }  // namespace
 
-TEST_CASE("vae::AttentionBlock: gradients on images and token sequences, both norms") {
-    check_attention_block<vae::AttentionBlock<double, 4, 2, norm::Group<2>>, Shape<2, 3, 3, 4>>();
-    check_attention_block<vae::AttentionBlock<double, 6, 3, norm::Layer>, Shape<1, 2, 4, 6>>();
-    check_attention_block<vae::AttentionBlock<double, 4, 1, norm::Layer>, Shape<2, 5, 4>>();
+TEST_CASE("AttentionBlock: gradients on images and token sequences, both norms") {
+    check_attention_block<AttentionBlock<double, 4, 2, norm::Group<2>>, Shape<2, 3, 3, 4>>();
+    check_attention_block<AttentionBlock<double, 6, 3, norm::Layer>, Shape<1, 2, 4, 6>>();
+    check_attention_block<AttentionBlock<double, 4, 1, norm::Layer>, Shape<2, 5, 4>>();
 }
 
-TEST_CASE("vae::AttentionBlock: float forward matches a naive computation") {
+TEST_CASE("AttentionBlock: float forward matches a naive computation") {
     constexpr int N = 2, H = 3, W = 2, C = 6;
-    vae::AttentionBlock<float, C, 2, norm::Group<3>> b;
+    AttentionBlock<float, C, 2, norm::Group<3>> b;
     ParamStore<float> store(b, 21);
     Rng rng(10);
     for (std::size_t i = 0; i < store.size(); ++i) store.values()[i] += float(0.1 * rng.normal());
