@@ -5,6 +5,7 @@
 //
 //   txt2img --prompt "a photo of an ankle boot" --n 16 --grid boots.png
 //   txt2img --weights models/emoji.safetensors --prompt "red apple" --grid apple.png
+//   txt2img --prompts prompts.txt --n 4 --grid rows.png   (one row of 4 per line of the file)
 //   txt2img --prompt "a pair of trousers" --negative "a dress" --sampler euler_a --out-dir out/
 //
 // Without --weights the shipped model models/diffusion.safetensors is used, looked up in the
@@ -50,31 +51,37 @@ int run(const cli::GenerationFlags& f, const std::string& weights, bool raw) {
 
     constexpr int S = Model::image_size, C = Model::image_channels;
     const int b = model->image_border, side = S - 2 * b;
-    std::vector<float> images(std::size_t(f.n) * S * S * C);
     const auto start = std::chrono::steady_clock::now();
     const auto report = [&](int c, int total) {
         const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
         std::fprintf(stderr, "\rbatch %d/%d (%d images each), %.1f s", c + 1, total, kBatch, s);
     };
-    const bool truncated = app::generate_in_chunks<kBatch>(*model, f.prompt, f.negative, opt, f.n, images.data(), report);
-    std::fprintf(stderr, "\n");
-    if (truncated) std::fprintf(stderr, "txt2img: warning: the prompt was cut to %d tokens\n", Model::context_length);
-    if (const int unknown = model->tokenizer.unknown_count(f.prompt); unknown > 0)
-        std::fprintf(stderr, "txt2img: note: %d token%s of the prompt stand%s for words outside the model's vocabulary\n",
-                     unknown, unknown == 1 ? "" : "s", unknown == 1 ? "s" : "");
+    const auto prompts = f.prompts_file.empty() ? std::vector<std::string>{f.prompt} : cli::read_prompts(f.prompts_file);
+    const int total = f.n * int(prompts.size());
+    std::vector<float> images(std::size_t(total) * S * S * C);
+    for (std::size_t p = 0; p < prompts.size(); ++p) {  // each prompt draws from the same seeds: rows compare
+        const bool cut = app::generate_in_chunks<kBatch>(*model, prompts[p], f.negative, opt, f.n,
+                                                         images.data() + p * std::size_t(f.n) * S * S * C, report);
+        std::fprintf(stderr, "\n");
+        if (cut) std::fprintf(stderr, "txt2img: warning: \"%s\" was cut to %d tokens\n", prompts[p].c_str(),
+                              Model::context_length);
+        if (const int unknown = model->tokenizer.unknown_count(prompts[p]); unknown > 0)
+            std::fprintf(stderr, "txt2img: note: %d token%s of \"%s\" stand%s for words outside the vocabulary\n",
+                         unknown, unknown == 1 ? "" : "s", prompts[p].c_str(), unknown == 1 ? "s" : "");
+    }
 
     const std::size_t px = std::size_t(side) * side * C;
-    std::vector<float> cropped(std::size_t(f.n) * px);
-    for (int i = 0; i < f.n; ++i)
+    std::vector<float> cropped(std::size_t(total) * px);
+    for (int i = 0; i < total; ++i)
         app::crop_border(images.data() + std::size_t(i) * S * S * C, S, S, C, b, cropped.data() + std::size_t(i) * px);
     if (!f.grid.empty()) {
-        const auto g = app::grid_layout(f.n);
-        io::write_png_grid(f.grid, cropped.data(), f.n, side, side, C, g.rows, g.cols);
-        std::printf("wrote %s (%d images, %dx%d)\n", f.grid.c_str(), f.n, g.rows, g.cols);
+        const auto g = prompts.size() > 1 ? app::GridLayout{int(prompts.size()), f.n} : app::grid_layout(f.n);
+        io::write_png_grid(f.grid, cropped.data(), total, side, side, C, g.rows, g.cols);
+        std::printf("wrote %s (%d images, %dx%d)\n", f.grid.c_str(), total, g.rows, g.cols);
     } else {
-        for (int i = 0; i < f.n; ++i)
+        for (int i = 0; i < total; ++i)
             io::write_png(cli::sample_path(f.out_dir, i), side, side, C, cropped.data() + std::size_t(i) * px);
-        std::printf("wrote %d images to %s\n", f.n, f.out_dir.c_str());
+        std::printf("wrote %d images to %s\n", total, f.out_dir.c_str());
     }
     return 0;
 }
@@ -88,6 +95,7 @@ int main(int argc, char** argv) {
                     "generate images from a text prompt with a trained model (its preset read from the weights).\n"
                     "Usage: txt2img --prompt TEXT (--out-dir DIR | --grid FILE.png) [options]");
     cli.option("--prompt", f.prompt, "what to draw, e.g. \"a photo of a sneaker\"")
+        .option("--prompts", f.prompts_file, "a file of prompts, one per line: --n images each (a grid row each)")
         .option("--negative", f.negative, "steer away from this prompt (empty: the unconditional prompt)")
         .option("--n", f.n, "number of images")
         .option("--steps", f.steps, "sampler steps")
@@ -101,6 +109,13 @@ int main(int argc, char** argv) {
         .flag("--raw-weights", raw, "sample with the trained weights instead of their EMA");
     cli.parse(argc, argv);
     if (const std::string problem = cli::validate(f); !problem.empty()) cli.fail(problem);
+    if (!f.prompts_file.empty()) {
+        try {
+            cli::read_prompts(f.prompts_file);  // before any work: a bad file is a bad flag
+        } catch (const std::exception& e) {
+            cli.fail(std::string("--prompts: ") + e.what());
+        }
+    }
 
     if (f.threads > 0) omp_set_num_threads(f.threads);
     try {

@@ -9,7 +9,10 @@
 #include <fstream>
 #include <omp.h>
 #include <set>
+#include <string>
 #include <vector>
+
+#include <unistd.h>
 
 #include "../examples/common/cli.hpp"
 #include "../examples/common/generation_flags.hpp"
@@ -64,11 +67,27 @@ TEST_CASE("txt2img flags: good ones pass, each bad one is named") {
     CHECK(bad([](auto& f) { f.grid = "g.png"; }).find("not both") != std::string::npos);
     CHECK(bad([](auto& f) { f.out_dir.clear(); }).find("--out-dir") != std::string::npos);
     CHECK(bad([](auto& f) { f.guidance = 0; }) == "");  // 0 = unconditional: allowed
+    CHECK(bad([](auto& f) { f.guidance = std::nan(""); }).find("finite") != std::string::npos);
+    CHECK(bad([](auto& f) { f.prompts_file = "p.txt"; }).find("not both") != std::string::npos);
+    CHECK(bad([](auto& f) { f.prompt.clear(); f.prompts_file = "p.txt"; }) == "");
     // evaluate has no prompt or output directory.
     GenerationFlags e;
     CHECK(validate(e, false) == "");
     e.steps = -3;
     CHECK(validate(e, false).find("--steps") != std::string::npos);
+}
+
+TEST_CASE("txt2img --prompts: lines of the file, blank lines and comments skipped; a bad file is named") {
+    const auto dir = std::filesystem::temp_directory_path() / ("diffuse_prompts_" + std::to_string(::getpid()));
+    std::filesystem::create_directories(dir);
+    const std::string path = (dir / "p.txt").string();
+    std::ofstream(path) << "# prompts\nred apple\r\n\n   \nan emoji of a cat\n";
+    CHECK(read_prompts(path) == std::vector<std::string>{"red apple", "an emoji of a cat"});
+    std::ofstream(path) << "# nothing\n\n";
+    CHECK_THROWS_WITH_AS(read_prompts(path), doctest::Contains("no prompt"), std::runtime_error);
+    CHECK_THROWS_WITH_AS(read_prompts((dir / "missing.txt").string()), doctest::Contains("missing.txt"),
+                         std::runtime_error);
+    std::filesystem::remove_all(dir);
 }
 
 TEST_CASE("sampler names") {

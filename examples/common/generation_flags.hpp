@@ -3,9 +3,13 @@
 #ifndef DIFFUSE_EXAMPLES_GENERATION_FLAGS_HPP
 #define DIFFUSE_EXAMPLES_GENERATION_FLAGS_HPP
 
+#include <cmath>
+#include <fstream>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "diffuse/sample/samplers.hpp"
 
@@ -32,15 +36,33 @@ struct GenerationFlags {
     long long seed = 0;
     int threads = 0;  // OpenMP threads; 0 = OpenMP's default
     std::string weights, out_dir, grid;
+    std::string prompts_file;  // txt2img --prompts: one prompt per line, a grid row each
 };
+
+/// The prompts of a --prompts file: its lines, blank ones and '#' comments skipped. Throws naming the
+/// file when it cannot be read or holds no prompt.
+inline std::vector<std::string> read_prompts(const std::string& path) {
+    std::ifstream in(path);
+    if (!in) throw std::runtime_error("cannot read the prompts file " + path);
+    std::vector<std::string> out;
+    for (std::string line; std::getline(in, line);) {
+        if (!line.empty() && line.back() == '\r') line.pop_back();
+        if (line.find_first_not_of(" \t") == std::string::npos || line.front() == '#') continue;
+        out.push_back(line);
+    }
+    if (out.empty()) throw std::runtime_error("the prompts file " + path + " holds no prompt");
+    return out;
+}
 
 /// The first problem with the flags, or "" when they are fine. `need_output`: exactly one of
 /// --out-dir / --grid must be given (txt2img); evaluate writes its table and has only --grid.
 inline std::string validate(const GenerationFlags& f, bool need_output = true) {
-    if (need_output && f.prompt.empty()) return "--prompt is required";
+    if (need_output && f.prompt.empty() && f.prompts_file.empty()) return "--prompt is required (or --prompts FILE)";
+    if (!f.prompt.empty() && !f.prompts_file.empty()) return "give either --prompt or --prompts, not both";
     if (f.n < 1) return "--n must be at least 1, not " + std::to_string(f.n);
     if (f.steps < 1) return "--steps must be at least 1, not " + std::to_string(f.steps);
     if (!parse_sampler(f.sampler)) return "--sampler '" + f.sampler + "' is not one of " + std::string(kSamplerNames);
+    if (!std::isfinite(f.guidance)) return "--guidance must be a finite number, not " + std::to_string(f.guidance);
     if (!(f.guidance >= 0)) return "--guidance must not be negative (1 = no guidance, 0 = unconditional)";
     if (f.seed < 0) return "--seed must not be negative";
     if (f.threads < 0) return "--threads must not be negative (0: OpenMP's default)";
