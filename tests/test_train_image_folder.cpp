@@ -18,6 +18,7 @@
 #include "diffuse/train/checkpoint.hpp"
 #include "diffuse/train/latent_diffusion_trainer.hpp"
 #include "file_test_util.hpp"
+#include "tiny_folder_util.hpp"
 
 using namespace diffuse;
 
@@ -51,24 +52,9 @@ void write_folder(const std::string& dir) {
     test_files::write_file(dir + "/metadata.jsonl", meta);
 }
 
-data::ImageFolder load(const std::string& dir) {
-    data::ImageFolderOptions o;
-    o.resolution = kSide;
-    o.channels = 1;
-    return data::ImageFolder(dir, o);
-}
+data::ImageFolder load(const std::string& dir) { return test_files::load_gray_folder(dir, kSide); }
 
-LatentDiffusionTrainOptions options() {
-    LatentDiffusionTrainOptions o;
-    o.seed = 5;
-    o.vae_lr = 3e-3;
-    o.lr = 3e-3;
-    o.vae_warmup_steps = 2;
-    o.warmup_steps = 2;
-    o.scale_batches = 2;
-    o.ema_decay = 0.9;
-    return o;
-}
+LatentDiffusionTrainOptions options() { return test_files::quick_train_options(); }
 
 struct Run {
     std::unique_ptr<Model> model = std::make_unique<Model>(3);
