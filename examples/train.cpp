@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "common/cli.hpp"
+#include "common/colour_flag.hpp"
 #include "diffuse/data/caption_augment.hpp"
 #include "diffuse/data/captions.hpp"
 #include "diffuse/data/image_folder.hpp"
@@ -86,8 +87,7 @@ Source load_data(const Args& a) {
         o.resolution = S;
         o.channels = C;
         o.on_error = a.on_error == "skip" ? data::OnError::skip : data::OnError::stop;
-        const unsigned long rgb = std::stoul(a.background, nullptr, 16);
-        o.background = {std::uint8_t(rgb >> 16), std::uint8_t(rgb >> 8), std::uint8_t(rgb)};
+        o.background = *cli::parse_rgb_hex(a.background);  // checked with the flags
         std::printf("loading the image folder %s at %dx%dx%d\n", a.data.c_str(), S, S, C);
         data::ImageFolder f(a.data, o);
         std::printf("%d images with captions (%d entries skipped)\n", f.size(), f.skipped());
@@ -358,7 +358,7 @@ int main(int argc, char** argv) {
     if (!is_fashion(a.data) && !std::filesystem::is_directory(a.data))
         cli.fail("--data must be fashion-mnist or a folder, and '" + a.data + "' is neither");
     if (a.on_error != "stop" && a.on_error != "skip") cli.fail("--on-error must be stop or skip, not '" + a.on_error + "'");
-    if (a.background.size() != 6 || a.background.find_first_not_of("0123456789abcdefABCDEF") != std::string::npos)
+    if (!cli::parse_rgb_hex(a.background))
         cli.fail("--background must be six hex digits (RRGGBB), not '" + a.background + "'");
     if (a.vae_steps < 0 || a.steps < 0) cli.fail("--vae-steps and --steps must not be negative");
     if (!(t.lr > 0) || !(t.vae_lr > 0)) cli.fail("--lr and --vae-lr must be positive");
