@@ -18,11 +18,12 @@ namespace diffuse {
 template <class T>
 struct FashionClassifier {
     static constexpr int classes = 10, side = 28;
+    static constexpr int features = 256;  // fc1's width: the penultimate activations ws.hr
 
     Conv2d<T, 1, 32, 3> conv1;
     Conv2d<T, 32, 64, 3> conv2;
-    Linear<T, 7 * 7 * 64, 256> fc1;
-    Linear<T, 256, classes> fc2;
+    Linear<T, 7 * 7 * 64, features> fc1;
+    Linear<T, features, classes> fc2;
     MaxPool2d<T> pool;
     ReLU<T> relu;
 
@@ -40,7 +41,7 @@ struct FashionClassifier {
         Tensor<T, N, 14, 14, 32> p1;          // pooled
         Tensor<T, N, 14, 14, 64> c2, r2;
         Tensor<T, N, 7, 7, 64> p2;
-        Tensor<T, N, 256> h, hr;              // fc1, ReLU
+        Tensor<T, N, features> h, hr;         // fc1, ReLU
         Tensor<T, N, classes> logits;
         typename Conv2d<T, 1, 32, 3>::template Cache<In> conv1_cache;
         typename Conv2d<T, 32, 64, 3>::template Cache<Mid> conv2_cache;
@@ -51,7 +52,7 @@ struct FashionClassifier {
         Tensor<T, N, 14, 14, 32> dp1;
         Tensor<T, N, 14, 14, 64> dc2, dr2;
         Tensor<T, N, 7, 7, 64> dp2;
-        Tensor<T, N, 256> dh, dhr;
+        Tensor<T, N, features> dh, dhr;
         Tensor<T, N, classes> dlogits;
     };
 
