@@ -1,19 +1,22 @@
-// Turns a training checkpoint (or a weights file) into the weights file txt2img ships with:
-// the VAE, the text encoder and UNet with their EMA, and the latent scale, stored as F16 by
-// default (half the size; loading converts back to float).
+// Turns a training checkpoint (or a weights file) of any built preset into the weights file txt2img
+// ships with: the VAE, the text encoder and UNet with their EMA, the latent scale and the tokenizer,
+// stored as F16 by default (half the size; loading converts back to float).
 #include <cstdio>
 #include <exception>
 #include <memory>
 
-#include "common/cli.hpp"
 #include "diffuse/models/latent_diffusion.hpp"
+
+#include "common/cli.hpp"
+#include "common/preset_dispatch.hpp"
 
 int main(int argc, char** argv) {
     using namespace diffuse;
     std::string from, out, dtype = "f16";
-    cli::Parser cli("export_model", "write a checkpoint's weights as a compact weights file for txt2img\n"
-                                    "Usage: export_model --from CHECKPOINT --out FILE [--dtype f16|bf16|f32]");
-    cli.option("--from", from, "a training checkpoint or weights file (Default preset)")
+    cli::Parser cli("export_model",
+                    "write a checkpoint's weights as a compact weights file for txt2img\n"
+                    "Usage: export_model --from CHECKPOINT --out FILE [--dtype f16|bf16|f32]");
+    cli.option("--from", from, "a training checkpoint or weights file (its preset is read from it)")
         .option("--out", out, "the weights file to write")
         .option("--dtype", dtype, "stored element type: f16, bf16 or f32");
     cli.parse(argc, argv);
@@ -23,9 +26,12 @@ int main(int argc, char** argv) {
     else if (dtype == "f32") as = io::DType::F32;
     else if (dtype != "f16") cli.fail("--dtype must be f16, bf16 or f32, not '" + dtype + "'");
     try {
-        auto model = std::make_unique<LatentDiffusion<float, presets::Default>>();
-        model->load(from);
-        model->save(out, as);
+        cli::with_preset(cli::preset_of(from), [&]<class Preset>() {
+            auto model = std::make_unique<LatentDiffusion<float, Preset>>();
+            model->load(from);
+            model->save(out, as);
+            return 0;
+        });
         std::printf("wrote %s (%s)\n", out.c_str(), dtype.c_str());
     } catch (const std::exception& e) {
         std::fprintf(stderr, "export_model: %s\n", e.what());

@@ -16,6 +16,10 @@
 // has the details. The folder is loaded at the model's resolution and channels, transparent
 // pixels over --background as train does. --grid: for the first 8 names one row each, the named
 // training image, then each generated image beside its nearest training image.
+#include "diffuse/app/prompt_following.hpp"
+
+#include <omp.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -27,21 +31,20 @@
 #include <string>
 #include <vector>
 
-#include <omp.h>
-
-#include "common/cli.hpp"
-#include "common/colour_flag.hpp"
-#include "common/generation_flags.hpp"
-#include "diffuse/app/prompt_following.hpp"
 #include "diffuse/data/image_folder.hpp"
 #include "diffuse/io/png.hpp"
 #include "diffuse/io/safetensors.hpp"
 #include "diffuse/models/latent_diffusion.hpp"
 
+#include "common/cli.hpp"
+#include "common/colour_flag.hpp"
+#include "common/generation_flags.hpp"
+#include "common/preset_dispatch.hpp"
+
 namespace {
 
-constexpr int kSampleBatch = 4;   // the sampling workspace's batch (one name's 4 images at a time)
-constexpr int kCodecBatch = 16;   // the VAE's batch when encoding and reconstructing the data set
+constexpr int kSampleBatch = 4;  // the sampling workspace's batch (one name's 4 images at a time)
+constexpr int kCodecBatch = 16;  // the VAE's batch when encoding and reconstructing the data set
 constexpr int kGridNames = 8;
 
 struct Flags {
@@ -110,8 +113,9 @@ int run(const cli::Parser& cli, const Flags& f, const diffuse::data::ImageFolder
     std::printf("Prompt-following of %s on %s (%s, %d steps, guidance %g, seed %lld)\n\n", f.weights.c_str(),
                 f.data.c_str(), f.gen.sampler.c_str(), f.gen.steps, f.gen.guidance, f.gen.seed);
     std::printf("%s\n", app::markdown_report(r).c_str());
-    std::printf("| entry | prompt | rank of the named entry, per image (0 = nearest) | nearest to image 1 |\n"
-                "|---:|---|---|---|\n");
+    std::printf(
+        "| entry | prompt | rank of the named entry, per image (0 = nearest) | nearest to image 1 |\n"
+        "|---:|---|---|---|\n");
     for (std::size_t p = 0; p < std::min<std::size_t>(kGridNames, r.names.size()); ++p) {
         const auto& n = r.names[p];
         std::string ranks;
@@ -165,25 +169,14 @@ int main(int argc, char** argv) {
 
     std::string preset;
     try {
-        const auto meta = io::SafetensorsFile(f.weights).metadata();
-        preset = meta.count("config") ? meta.at("config") : "";
-    } catch (const std::exception& e) {
-        cli.fail(std::string("--weights: ") + e.what());
-    }
-    const bool known = preset == presets::Default::name || preset == presets::Rgb32::name ||
-                       preset == presets::Rgb64::name || preset == presets::Tiny::name;
-    if (!known)
-        cli.fail("--weights " + f.weights + ": trained with the preset '" + preset +
-                 "', which this program was not built with (it has Default, Rgb32, Rgb64, Tiny)");
+        preset = cli::preset_of(f.weights);
+    } catch (const std::exception& e) { cli.fail(std::string("--weights: ") + e.what()); }
 
     if (f.gen.threads > 0) omp_set_num_threads(f.gen.threads);
     data::ImageFolderOptions o;
     o.background = *cli::parse_rgb_hex(f.background);
     try {
-        if (preset == presets::Default::name) return run<presets::Default>(cli, f, o);
-        if (preset == presets::Rgb32::name) return run<presets::Rgb32>(cli, f, o);
-        if (preset == presets::Rgb64::name) return run<presets::Rgb64>(cli, f, o);
-        return run<presets::Tiny>(cli, f, o);
+        return cli::with_preset(preset, [&]<class Preset>() { return run<Preset>(cli, f, o); });
     } catch (const std::exception& e) {
         std::fprintf(stderr, "prompt_following: %s\n", e.what());
         return 1;

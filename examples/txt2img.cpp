@@ -10,6 +10,8 @@
 //
 // Without --weights the shipped model models/diffusion.safetensors is used, looked up in the
 // source tree this program was built from, then in ./models/ (examples/common/model_files.hpp).
+#include <omp.h>
+
 #include <chrono>
 #include <cstdio>
 #include <exception>
@@ -19,17 +21,17 @@
 #include <string>
 #include <vector>
 
-#include <omp.h>
-
-#include "common/cli.hpp"
-#include "common/generation_flags.hpp"
-#include "common/model_files.hpp"
-#include "common/output_paths.hpp"
 #include "diffuse/app/generation.hpp"
 #include "diffuse/app/images.hpp"
 #include "diffuse/io/png.hpp"
 #include "diffuse/io/safetensors.hpp"
 #include "diffuse/models/latent_diffusion.hpp"
+
+#include "common/cli.hpp"
+#include "common/generation_flags.hpp"
+#include "common/model_files.hpp"
+#include "common/output_paths.hpp"
+#include "common/preset_dispatch.hpp"
 
 namespace {
 // The sampling workspace is sized at compile time; --n images are drawn in batches of this many.
@@ -56,15 +58,17 @@ int run(const cli::GenerationFlags& f, const std::string& weights, bool raw) {
         const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
         std::fprintf(stderr, "\rbatch %d/%d (%d images each), %.1f s", c + 1, total, kBatch, s);
     };
-    const auto prompts = f.prompts_file.empty() ? std::vector<std::string>{f.prompt} : cli::read_prompts(f.prompts_file);
+    const auto prompts =
+        f.prompts_file.empty() ? std::vector<std::string>{f.prompt} : cli::read_prompts(f.prompts_file);
     const int total = f.n * int(prompts.size());
     std::vector<float> images(std::size_t(total) * S * S * C);
     for (std::size_t p = 0; p < prompts.size(); ++p) {  // each prompt draws from the same seeds: rows compare
         const bool cut = app::generate_in_chunks<kBatch>(*model, prompts[p], f.negative, opt, f.n,
                                                          images.data() + p * std::size_t(f.n) * S * S * C, report);
         std::fprintf(stderr, "\n");
-        if (cut) std::fprintf(stderr, "txt2img: warning: \"%s\" was cut to %d tokens\n", prompts[p].c_str(),
-                              Model::context_length);
+        if (cut)
+            std::fprintf(stderr, "txt2img: warning: \"%s\" was cut to %d tokens\n", prompts[p].c_str(),
+                         Model::context_length);
         if (const int unknown = model->tokenizer.unknown_count(prompts[p]); unknown > 0)
             std::fprintf(stderr, "txt2img: note: %d token%s of \"%s\" stand%s for words outside the vocabulary\n",
                          unknown, unknown == 1 ? "" : "s", prompts[p].c_str(), unknown == 1 ? "s" : "");
@@ -112,22 +116,14 @@ int main(int argc, char** argv) {
     if (!f.prompts_file.empty()) {
         try {
             cli::read_prompts(f.prompts_file);  // before any work: a bad file is a bad flag
-        } catch (const std::exception& e) {
-            cli.fail(std::string("--prompts: ") + e.what());
-        }
+        } catch (const std::exception& e) { cli.fail(std::string("--prompts: ") + e.what()); }
     }
 
     if (f.threads > 0) omp_set_num_threads(f.threads);
     try {
         const std::string weights = cli::diffusion_weights(f.weights, __FILE__);
-        const auto meta = io::SafetensorsFile(weights).metadata();
-        const std::string preset = meta.count("config") ? meta.at("config") : "";
-        if (preset == presets::Default::name) return run<presets::Default>(f, weights, raw);
-        if (preset == presets::Rgb32::name) return run<presets::Rgb32>(f, weights, raw);
-        if (preset == presets::Rgb64::name) return run<presets::Rgb64>(f, weights, raw);
-        if (preset == presets::Tiny::name) return run<presets::Tiny>(f, weights, raw);
-        throw std::runtime_error(weights + ": trained with the preset '" + preset +
-                                 "', which this txt2img was not built with (it has Default, Rgb32, Rgb64, Tiny)");
+        return cli::with_preset(cli::preset_of(weights),
+                                [&]<class Preset>() { return run<Preset>(f, weights, raw); });
     } catch (const std::exception& e) {
         std::fprintf(stderr, "txt2img: %s\n", e.what());
         return 1;
