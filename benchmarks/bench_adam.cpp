@@ -10,16 +10,17 @@
 #include <cstdlib>
 #include <vector>
 
-#include "bench_util.hpp"
 #include "diffuse/core/aligned_buffer.hpp"
 #include "diffuse/core/parallel.hpp"
 #include "diffuse/core/rng.hpp"
 #include "diffuse/core/simd.hpp"
 #include "diffuse/train/adam.hpp"
 
+#include "bench_util.hpp"
+
 using namespace diffuse;
-using bench::Timing;
 using bench::time_once;
+using bench::Timing;
 
 namespace {
 

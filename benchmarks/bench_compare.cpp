@@ -41,7 +41,6 @@
 #include <string>
 #include <vector>
 
-#include "bench_util.hpp"
 #include "diffuse/app/class_prompts.hpp"
 #include "diffuse/core/aligned_buffer.hpp"
 #include "diffuse/core/params.hpp"
@@ -58,6 +57,8 @@
 #include "diffuse/text/tokenizer.hpp"
 #include "diffuse/train/adam.hpp"
 #include "diffuse/train/latent_diffusion_trainer.hpp"
+
+#include "bench_util.hpp"
 
 using namespace diffuse;
 using bench::fmt;
@@ -120,16 +121,30 @@ std::string configs_json() {
     using C = Model::TextConfig;
     using U = Model::UNetConfig;
     Json vae, clip, unet;
-    vae.num("image_size", V::image_size).num("image_channels", V::image_channels).raw("channels", json_list(V::widths))
-        .num("latent_channels", V::latent_channels).num("res_blocks", V::res_blocks)
-        .num("groups", V::norm::groups).num("heads", V::heads);
-    clip.num("vocab", C::vocab_size).num("context_length", C::context_length).num("width", C::width)
-        .num("heads", C::heads).num("layers", C::layers).num("hidden", C::mlp_hidden);
-    unet.num("latent_size", U::latent_size).num("latent_channels", U::latent_channels)
-        .raw("widths", json_list(U::widths)).raw("attention", json_list(U::attention))
-        .num("res_blocks", U::res_blocks).num("heads", U::heads).num("groups", U::Norm::groups)
-        .num("context_length", U::context_length).num("context_width", U::context_width)
-        .num("time_features", U::time_features).num("time_dim", U::time_dim);
+    vae.num("image_size", V::image_size)
+        .num("image_channels", V::image_channels)
+        .raw("channels", json_list(V::widths))
+        .num("latent_channels", V::latent_channels)
+        .num("res_blocks", V::res_blocks)
+        .num("groups", V::norm::groups)
+        .num("heads", V::heads);
+    clip.num("vocab", C::vocab_size)
+        .num("context_length", C::context_length)
+        .num("width", C::width)
+        .num("heads", C::heads)
+        .num("layers", C::layers)
+        .num("hidden", C::mlp_hidden);
+    unet.num("latent_size", U::latent_size)
+        .num("latent_channels", U::latent_channels)
+        .raw("widths", json_list(U::widths))
+        .raw("attention", json_list(U::attention))
+        .num("res_blocks", U::res_blocks)
+        .num("heads", U::heads)
+        .num("groups", U::Norm::groups)
+        .num("context_length", U::context_length)
+        .num("context_width", U::context_width)
+        .num("time_features", U::time_features)
+        .num("time_dim", U::time_dim);
     static_assert(!C::seed_head && U::time_embedding == unet::TimeKind::sinusoidal &&
                       U::prediction == diffusion::Prediction::epsilon,
                   "bench_compare: the torch side builds the Default preset's kinds of text encoder and UNet");
@@ -220,8 +235,14 @@ struct TrainCase : Case {
         out.params(m.store, m.store.grads(), "grad.");
         out.save(dir + "/out.safetensors");
         const double bytes = 4.0 * sizeof(float) * DiffusionWeights::count + sizeof(Work);
-        return Json{}.str("kind", "train").num("batch", N).num("lr", adam->lr).num("parameters", double(m.count))
-            .num("constexpr_bytes", bytes).raw("config", configs_json()).done();
+        return Json{}
+            .str("kind", "train")
+            .num("batch", N)
+            .num("lr", adam->lr)
+            .num("parameters", double(m.count))
+            .num("constexpr_bytes", bytes)
+            .raw("config", configs_json())
+            .done();
     }
     void run() override {
         forward_backward();
@@ -266,9 +287,15 @@ struct VaeCase : Case {
         out.params(store, store.grads(), "grad.");
         out.save(dir + "/out.safetensors");
         const double bytes = 4.0 * sizeof(float) * Vae::parameter_count + sizeof(Vae::Workspace<N>);
-        return Json{}.str("kind", "vae").num("batch", N).num("lr", adam->lr).num("kl_weight", beta)
-            .num("parameters", double(Vae::parameter_count)).num("constexpr_bytes", bytes)
-            .raw("config", configs_json()).done();
+        return Json{}
+            .str("kind", "vae")
+            .num("batch", N)
+            .num("lr", adam->lr)
+            .num("kl_weight", beta)
+            .num("parameters", double(Vae::parameter_count))
+            .num("constexpr_bytes", bytes)
+            .raw("config", configs_json())
+            .done();
     }
     void run() override {
         forward_backward();
@@ -316,11 +343,19 @@ struct SampleCase : Case {
         Writer out;
         out.add("images", *images);
         out.save(dir + "/out.safetensors");
-        return Json{}.str("kind", "sample").num("batch", N).num("steps", opt.sampler.steps)
+        return Json{}
+            .str("kind", "sample")
+            .num("batch", N)
+            .num("steps", opt.sampler.steps)
             .num("guidance", opt.sampler.guidance)
-            .num("eta", opt.sampler.eta).str("sampler", "ddim").str("spacing", "trailing")
-            .num("timesteps", model->schedule.steps()).str("weights", model->has_ema() ? "ema" : "raw")
-            .num("latent_scale", model->latent_scale).raw("config", configs_json()).done();
+            .num("eta", opt.sampler.eta)
+            .str("sampler", "ddim")
+            .str("spacing", "trailing")
+            .num("timesteps", model->schedule.steps())
+            .str("weights", model->has_ema() ? "ema" : "raw")
+            .num("latent_scale", model->latent_scale)
+            .raw("config", configs_json())
+            .done();
     }
     void run() override {
         if (opt.sampler.method != diffusion::Method::ddim || opt.sampler.eta != 0)
@@ -355,9 +390,17 @@ struct AdamCase : Case {
         for (auto* b : {&p, &g, &mm, &v}) *b = AlignedBuffer<float>(n);
         std::copy(m.store.values(), m.store.values() + n, p.data());
         std::copy(m.store.grads(), m.store.grads() + n, g.data());
-        return Json{}.str("kind", "adam").num("lr", adam->lr).num("beta1", adam->beta1).num("beta2", adam->beta2)
-            .num("eps", adam->eps).num("parameters", double(m.count)).num("buffer", double(n))
-            .raw("aux", "[\"plain fused loop\"]").raw("config", configs_json()).done();
+        return Json{}
+            .str("kind", "adam")
+            .num("lr", adam->lr)
+            .num("beta1", adam->beta1)
+            .num("beta2", adam->beta2)
+            .num("eps", adam->eps)
+            .num("parameters", double(m.count))
+            .num("buffer", double(n))
+            .raw("aux", "[\"plain fused loop\"]")
+            .raw("config", configs_json())
+            .done();
     }
     void run() override { adam->step(); }
     std::vector<std::function<void()>> aux() override {
@@ -461,7 +504,11 @@ struct AttnK {
                    Self ? "" : fmt(" ← %d×%d", Tk, D).c_str(), Heads, Masked ? " masked" : "");
     }
     static Json info() {
-        return Json{}.str("kind", "attention").num("width", D).num("heads", Heads).num("self", Self)
+        return Json{}
+            .str("kind", "attention")
+            .num("width", D)
+            .num("heads", Heads)
+            .num("self", Self)
             .num("masked", Masked);
     }
     static void fill(Work& w, Rng& r) {
@@ -556,10 +603,10 @@ std::vector<Entry> cases() {
         {"sample", [] { return std::make_unique<SampleCase>(); }},
         {"adam", [] { return std::make_unique<AdamCase>(); }},
     };
-    add_layer<ConvK<N, 8, 64, 64>>(list);    // UNet level 0
-    add_layer<ConvK<N, 4, 128, 128>>(list);  // UNet level 1 and middle
-    add_layer<ConvK<N, 8, 192, 64>>(list);   // UNet up path: concat(128 from below, 64 skip)
-    add_layer<ConvK<N, 32, 16, 16>>(list);   // VAE full resolution
+    add_layer<ConvK<N, 8, 64, 64>>(list);                     // UNet level 0
+    add_layer<ConvK<N, 4, 128, 128>>(list);                   // UNet level 1 and middle
+    add_layer<ConvK<N, 8, 192, 64>>(list);                    // UNet up path: concat(128 from below, 64 skip)
+    add_layer<ConvK<N, 32, 16, 16>>(list);                    // VAE full resolution
     add_layer<AttnK<N, 16, 16, 128, 4, true, false>>(list);   // UNet middle, 4×4 tokens
     add_layer<AttnK<N, 16, Ctx, 128, 4, false, true>>(list);  // UNet cross-attention to the text
     add_layer<AttnK<N, Ctx, Ctx, D, 4, true, true>>(list);    // text encoder layers
@@ -635,7 +682,8 @@ int main(int argc, char** argv) {
                 auto timed = [k](const std::function<void()>& fn) {
                     return bench::seconds([&] {
                                for (int i = 0; i < k; ++i) fn();
-                           }) / k;
+                           }) /
+                           k;
                 };
                 reply = fmt("%.9g", timed([&] { current->run(); }));
                 for (const auto& fn : current->aux()) reply += fmt(" %.9g", timed(fn));

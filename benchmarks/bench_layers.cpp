@@ -27,7 +27,6 @@
 #include <utility>
 #include <vector>
 
-#include "bench_util.hpp"
 #include "diffuse/core/gemm.hpp"
 #include "diffuse/core/parallel.hpp"
 #include "diffuse/core/params.hpp"
@@ -38,6 +37,8 @@
 #include "diffuse/nn/conv2d.hpp"
 #include "diffuse/nn/linear.hpp"
 #include "diffuse/nn/norm.hpp"
+
+#include "bench_util.hpp"
 
 using namespace diffuse;
 using namespace diffuse::bench;
@@ -56,7 +57,7 @@ struct Case {
     std::string kind, config;
     double fwd_work = 0, fb_work = 0;  // FLOPs, or bytes for a memory-bound layer
     bool memory_bound = false;
-    std::string checks;  // the measured check errors, for the log
+    std::string checks;                         // the measured check errors, for the log
     const char* naive_scope = "y, dx, dW, db";  // what naive_check() covers
 };
 
@@ -241,15 +242,14 @@ struct AttentionWork {
     using L = MultiHeadAttention<T, D, Heads, Dkv>;
     using XS = Shape<N, Tq, D>;
     using CS = Shape<N, Tk, Dkv>;
-    TensorOf<T, XS> x, dx, y, dy;  // [N, Tq, D]
-    TensorOf<T, CS> c, dc;         // [N, Tk, Dkv], unused by self attention
+    TensorOf<T, XS> x, dx, y, dy;              // [N, Tq, D]
+    TensorOf<T, CS> c, dc;                     // [N, Tk, Dkv], unused by self attention
     typename L::template Cache<XS, CS> cache;  // self attention: CS is XS
 };
 
 /// Self = 1: self attention (Tk == Tq, Dkv == D), through forward_self / backward_self.
 template <class T, int N, int Tq, int Tk, int D, int Heads, int Dkv, int Self>
-struct AttentionCase
-    : LayerCase<T, MultiHeadAttention<T, D, Heads, Dkv>, AttentionWork<T, N, Tq, Tk, D, Heads, Dkv>> {
+struct AttentionCase : LayerCase<T, MultiHeadAttention<T, D, Heads, Dkv>, AttentionWork<T, N, Tq, Tk, D, Heads, Dkv>> {
     static_assert(!Self || (Tq == Tk && D == Dkv), "AttentionCase: self attention reads its own input");
     AttentionCase() {
         this->kind = Self ? "MHA self" : "MHA cross";
@@ -482,8 +482,8 @@ std::unique_ptr<Case> prepare() {
                                      kTolDouble, 1e-2 * top);
         if (e >= worst) worst = e, worst_name = p.name;
     }
-    f->checks = fmt("vs naive (%s) %.1e, float vs double %.1e (worst: %s)", f->naive_scope, naive, worst,
-                    worst_name.c_str());
+    f->checks =
+        fmt("vs naive (%s) %.1e, float vs double %.1e (worst: %s)", f->naive_scope, naive, worst, worst_name.c_str());
     return f;
 }
 
@@ -603,9 +603,10 @@ int main(int argc, char** argv) {
     const int threads = num_threads();
     const char* omp_env = std::getenv("OMP_NUM_THREADS");
 
-    std::printf("bench_layers: %d thread(s) (OMP_NUM_THREADS=%s), %d interleaved rounds, >= %.0f ms per sample, float, "
-                "SIMD width %zu\n\nChecks (scaled error: max |err| / max |reference|):\n",
-                threads, omp_env ? omp_env : "unset", rounds, target * 1e3, simd::width<float>);
+    std::printf(
+        "bench_layers: %d thread(s) (OMP_NUM_THREADS=%s), %d interleaved rounds, >= %.0f ms per sample, float, "
+        "SIMD width %zu\n\nChecks (scaled error: max |err| / max |reference|):\n",
+        threads, omp_env ? omp_env : "unset", rounds, target * 1e3, simd::width<float>);
 
     Sgemm sgemm(1024);
     sgemm.check();
@@ -654,7 +655,12 @@ int main(int argc, char** argv) {
     for (auto& c : cases) {
         Case* p = c.get();
         const std::size_t a = r.add([p] { p->forward(); }, target);
-        const std::size_t b = r.add([p] { p->forward(); p->backward(); }, target);
+        const std::size_t b = r.add(
+            [p] {
+                p->forward();
+                p->backward();
+            },
+            target);
         idx.emplace_back(a, b);
     }
     const std::string load_before = loadavg();
@@ -667,12 +673,14 @@ int main(int argc, char** argv) {
     const double st = stream.bytes() / r.timing(i_stream).median() * 1e-9;
     // On a shared machine the other processes' load shows up here: a low share means the timings
     // include waits for a core (and, with several threads, for the slowest thread at each barrier).
-    std::printf("\nTiming took %.0f s; this process got %.0f%% of %d core(s) in that time (CPU time / wall time / "
-                "threads). Load average before: %s, after: %s.\n",
-                wall, 100 * share, threads, load_before.c_str(), loadavg().c_str());
-    std::printf("References (%d thread(s)): SGEMM 1024^3 %.1f GFLOP/s = %.0f%% of the FMA loop's %.1f GFLOP/s; "
-                "stream y = a*x + b over 4 MiB %.1f GB/s (medians)\n\n",
-                threads, sg, 100 * sg / pk, pk, st);
+    std::printf(
+        "\nTiming took %.0f s; this process got %.0f%% of %d core(s) in that time (CPU time / wall time / "
+        "threads). Load average before: %s, after: %s.\n",
+        wall, 100 * share, threads, load_before.c_str(), loadavg().c_str());
+    std::printf(
+        "References (%d thread(s)): SGEMM 1024^3 %.1f GFLOP/s = %.0f%% of the FMA loop's %.1f GFLOP/s; "
+        "stream y = a*x + b over 4 MiB %.1f GB/s (medians)\n\n",
+        threads, sg, 100 * sg / pk, pk, st);
 
     // Columns per direction: median ms, rate at the median, rate of the best sample (load from other
     // processes only ever adds time, so it bounds what the machine can do), median rate as a share
@@ -680,8 +688,8 @@ int main(int argc, char** argv) {
     auto ms = [](double s) { return fmt(s < 1e-3 ? "%.3f" : s < 1e-1 ? "%.2f" : "%.1f", s * 1e3); };
     auto cells = [&](std::vector<std::string>& row, double work, const Timing& tm, double ref) {
         const double rate = work / tm.median() * 1e-9;
-        for (auto&& c : {ms(tm.median()), fmt("%.1f", rate), fmt("%.1f", work / tm.min() * 1e-9),
-                         fmt("%.0f%%", 100 * rate / ref)})
+        for (auto&& c :
+             {ms(tm.median()), fmt("%.1f", rate), fmt("%.1f", work / tm.min() * 1e-9), fmt("%.0f%%", 100 * rate / ref)})
             row.push_back(c);
     };
     const std::vector<bool> align{false, false, true, true, true, true, true, true, true, true, true};
@@ -714,15 +722,17 @@ int main(int argc, char** argv) {
         (c.memory_bound ? tn : t).row(row);
     }
     t.print();
-    std::printf("\nFLOPs count the GEMM work only, 2·M·N·K per product; fwd+bwd = 3 × fwd (dX and dW products):\n"
-                "- Conv2d: 2 · (N·Ho·Wo) · Cout · (K·K·Cin)\n"
-                "- Linear: 2 · rows · Out · In\n"
-                "- MHA: 4·N·Tq·D² (q, out projections) + 4·N·Tk·Dkv·D (k, v)\n"
-                "       + 4·N·Tq·Tk·D (q·kᵀ and P·v, all heads)\n\n");
+    std::printf(
+        "\nFLOPs count the GEMM work only, 2·M·N·K per product; fwd+bwd = 3 × fwd (dX and dW products):\n"
+        "- Conv2d: 2 · (N·Ho·Wo) · Cout · (K·K·Cin)\n"
+        "- Linear: 2 · rows · Out · In\n"
+        "- MHA: 4·N·Tq·D² (q, out projections) + 4·N·Tk·Dkv·D (k, v)\n"
+        "       + 4·N·Tq·Tk·D (q·kᵀ and P·v, all heads)\n\n");
     tn.print();
-    std::printf("\nNorm bytes: fwd 2·4·numel (read x, write y); "
-                "fwd+bwd 6·4·numel (then read x, dy; read+write dx). "
-                "MiB = one tensor.\nMedians of %d interleaved rounds (best: the fastest round); %d thread(s).\n",
-                rounds, threads);
+    std::printf(
+        "\nNorm bytes: fwd 2·4·numel (read x, write y); "
+        "fwd+bwd 6·4·numel (then read x, dy; read+write dx). "
+        "MiB = one tensor.\nMedians of %d interleaved rounds (best: the fastest round); %d thread(s).\n",
+        rounds, threads);
     return 0;
 }

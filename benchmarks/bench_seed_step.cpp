@@ -2,16 +2,17 @@
 // forward through conv_ip, the 128/256/512 VAE encoder, the 12-layer text encoder, the time table,
 // two cross-attention blocks, three UNets and the decoder; MSE; backward through all of it; Adam.
 // Reports the time per step and the peak memory beside the compile-time byte counts.
+#include <omp.h>
+
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 
-#include <omp.h>
-
-#include "bench_util.hpp"
 #include "diffuse/models/presets.hpp"
 #include "diffuse/train/adam.hpp"
 #include "diffuse/train/seed_diffusion_training.hpp"
+
+#include "bench_util.hpp"
 
 using namespace diffuse;
 
@@ -48,7 +49,8 @@ int main() {
     const double rss = bench::peak_rss_bytes();
     const double params_bytes = double(store.size()) * sizeof(float);
     const double expected = 4 * params_bytes + double(Model::workspace_bytes<N>);  // values, grads, Adam m and v
-    std::printf("steady step %.2f s; peak RSS %.0f MB; params+grads+Adam %.0f MB + workspace %.0f MB = %.0f MB (ratio %.2f)\n",
-                seconds.back(), rss / 1e6, 4 * params_bytes / 1e6 * 1.0, Model::workspace_bytes<N> / 1e6,
-                expected / 1e6, rss / expected);
+    std::printf(
+        "steady step %.2f s; peak RSS %.0f MB; params+grads+Adam %.0f MB + workspace %.0f MB = %.0f MB (ratio %.2f)\n",
+        seconds.back(), rss / 1e6, 4 * params_bytes / 1e6 * 1.0, Model::workspace_bytes<N> / 1e6, expected / 1e6,
+        rss / expected);
 }

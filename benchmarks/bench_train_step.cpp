@@ -13,8 +13,9 @@
 #include <cstdio>
 #include <string>
 
-#include "bench_util.hpp"
 #include "diffuse/train/latent_diffusion_trainer.hpp"
+
+#include "bench_util.hpp"
 
 using namespace diffuse;
 using namespace diffuse::bench;
@@ -82,7 +83,8 @@ int main(int argc, char** argv) {
                    fmt("%.0f", kBatch / c.t2.median()), fmt("%.2f×", c.t1.median() / c.t2.median())});
     table.print();
     const double rss = peak_rss_bytes();
-    std::printf("\npeak RSS %.1f MB; compile-time bytes (parameters, gradients, Adam, EMA, workspaces, data set) "
-                "%.1f MB; ratio %.3f\n",
-                rss / 1e6, constexpr_bytes / 1e6, rss / constexpr_bytes);
+    std::printf(
+        "\npeak RSS %.1f MB; compile-time bytes (parameters, gradients, Adam, EMA, workspaces, data set) "
+        "%.1f MB; ratio %.3f\n",
+        rss / 1e6, constexpr_bytes / 1e6, rss / constexpr_bytes);
 }

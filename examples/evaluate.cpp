@@ -14,6 +14,8 @@
 //
 //   evaluate --per-class 100 --steps 50 --grid classes.png
 //   evaluate --per-class 50 --wordings examples/data/heldout_wordings.txt --vae-images 0
+#include <omp.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
@@ -24,11 +26,6 @@
 #include <string>
 #include <vector>
 
-#include <omp.h>
-
-#include "common/cli.hpp"
-#include "common/generation_flags.hpp"
-#include "common/model_files.hpp"
 #include "diffuse/app/class_prompts.hpp"
 #include "diffuse/app/classify.hpp"
 #include "diffuse/app/evaluation.hpp"
@@ -43,6 +40,10 @@
 #include "diffuse/io/png.hpp"
 #include "diffuse/models/latent_diffusion.hpp"
 #include "diffuse/train/classifier_training.hpp"
+
+#include "common/cli.hpp"
+#include "common/generation_flags.hpp"
+#include "common/model_files.hpp"
 
 namespace {
 using Model = diffuse::LatentDiffusion<float, diffuse::presets::Default>;
@@ -98,9 +99,7 @@ int main(int argc, char** argv) {
     if (!wordings_path.empty()) {
         try {
             for (auto& w : app::read_wordings(wordings_path)) wordings.push_back(std::move(w));
-        } catch (const std::exception& e) {
-            cli.fail(std::string("--wordings: ") + e.what());
-        }
+        } catch (const std::exception& e) { cli.fail(std::string("--wordings: ") + e.what()); }
     }
 
     if (f.threads > 0) omp_set_num_threads(f.threads);
@@ -141,8 +140,8 @@ int main(int argc, char** argv) {
         constexpr int dims = FashionClassifier<float>::features;
         app::FeatureStats reference(dims);
         {
-            const auto real = app::gather_images(
-                test, app::balanced_reference_indices(test.labels.labels, count, app::kClassCount));
+            const auto real =
+                app::gather_images(test, app::balanced_reference_indices(test.labels.labels, count, app::kClassCount));
             app::classify_with_features<kBatch>(clf.model, real.data(), count, &reference);
         }
 
@@ -182,10 +181,11 @@ int main(int argc, char** argv) {
                     f.sampler.c_str(), f.steps, f.guidance, f.seed, raw ? ", raw weights" : "");
         std::printf("%s", app::markdown_report(scores[0].accuracy, summary).c_str());
         if (wordings.size() > 1) {
-            std::printf("\nPrompt wordings: the training one, then %zu from %s, %d images per class each. "
-                        "FID (classifier features): each wording's %d generated images against %d Fashion-MNIST "
-                        "test images (balanced over the classes) on the classifier's 256 penultimate features.\n\n",
-                        wordings.size() - 1, wordings_path.c_str(), f.n, count, count);
+            std::printf(
+                "\nPrompt wordings: the training one, then %zu from %s, %d images per class each. "
+                "FID (classifier features): each wording's %d generated images against %d Fashion-MNIST "
+                "test images (balanced over the classes) on the classifier's 256 penultimate features.\n\n",
+                wordings.size() - 1, wordings_path.c_str(), f.n, count, count);
             std::printf("%s", app::markdown_wording_report(scores).c_str());
         }
         if (!f.grid.empty()) {

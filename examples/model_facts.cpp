@@ -16,8 +16,7 @@ void print_preset(const char* name) {
     auto row = [&](const char* model, std::size_t params, std::size_t ws) {
         std::printf("| %s | %s | %zu | %.2f MB | %d | %.1f MB |\n", name, model, params, params * 4 / 1e6, N, ws / 1e6);
     };
-    row("vae::AutoencoderKL", Vae::parameter_count,
-        Vae::template workspace_bytes<N>);
+    row("vae::AutoencoderKL", Vae::parameter_count, Vae::template workspace_bytes<N>);
     row("clip::TextEncoder", Text::parameter_count, Text::template workspace_bytes<N>);
     row("unet::UNet", Unet::parameter_count, Unet::template workspace_bytes<N>);
     if constexpr (requires { typename Preset::seed_diffusion; }) {
@@ -27,7 +26,8 @@ void print_preset(const char* name) {
 }
 
 int main() {
-    std::printf("| preset | model | parameters | fp32 weights | batch | workspace (fp32) |\n|---|---|---|---|---|---|\n");
+    std::printf(
+        "| preset | model | parameters | fp32 weights | batch | workspace (fp32) |\n|---|---|---|---|---|---|\n");
     print_preset<presets::Tiny, 2>("Tiny");
     print_preset<presets::Default, 32>("Default");
     print_preset<presets::Rgb32, 32>("Rgb32");

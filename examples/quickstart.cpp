@@ -1,7 +1,6 @@
 // The README's first example: a two-layer perceptron on random data, trained with Adam.
 // Shapes are types; a mistake such as a [64, 783] input to fc1 does not compile.
 #include <cstdio>
-
 #include <diffuse/diffuse.hpp>
 
 using namespace diffuse;
@@ -11,7 +10,10 @@ struct Mlp {
     Linear<float, 128, 10> fc2;
     ReLU<float> relu;
     template <class V>
-    constexpr void visit(V& v) { v("fc1", fc1); v("fc2", fc2); }  // PyTorch state-dict names
+    constexpr void visit(V& v) {
+        v("fc1", fc1);
+        v("fc2", fc2);
+    }  // PyTorch state-dict names
 };
 
 struct Batch {  // activations and their gradients: one allocation, reused every step
@@ -40,7 +42,7 @@ int main() {
         b->dpre.fill(0);
         params.zero_grad();
         const float loss = cross_entropy(b->y, b->labels, b->dy);
-        model.fc2.backward(b->h, b->y, b->dy, b->dh);       // backward adds into dh and the grads
+        model.fc2.backward(b->h, b->y, b->dy, b->dh);  // backward adds into dh and the grads
         model.relu.backward(b->h, b->h, b->dh, b->dpre);
         model.fc1.backward(b->x, b->h, b->dpre, View<float, 64, 784>());  // null view: no input gradient
         adam.step();

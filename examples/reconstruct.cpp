@@ -3,6 +3,8 @@
 // padded to the model's 32x32 with black and cropped back after; 32x32 inputs go through as they are.
 //
 //   reconstruct --out-dir rec/ shoe.png bag.png      (writes rec/shoe.png, rec/bag.png)
+#include <omp.h>
+
 #include <cmath>
 #include <cstdio>
 #include <exception>
@@ -10,15 +12,14 @@
 #include <memory>
 #include <vector>
 
-#include <omp.h>
-
-#include "common/cli.hpp"
-#include "common/model_files.hpp"
-#include "common/output_paths.hpp"
 #include "diffuse/app/images.hpp"
 #include "diffuse/app/reconstruction.hpp"
 #include "diffuse/io/png.hpp"
 #include "diffuse/models/latent_diffusion.hpp"
+
+#include "common/cli.hpp"
+#include "common/model_files.hpp"
+#include "common/output_paths.hpp"
 
 namespace {
 using Model = diffuse::LatentDiffusion<float, diffuse::presets::Default>;
@@ -57,9 +58,7 @@ int main(int argc, char** argv) {
             int border = 0;
             try {
                 border = app::model_input_border(img.height, img.width, img.channels);
-            } catch (const std::exception& e) {
-                throw std::runtime_error(inputs[std::size_t(i)] + ": " + e.what());
-            }
+            } catch (const std::exception& e) { throw std::runtime_error(inputs[std::size_t(i)] + ": " + e.what()); }
             app::pad_border(img.pixels.data(), img.height, img.width, 1, border, padded.data() + std::size_t(i) * px);
             borders.push_back(border);
             originals.push_back(std::move(img));

@@ -21,8 +21,6 @@
 #include <type_traits>
 #include <vector>
 
-#include "common/cli.hpp"
-#include "common/colour_flag.hpp"
 #include "diffuse/data/caption_augment.hpp"
 #include "diffuse/data/captions.hpp"
 #include "diffuse/data/image_folder.hpp"
@@ -34,13 +32,16 @@
 #include "diffuse/train/checkpoint.hpp"
 #include "diffuse/train/latent_diffusion_trainer.hpp"
 
+#include "common/cli.hpp"
+#include "common/colour_flag.hpp"
+
 namespace {
 
 using namespace diffuse;
 
-constexpr int kBatch = 32;        // images per training step (compile-time: sizes every workspace)
-constexpr int kGridColumns = 8;   // samples per prompt in a grid
-constexpr int kGridRows = 10;     // prompts in a grid (Fashion-MNIST: one per class)
+constexpr int kBatch = 32;       // images per training step (compile-time: sizes every workspace)
+constexpr int kGridColumns = 8;  // samples per prompt in a grid
+constexpr int kGridRows = 10;    // prompts in a grid (Fashion-MNIST: one per class)
 
 struct Args {
     std::string preset = "default", out_dir = "train_out", resume, data = "fashion-mnist";
@@ -124,7 +125,7 @@ public:
         Trainer& tr = *trainer_;
         grid_prompts_ = grid_prompts();
         if constexpr (fashion) model_->image_border = data::kPadding;  // 28x28 images padded to 32x32
-        if (!args_.resume.empty()) {  // restores the tokenizer too
+        if (!args_.resume.empty()) {                                   // restores the tokenizer too
             load_checkpoint(args_.resume, tr);
             std::printf("resumed from %s: VAE step %lld, diffusion step %lld, epoch %lld\n", args_.resume.c_str(),
                         (long long)tr.vae_steps, (long long)tr.diffusion_steps, (long long)tr.data.epoch());
@@ -133,8 +134,8 @@ public:
             model_->tokenizer =
                 text::Tokenizer::learn(captions, std::size_t(Model::Text::vocab_size - 4));  // 4: the special ids
         }
-        std::printf("tokenizer: %zu words learned from the captions (room for %d)\n",
-                    model_->tokenizer.words().size(), Model::Text::vocab_size - 4);
+        std::printf("tokenizer: %zu words learned from the captions (room for %d)\n", model_->tokenizer.words().size(),
+                    Model::Text::vocab_size - 4);
         if (!args_.distractor_words.empty() && args_.distractor.probability > 0) {
             tr.distractors = data::CaptionAugmenter(
                 data::CaptionAugmenter::load_word_list(args_.distractor_words, model_->tokenizer), args_.distractor);
@@ -320,9 +321,10 @@ int main(int argc, char** argv) {
     Args a;
     auto& t = a.train;
     a.warmup = t.warmup_steps;
-    cli::Parser cli("train", "train a text-to-image model (VAE, then text encoder + UNet) on Fashion-MNIST or on a\n"
-                             "folder of captioned images; batch " + std::to_string(kBatch) +
-                             " is fixed at compile time (kBatch in examples/train.cpp)");
+    cli::Parser cli("train",
+                    "train a text-to-image model (VAE, then text encoder + UNet) on Fashion-MNIST or on a\n"
+                    "folder of captioned images; batch " +
+                        std::to_string(kBatch) + " is fixed at compile time (kBatch in examples/train.cpp)");
     cli.option("--data", a.data, "fashion-mnist, or a folder of images with metadata.jsonl (or metadata.csv)")
         .option("--preset", a.preset,
                 "model: default (32x32 gray), rgb32 (32x32 colour), rgb64 (64x64 colour), tiny (8x8 gray, smoke runs)")
@@ -357,7 +359,8 @@ int main(int argc, char** argv) {
         cli.fail("--preset " + a.preset + " needs colour images: Fashion-MNIST is grayscale (use --data DIR)");
     if (!is_fashion(a.data) && !std::filesystem::is_directory(a.data))
         cli.fail("--data must be fashion-mnist or a folder, and '" + a.data + "' is neither");
-    if (a.on_error != "stop" && a.on_error != "skip") cli.fail("--on-error must be stop or skip, not '" + a.on_error + "'");
+    if (a.on_error != "stop" && a.on_error != "skip")
+        cli.fail("--on-error must be stop or skip, not '" + a.on_error + "'");
     if (!cli::parse_rgb_hex(a.background))
         cli.fail("--background must be six hex digits (RRGGBB), not '" + a.background + "'");
     if (a.vae_steps < 0 || a.steps < 0) cli.fail("--vae-steps and --steps must not be negative");

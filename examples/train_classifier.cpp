@@ -1,16 +1,17 @@
 // Trains the Fashion-MNIST CNN classifier on the 60,000 training images, reports the accuracy on
 // the 10,000 test images and the training time, and saves the weights as safetensors.
+#include <omp.h>
+
 #include <cstdio>
 #include <exception>
 
-#include <omp.h>
-
-#include "common/cli.hpp"
 #include "diffuse/diffuse.hpp"
 #include "diffuse/io/idx.hpp"
 #include "diffuse/io/safetensors.hpp"
 #include "diffuse/models/fashion_classifier.hpp"
 #include "diffuse/train/classifier_training.hpp"
+
+#include "common/cli.hpp"
 
 int main(int argc, char** argv) {
     using namespace diffuse;

@@ -79,17 +79,35 @@ long count_allocations(F&& f) {
 // ---- C allocators ------------------------------------------------------------------------------
 
 extern "C" {
-void* malloc(std::size_t n) noexcept { alloc_counter::note(); return __libc_malloc(n); }
-void* calloc(std::size_t k, std::size_t n) noexcept { alloc_counter::note(); return __libc_calloc(k, n); }
+void* malloc(std::size_t n) noexcept {
+    alloc_counter::note();
+    return __libc_malloc(n);
+}
+void* calloc(std::size_t k, std::size_t n) noexcept {
+    alloc_counter::note();
+    return __libc_calloc(k, n);
+}
 void* realloc(void* p, std::size_t n) noexcept {
     if (p == nullptr || n != 0) alloc_counter::note();  // realloc(p, 0) only frees
     return __libc_realloc(p, n);
 }
 void free(void* p) noexcept { __libc_free(p); }
-void* aligned_alloc(std::size_t a, std::size_t n) noexcept { alloc_counter::note(); return __libc_memalign(a, n); }
-void* memalign(std::size_t a, std::size_t n) noexcept { alloc_counter::note(); return __libc_memalign(a, n); }
-void* valloc(std::size_t n) noexcept { alloc_counter::note(); return __libc_valloc(n); }
-void* pvalloc(std::size_t n) noexcept { alloc_counter::note(); return __libc_pvalloc(n); }
+void* aligned_alloc(std::size_t a, std::size_t n) noexcept {
+    alloc_counter::note();
+    return __libc_memalign(a, n);
+}
+void* memalign(std::size_t a, std::size_t n) noexcept {
+    alloc_counter::note();
+    return __libc_memalign(a, n);
+}
+void* valloc(std::size_t n) noexcept {
+    alloc_counter::note();
+    return __libc_valloc(n);
+}
+void* pvalloc(std::size_t n) noexcept {
+    alloc_counter::note();
+    return __libc_pvalloc(n);
+}
 int posix_memalign(void** out, std::size_t a, std::size_t n) noexcept {
     alloc_counter::note();
     if (a < sizeof(void*) || (a & (a - 1)) != 0) return EINVAL;
@@ -121,10 +139,18 @@ void* operator new(std::size_t n) { return alloc_counter::or_throw(alloc_counter
 void* operator new[](std::size_t n) { return alloc_counter::or_throw(alloc_counter::new_plain(n)); }
 void* operator new(std::size_t n, const std::nothrow_t&) noexcept { return alloc_counter::new_plain(n); }
 void* operator new[](std::size_t n, const std::nothrow_t&) noexcept { return alloc_counter::new_plain(n); }
-void* operator new(std::size_t n, std::align_val_t a) { return alloc_counter::or_throw(alloc_counter::new_aligned(n, a)); }
-void* operator new[](std::size_t n, std::align_val_t a) { return alloc_counter::or_throw(alloc_counter::new_aligned(n, a)); }
-void* operator new(std::size_t n, std::align_val_t a, const std::nothrow_t&) noexcept { return alloc_counter::new_aligned(n, a); }
-void* operator new[](std::size_t n, std::align_val_t a, const std::nothrow_t&) noexcept { return alloc_counter::new_aligned(n, a); }
+void* operator new(std::size_t n, std::align_val_t a) {
+    return alloc_counter::or_throw(alloc_counter::new_aligned(n, a));
+}
+void* operator new[](std::size_t n, std::align_val_t a) {
+    return alloc_counter::or_throw(alloc_counter::new_aligned(n, a));
+}
+void* operator new(std::size_t n, std::align_val_t a, const std::nothrow_t&) noexcept {
+    return alloc_counter::new_aligned(n, a);
+}
+void* operator new[](std::size_t n, std::align_val_t a, const std::nothrow_t&) noexcept {
+    return alloc_counter::new_aligned(n, a);
+}
 
 void operator delete(void* p) noexcept { __libc_free(p); }
 void operator delete[](void* p) noexcept { __libc_free(p); }

@@ -51,9 +51,7 @@ template <class F>
 std::string error_of(F&& f) {
     try {
         f();
-    } catch (const std::exception& e) {
-        return e.what();
-    }
+    } catch (const std::exception& e) { return e.what(); }
     return "";
 }
 inline bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }

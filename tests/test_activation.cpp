@@ -31,8 +31,8 @@ void check_activation() {
     // Keep away from ReLU's kink at 0, where central differences see both slopes.
     for (auto& v : x) v += v >= 0 ? 0.05 : -0.05;
     std::vector<testing::Probe> probes{testing::probe("x", x, dx)};
-    auto rep = check_gradients(probes, y, [&] { layer.forward(x, y); },
-                               [&](auto dy) { layer.backward(x, y, dy, dx); });
+    auto rep = check_gradients(
+        probes, y, [&] { layer.forward(x, y); }, [&](auto dy) { layer.backward(x, y, dy, dx); });
     INFO(Kind::name << ": " << rep.summary());
     CHECK(rep.clean());
     CHECK(rep.max_rel_error < 1e-6);
@@ -140,8 +140,13 @@ TEST_CASE("Activations: large inputs stay finite and a null dx is skipped") {
     dy.fill(1);
     dx.fill(0);
     for (int k = 0; k < 2; ++k) {
-        if (k == 0) { silu.forward(x, y); silu.backward(x, y, dy, dx); }
-        else { gelu.forward(x, y); gelu.backward(x, y, dy, dx); }
+        if (k == 0) {
+            silu.forward(x, y);
+            silu.backward(x, y, dy, dx);
+        } else {
+            gelu.forward(x, y);
+            gelu.backward(x, y, dy, dx);
+        }
         for (int i = 0; i < 6; ++i) {
             CHECK(std::isfinite(y[i]));
             CHECK(std::isfinite(dx[i]));

@@ -7,10 +7,11 @@
 #include <cstring>
 #include <vector>
 
-#include "data/adam_reference.hpp"
 #include "diffuse/diffuse.hpp"
 #include "diffuse/train/adam.hpp"
 #include "diffuse/train/grad_clip.hpp"
+
+#include "data/adam_reference.hpp"
 
 using namespace diffuse;
 
@@ -28,9 +29,12 @@ enum class Kind { adam, adam_l2, adamw };
 
 const double (*reference(Kind k))[adam_ref::N] {
     switch (k) {
-        case Kind::adam: return adam_ref::adam;
-        case Kind::adam_l2: return adam_ref::adam_l2;
-        default: return adam_ref::adamw;
+        case Kind::adam:
+            return adam_ref::adam;
+        case Kind::adam_l2:
+            return adam_ref::adam_l2;
+        default:
+            return adam_ref::adamw;
     }
 }
 
@@ -71,11 +75,15 @@ template <class T, int N>
 struct Vec {
     Param<T, N> w{Init::Normal(1.0)};
     template <class V>
-    constexpr void visit(V& v) { v("w", w); }
+    constexpr void visit(V& v) {
+        v("w", w);
+    }
 };
 
 template <class T>
-bool same_bits(const T* a, const T* b, std::size_t n) { return std::memcmp(a, b, n * sizeof(T)) == 0; }
+bool same_bits(const T* a, const T* b, std::size_t n) {
+    return std::memcmp(a, b, n * sizeof(T)) == 0;
+}
 
 }  // namespace
 
@@ -202,10 +210,16 @@ TEST_CASE("Adam: restoring parameters, m, v and the step count resumes exactly")
     Problem<T> full(9), half(9);
     const AdamOptions o{3e-3, 0.9, 0.999, 1e-8, 0.01, true};
     Adam<T> a(full.p.data(), full.g.data(), full.n, o);
-    for (int t = 1; t <= 6; ++t) { full.gradients(t); a.step(); }
+    for (int t = 1; t <= 6; ++t) {
+        full.gradients(t);
+        a.step();
+    }
 
     Adam<T> b(half.p.data(), half.g.data(), half.n, o);
-    for (int t = 1; t <= 3; ++t) { half.gradients(t); b.step(); }
+    for (int t = 1; t <= 3; ++t) {
+        half.gradients(t);
+        b.step();
+    }
     // "Checkpoint": copy everything into a fresh optimizer over fresh buffers.
     Problem<T> resumed(1234);
     std::copy(half.p.begin(), half.p.end(), resumed.p.begin());
@@ -213,7 +227,10 @@ TEST_CASE("Adam: restoring parameters, m, v and the step count resumes exactly")
     std::copy(b.m(), b.m() + b.size(), c.m());
     std::copy(b.v(), b.v() + b.size(), c.v());
     c.set_step_count(b.step_count());
-    for (int t = 4; t <= 6; ++t) { resumed.gradients(t); c.step(); }
+    for (int t = 4; t <= 6; ++t) {
+        resumed.gradients(t);
+        c.step();
+    }
 
     CHECK(c.step_count() == 6);
     CHECK(same_bits(full.p.data(), resumed.p.data(), full.n));
@@ -267,5 +284,6 @@ TEST_CASE_TEMPLATE("clip_grad_norm: norm matches a naive sum, clips to max_norm,
     const double scale = 1.5 / (double(returned) + 1e-6);
     CHECK(naive_norm(store.grads(), store.size()) == doctest::Approx(want * scale).epsilon(tol * 10));
     CHECK(naive_norm(store.grads(), store.size()) == doctest::Approx(1.5).epsilon(1e-6));
-    for (int i = 0; i < N; i += 997) CHECK(double(store.grads()[i]) == doctest::Approx(before[i] * scale).epsilon(tol * 10));
+    for (int i = 0; i < N; i += 997)
+        CHECK(double(store.grads()[i]) == doctest::Approx(before[i] * scale).epsilon(tol * 10));
 }

@@ -40,6 +40,8 @@ inline void eigen_assert_failed(const char* what, const char* file, int line) {
 
 #include <doctest/doctest.h>
 
+#include <omp.h>
+
 #include <algorithm>
 #include <array>
 #include <memory>
@@ -47,12 +49,11 @@ inline void eigen_assert_failed(const char* what, const char* file, int line) {
 #include <string>
 #include <vector>
 
-#include <omp.h>
-
-#include "allocation_counter.hpp"
 #include "diffuse/io/idx.hpp"
 #include "diffuse/models/latent_diffusion.hpp"
 #include "diffuse/train/latent_diffusion_trainer.hpp"
+
+#include "allocation_counter.hpp"
 
 using namespace diffuse;
 
@@ -91,7 +92,10 @@ void check_no_allocations(const Counts& c, const std::string& what) {
 }
 void check_counter_works() {
     CHECK(count(allocate_once).total == 1);
-    CHECK(count([] { std::vector<float> v(100); asm volatile("" : : "r"(v.data()) : "memory"); }).total >= 1);
+    CHECK(count([] {
+              std::vector<float> v(100);
+              asm volatile("" : : "r"(v.data()) : "memory");
+          }).total >= 1);
 }
 
 const io::FashionMnist& test_images() {
@@ -113,30 +117,46 @@ TEST_CASE("allocations: the hook counts every way onto the heap, once each") {
     check_counter_works();
     const auto once = [](auto make, auto release) {
         return count([&] {
-            void* p = make();
-            asm volatile("" : : "r"(p) : "memory");  // keep the pair from being optimized away
-            release(p);
-        }).total;
+                   void* p = make();
+                   asm volatile("" : : "r"(p) : "memory");  // keep the pair from being optimized away
+                   release(p);
+               })
+            .total;
     };
     const auto c_free = [](void* p) { std::free(p); };
     CHECK(once([] { return std::malloc(64); }, c_free) == 1);
     CHECK(once([] { return std::calloc(8, 8); }, c_free) == 1);
     CHECK(once([] { return std::realloc(nullptr, 64); }, c_free) == 1);
     CHECK(once([] { return std::aligned_alloc(64, 128); }, c_free) == 1);
-    CHECK(once([] { void* p = nullptr; return posix_memalign(&p, 64, 128) == 0 ? p : nullptr; }, c_free) == 1);
+    CHECK(once(
+              [] {
+                  void* p = nullptr;
+                  return posix_memalign(&p, 64, 128) == 0 ? p : nullptr;
+              },
+              c_free) == 1);
     CHECK(once([] { return ::operator new(64); }, [](void* p) { ::operator delete(p); }) == 1);
     CHECK(once([] { return ::operator new[](64); }, [](void* p) { ::operator delete[](p); }) == 1);
-    CHECK(once([] { return ::operator new(64, std::nothrow); }, [](void* p) { ::operator delete(p, std::nothrow); }) == 1);
-    CHECK(once([] { return ::operator new[](64, std::nothrow); }, [](void* p) { ::operator delete[](p, std::nothrow); }) == 1);
+    CHECK(once([] { return ::operator new(64, std::nothrow); }, [](void* p) { ::operator delete(p, std::nothrow); }) ==
+          1);
+    CHECK(once([] { return ::operator new[](64, std::nothrow); },
+               [](void* p) { ::operator delete[](p, std::nothrow); }) == 1);
     constexpr auto a = std::align_val_t(128);
     CHECK(once([] { return ::operator new(64, a); }, [](void* p) { ::operator delete(p, a); }) == 1);
     CHECK(once([] { return ::operator new[](64, a); }, [](void* p) { ::operator delete[](p, a); }) == 1);
-    CHECK(once([] { return ::operator new(64, a, std::nothrow); }, [](void* p) { ::operator delete(p, a, std::nothrow); }) == 1);
-    CHECK(once([] { return ::operator new[](64, a, std::nothrow); }, [](void* p) { ::operator delete[](p, a, std::nothrow); }) == 1);
-    CHECK(count([] { std::string s(100, 'x'); asm volatile("" : : "r"(s.data()) : "memory"); }).total == 1);
+    CHECK(once([] { return ::operator new(64, a, std::nothrow); },
+               [](void* p) { ::operator delete(p, a, std::nothrow); }) == 1);
+    CHECK(once([] { return ::operator new[](64, a, std::nothrow); },
+               [](void* p) { ::operator delete[](p, a, std::nothrow); }) == 1);
+    CHECK(count([] {
+              std::string s(100, 'x');
+              asm volatile("" : : "r"(s.data()) : "memory");
+          }).total == 1);
     CHECK(count([] {}).total == 0);
     // An Eigen heap allocation is counted, and told apart as Eigen's.
-    const Counts e = count([] { Eigen::MatrixXf m(64, 64); asm volatile("" : : "r"(m.data()) : "memory"); });
+    const Counts e = count([] {
+        Eigen::MatrixXf m(64, 64);
+        asm volatile("" : : "r"(m.data()) : "memory");
+    });
     CHECK(e.total == 1);
     CHECK(e.eigen == 1);
 }
@@ -152,7 +172,9 @@ TEST_CASE("allocations: batches write captions in place, into strings reserved f
     auto images = make<Tensor<float, kBatch, data::kPaddedSize, data::kPaddedSize, 1>>();
     std::array<std::string, kBatch> captions;
     batches.next(images->view(), captions);
-    check_no_allocations(count([&] { for (int i = 0; i < 12; ++i) batches.next(images->view(), captions); }),
+    check_no_allocations(count([&] {
+                             for (int i = 0; i < 12; ++i) batches.next(images->view(), captions);
+                         }),
                          "12 CaptionedBatches::next()");
     check_counter_works();
 }
@@ -166,11 +188,17 @@ TEST_CASE("allocations: LatentDiffusionTrainer<Default, 4> steps after the first
         Trainer trainer(*model, io::first_images(test_images(), 12), options());
 
         trainer.vae_step();
-        check_no_allocations(count([&] { for (int i = 0; i < 3; ++i) trainer.vae_step(); }), "3 vae_step()");
+        check_no_allocations(count([&] {
+                                 for (int i = 0; i < 3; ++i) trainer.vae_step();
+                             }),
+                             "3 vae_step()");
 
         trainer.measure_latent_scale();
         trainer.diffusion_step();
-        check_no_allocations(count([&] { for (int i = 0; i < 3; ++i) trainer.diffusion_step(); }), "3 diffusion_step()");
+        check_no_allocations(count([&] {
+                                 for (int i = 0; i < 3; ++i) trainer.diffusion_step();
+                             }),
+                             "3 diffusion_step()");
         check_counter_works();
     }
 }
@@ -183,7 +211,8 @@ TEST_CASE("allocations: LatentDiffusion<Default>::generate with a reused workspa
         Ema().update(model->ema, model->diffusion_store);  // sample through the EMA swap too
         auto ws = make<Model::SampleWorkspace<kBatch>>();
         auto images = make<Tensor<float, kBatch, Model::image_size, Model::image_size, Model::image_channels>>();
-        const std::array<std::string, kBatch> prompts = {"a photo of an ankle boot", "a black and white photo of a dress",
+        const std::array<std::string, kBatch> prompts = {"a photo of an ankle boot",
+                                                         "a black and white photo of a dress",
                                                          "a low resolution photo of a pair of sneakers", "a bag"};
         const std::string negative = "a grayscale image of a pair of trousers";  // longer than any small-string buffer
 

@@ -7,6 +7,7 @@
 #include "diffuse/diffuse.hpp"
 #include "diffuse/nn/attention.hpp"
 #include "diffuse/testing/gradient_check.hpp"
+
 #include "data/attention_reference.hpp"
 
 using namespace diffuse;
@@ -48,8 +49,9 @@ void check_cross(bool masked) {
     probes.push_back(testing::probe("x", f.x, f.dx));
     probes.push_back(testing::probe("context", f.context, f.dcontext));
     auto run = [&](auto& mask) {
-        return check_gradients(probes, f.y, [&] { f.layer.forward(f.x, f.context, mask, f.y, *f.cache); },
-                               [&](auto dy) { f.layer.backward(f.x, f.context, mask, f.y, *f.cache, dy, f.dx, f.dcontext); });
+        return check_gradients(
+            probes, f.y, [&] { f.layer.forward(f.x, f.context, mask, f.y, *f.cache); },
+            [&](auto dy) { f.layer.backward(f.x, f.context, mask, f.y, *f.cache, dy, f.dx, f.dcontext); });
     };
     auto rep = masked ? run(f.mask) : run(no_mask);
     INFO("D=", D, " Heads=", Heads, " Dkv=", Dkv, " N=", N, " Tq=", Tq, " Tk=", Tk, " masked=", masked);
@@ -67,8 +69,9 @@ void check_self(bool masked) {
     auto probes = testing::probes(f.store);
     probes.push_back(testing::probe("x", f.x, f.dx));
     auto run = [&](auto& mask) {
-        return check_gradients(probes, f.y, [&] { f.layer.forward_self(f.x, mask, f.y, *f.cache); },
-                               [&](auto dy) { f.layer.backward_self(f.x, mask, f.y, *f.cache, dy, f.dx); });
+        return check_gradients(
+            probes, f.y, [&] { f.layer.forward_self(f.x, mask, f.y, *f.cache); },
+            [&](auto dy) { f.layer.backward_self(f.x, mask, f.y, *f.cache, dy, f.dx); });
     };
     auto rep = masked ? run(f.mask) : run(no_mask);
     INFO("self D=", D, " Heads=", Heads, " N=", N, " T=", T, " masked=", masked);
@@ -104,7 +107,8 @@ std::vector<double> naive_attention(const F& layer, const X& x, const C& context
                 for (int j = 0; j < Tk; ++j) {
                     if (mask && (*mask)(n, j)) continue;
                     double d = 0;
-                    for (int c = 0; c < dh; ++c) d += q[(n * Tq + t) * D + h * dh + c] * k[(n * Tk + j) * D + h * dh + c];
+                    for (int c = 0; c < dh; ++c)
+                        d += q[(n * Tq + t) * D + h * dh + c] * k[(n * Tk + j) * D + h * dh + c];
                     s[j] = d / std::sqrt(double(dh));
                     mx = std::max(mx, s[j]);
                     any = true;
@@ -115,7 +119,8 @@ std::vector<double> naive_attention(const F& layer, const X& x, const C& context
                     z += s[j];
                 }
                 for (int j = 0; j < Tk; ++j)
-                    for (int c = 0; c < dh; ++c) ctx[(n * Tq + t) * D + h * dh + c] += s[j] / z * v[(n * Tk + j) * D + h * dh + c];
+                    for (int c = 0; c < dh; ++c)
+                        ctx[(n * Tq + t) * D + h * dh + c] += s[j] / z * v[(n * Tk + j) * D + h * dh + c];
             }
     for (int r = 0; r < N * Tq; ++r)
         for (int o = 0; o < D; ++o) y[r * D + o] = lin(layer.out_proj, ctx.data() + r * D, D, D, o);
@@ -126,7 +131,8 @@ std::vector<double> naive_attention(const F& layer, const X& x, const C& context
 template <class G>
 double max_error(const G* got, const double* want, std::size_t n) {
     double e = 0;
-    for (std::size_t i = 0; i < n; ++i) e = std::max(e, std::abs(double(got[i]) - want[i]) / std::max(1.0, std::abs(want[i])));
+    for (std::size_t i = 0; i < n; ++i)
+        e = std::max(e, std::abs(double(got[i]) - want[i]) / std::max(1.0, std::abs(want[i])));
     return e;
 }
 
@@ -161,8 +167,9 @@ TEST_CASE("MultiHeadAttention: a fully padded sample gives out_proj.bias and fin
     auto probes = testing::probes(f.store);
     probes.push_back(testing::probe("x", f.x, f.dx));
     probes.push_back(testing::probe("context", f.context, f.dcontext));
-    auto rep = check_gradients(probes, f.y, [&] { f.layer.forward(f.x, f.context, f.mask, f.y, *f.cache); },
-                               [&](auto dy) { f.layer.backward(f.x, f.context, f.mask, f.y, *f.cache, dy, f.dx, f.dcontext); });
+    auto rep = check_gradients(
+        probes, f.y, [&] { f.layer.forward(f.x, f.context, f.mask, f.y, *f.cache); },
+        [&](auto dy) { f.layer.backward(f.x, f.context, f.mask, f.y, *f.cache, dy, f.dx, f.dcontext); });
     INFO(rep.summary());
     CHECK(rep.clean());
     CHECK(rep.max_rel_error < 1e-6);
@@ -228,8 +235,8 @@ TEST_CASE("MultiHeadAttention: parameter names, count and PyTorch's initialisati
     ParamStore<float> store(layer, 1);
     std::vector<std::string> names;
     for (const auto& i : store.infos()) names.push_back(i.name);
-    CHECK(names == std::vector<std::string>{"q_proj.weight", "q_proj.bias", "k_proj.weight", "k_proj.bias", "v_proj.weight",
-                                            "v_proj.bias", "out_proj.weight", "out_proj.bias"});
+    CHECK(names == std::vector<std::string>{"q_proj.weight", "q_proj.bias", "k_proj.weight", "k_proj.bias",
+                                            "v_proj.weight", "v_proj.bias", "out_proj.weight", "out_proj.bias"});
     for (float b : layer.k_proj.bias.value()) CHECK(b == 0.0f);
     const float bound = float(std::sqrt(6.0 / (8 + 6)));
     float biggest = 0;

@@ -9,9 +9,9 @@
 #include <filesystem>
 #include <numeric>
 #include <stdexcept>
+#include <string>
 #include <type_traits>
 #include <utility>
-#include <string>
 #include <vector>
 
 #include "diffuse/data/batches.hpp"
@@ -146,10 +146,10 @@ void compare(const io::FashionMnist& data, std::uint64_t seed, double dropout, s
 
 TEST_CASE("Fashion-MNIST batches through data::Batches are bit-identical to the previous CaptionedBatches") {
     const io::FashionMnist data = synthetic(203);
-    compare<16>(data, 7, 0.0, 0, 0, 40);   // 12 batches an epoch: crosses three epoch boundaries
-    compare<16>(data, 7, 0.25, 0, 0, 40);  // with caption dropout
+    compare<16>(data, 7, 0.0, 0, 0, 40);      // 12 batches an epoch: crosses three epoch boundaries
+    compare<16>(data, 7, 0.25, 0, 0, 40);     // with caption dropout
     compare<16>(data, 12345, 0.1, 3, 5, 20);  // after a seek
-    compare<7>(data, 1, 0.5, 2, 28, 30);  // seek to an epoch's end, odd batch size
+    compare<7>(data, 1, 0.5, 2, 28, 30);      // seek to an epoch's end, odd batch size
     static_assert(CaptionedImageSource<FashionSource, float>);
     static_assert(CaptionedImageSource<FashionSource, double>);
     static_assert(std::is_same_v<CaptionedBatches<float, 4>, Batches<float, 4, 32, 32, 1, FashionSource>>);

@@ -40,11 +40,13 @@ void check_residual() {
         auto t = make<Tensor<double, N, Td>>(), dt = make<Tensor<double, N, Td>>();
         fill_normal(*t, rng);
         probes.push_back(testing::probe("temb", *t, *dt));
-        require_clean(check_gradients(probes, *y, [&] { block.forward(*x, *t, *y, *cache); },
-                                      [&](auto dy) { block.backward(*x, *t, *y, *cache, dy, *dx, *dt); }));
+        require_clean(check_gradients(
+            probes, *y, [&] { block.forward(*x, *t, *y, *cache); },
+            [&](auto dy) { block.backward(*x, *t, *y, *cache, dy, *dx, *dt); }));
     } else {
-        require_clean(check_gradients(probes, *y, [&] { block.forward(*x, *y, *cache); },
-                                      [&](auto dy) { block.backward(*x, *y, *cache, dy, *dx); }));
+        require_clean(check_gradients(
+            probes, *y, [&] { block.forward(*x, *y, *cache); },
+            [&](auto dy) { block.backward(*x, *y, *cache, dy, *dx); }));
     }
 }
 
@@ -52,7 +54,9 @@ void check_residual() {
 using Vec = std::vector<double>;
 
 template <class P>
-Vec values(const P& p) { return Vec(p.value().begin(), p.value().end()); }
+Vec values(const P& p) {
+    return Vec(p.value().begin(), p.value().end());
+}
 
 /// Normalizes each of `items` items of `rows` rows of C channels over (rows · C/G) per group.
 template <class NormLayer>
@@ -139,7 +143,8 @@ Vec naive_mha(const Vec& xq, const Vec& xkv, int N, int Tq, int Tk, const std::v
                 for (int j = 0; j < Tk; ++j) {
                     double d = 0;
                     for (int e = 0; e < dh; ++e)
-                        d += q[(std::size_t(n) * Tq + t) * D + h * dh + e] * k[(std::size_t(n) * Tk + j) * D + h * dh + e];
+                        d += q[(std::size_t(n) * Tq + t) * D + h * dh + e] *
+                             k[(std::size_t(n) * Tk + j) * D + h * dh + e];
                     s[j] = d / std::sqrt(double(dh));
                     if (!padded.empty() && padded[std::size_t(n) * Tk + j]) s[j] = -1e300;
                     mx = std::max(mx, s[j]);
@@ -158,12 +163,15 @@ template <class Y>
 void check_close(const Y& y, const Vec& want, double tol) {
     REQUIRE(want.size() == shape_of<Y>::size);
     double worst = 0;
-    for (std::size_t i = 0; i < want.size(); ++i) worst = std::max(worst, std::abs(double(y[i]) - want[i]) / (1 + std::abs(want[i])));
+    for (std::size_t i = 0; i < want.size(); ++i)
+        worst = std::max(worst, std::abs(double(y[i]) - want[i]) / (1 + std::abs(want[i])));
     CHECK(worst < tol);
 }
 
 template <class X>
-Vec to_vec(const X& x) { return Vec(x.begin(), x.end()); }
+Vec to_vec(const X& x) {
+    return Vec(x.begin(), x.end());
+}
 
 }  // namespace
 
@@ -194,7 +202,8 @@ TEST_CASE("ResidualBlock: float forward matches a naive computation") {
         ResidualBlock<float, Cin, Cout, norm::Group<2>, Td> b;
         ParamStore<float> store(b, 5);
         Rng rng(8);
-        for (std::size_t i = 0; i < store.size(); ++i) store.values()[i] += float(0.1 * rng.normal());  // non-trivial norm affine
+        for (std::size_t i = 0; i < store.size(); ++i)
+            store.values()[i] += float(0.1 * rng.normal());  // non-trivial norm affine
         auto x = make<Tensor<float, N, H, W, Cin>>();
         auto t = make<Tensor<float, N, Td>>();
         auto y = make<Tensor<float, N, H, W, Cout>>();
@@ -238,8 +247,8 @@ void check_attention_block() {
     fill_normal(*x, rng);
     auto probes = testing::probes(store);
     probes.push_back(testing::probe("x", *x, *dx));
-    require_clean(check_gradients(probes, *y, [&] { block.forward(*x, *y, *cache); },
-                                  [&](auto dy) { block.backward(*x, *y, *cache, dy, *dx); }));
+    require_clean(check_gradients(
+        probes, *y, [&] { block.forward(*x, *y, *cache); }, [&](auto dy) { block.backward(*x, *y, *cache, dy, *dx); }));
 }
 
 template <class Block, class XS, class CS, bool Masked>
@@ -259,8 +268,9 @@ void check_cross_block() {
     probes.push_back(testing::probe("x", *x, *dx));
     probes.push_back(testing::probe("context", *c, *dc));
     auto run = [&](const auto& m) {
-        require_clean(check_gradients(probes, *y, [&] { block.forward(*x, *c, m, *y, *cache); },
-                                      [&](auto dy) { block.backward(*x, *c, m, *y, *cache, dy, *dx, *dc); }));
+        require_clean(check_gradients(
+            probes, *y, [&] { block.forward(*x, *c, m, *y, *cache); },
+            [&](auto dy) { block.backward(*x, *c, m, *y, *cache, dy, *dx, *dc); }));
     };
     if constexpr (Masked) {
         run(mask);

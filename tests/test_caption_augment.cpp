@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "diffuse/data/caption_augment.hpp"
+
 #include "file_test_util.hpp"
 
 using namespace diffuse;

@@ -29,7 +29,9 @@ const Tokenizer& fashion_tokenizer() {
     return t;
 }
 
-bool starts_with_vowel(const std::string& w) { return !w.empty() && std::string("aeiou").find(w[0]) != std::string::npos; }
+bool starts_with_vowel(const std::string& w) {
+    return !w.empty() && std::string("aeiou").find(w[0]) != std::string::npos;
+}
 
 /// A synthetic data set of `count` images whose first two pixels encode the image index.
 io::FashionMnist synthetic(int count) {

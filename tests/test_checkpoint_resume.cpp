@@ -3,13 +3,13 @@
 // diffusion phase (Tiny preset, float, real Fashion-MNIST images). Loading names what does not fit.
 #include <doctest/doctest.h>
 
+#include <omp.h>
+
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <memory>
 #include <vector>
-
-#include <omp.h>
 
 #include "diffuse/io/idx.hpp"
 #include "diffuse/train/checkpoint.hpp"
@@ -21,7 +21,10 @@ namespace {
 
 // One thread: these Tiny models are too small to gain from threads, and OpenMP's spinning threads
 // crawl on a shared, oversubscribed machine. (Results are reproducible for any fixed thread count.)
-const int kOneThread = [] { omp_set_num_threads(1); return 1; }();
+const int kOneThread = [] {
+    omp_set_num_threads(1);
+    return 1;
+}();
 
 constexpr int kBatch = 4;
 using Model = LatentDiffusion<float, presets::Tiny>;

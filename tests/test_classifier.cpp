@@ -4,8 +4,8 @@
 
 #include "diffuse/io/idx.hpp"
 #include "diffuse/models/fashion_classifier.hpp"
-#include "diffuse/train/classifier_training.hpp"
 #include "diffuse/testing/gradient_check.hpp"
+#include "diffuse/train/classifier_training.hpp"
 
 using namespace diffuse;
 

@@ -26,10 +26,10 @@ const std::vector<std::string> kPrompts = {"bag", "a dark coat", "a photo of a p
 
 /// A vocabulary holding every word the prompts below use.
 const text::Tokenizer& tokenizer() {
-    static const text::Tokenizer t = text::Tokenizer::learn(
-        std::vector<std::string>{"a photo of a pair of sandals", "a dark coat", "an ankle boots on a white background",
-                                 "a bag", "a shoe"},
-        100);
+    static const text::Tokenizer t =
+        text::Tokenizer::learn(std::vector<std::string>{"a photo of a pair of sandals", "a dark coat",
+                                                        "an ankle boots on a white background", "a bag", "a shoe"},
+                               100);
     return t;
 }
 
@@ -50,8 +50,9 @@ void check_encoder() {
     Tensor<double, N, kCtx, clip::TinyConfig::width> y;
     testing::GradCheckOptions opt;
     opt.max_elements_per_probe = 12;
-    auto rep = check_gradients(testing::probes(store), y, [&] { enc.forward(ids, mask, y, *ws); },
-                               [&](auto dy) { enc.backward(ids, mask, y, *ws, dy); }, opt);
+    auto rep = check_gradients(
+        testing::probes(store), y, [&] { enc.forward(ids, mask, y, *ws); },
+        [&](auto dy) { enc.backward(ids, mask, y, *ws, dy); }, opt);
     MESSAGE(std::string(Cfg::seed_head ? "TextEncoder (seed head): " : "TextEncoder: ") << rep.summary());
     CHECK(rep.clean());
     CHECK(rep.max_rel_error < 1e-6);
@@ -88,10 +89,11 @@ TEST_CASE("clip::TextEncoder: parameter names, counts and workspace sizes") {
     using Seed = clip::TextEncoder<float, clip::SeedConfig>;
     MESSAGE("clip Tiny: " << Enc::parameter_count << " parameters (" << EncHead::parameter_count
                           << " with the seed head), workspace " << Enc::workspace_bytes<4> << " bytes at N=4");
-    MESSAGE("clip Default: " << Def::parameter_count << " parameters, workspace " << Def::workspace_bytes<64>
-                             << " bytes at N=64 (float)");
-    MESSAGE("clip Seed: " << Seed::parameter_count << " parameters, workspace " << Seed::workspace_bytes<1>
-                          << " bytes at N=1, " << Seed::workspace_bytes<64> << " at N=64 (float)");
+    MESSAGE("clip Default: " << Def::parameter_count << " parameters, workspace "
+                             << Def::workspace_bytes<64> << " bytes at N=64 (float)");
+    MESSAGE("clip Seed: " << Seed::parameter_count << " parameters, workspace "
+                          << Seed::workspace_bytes<1> << " bytes at N=1, "
+                          << Seed::workspace_bytes<64> << " at N=64 (float)");
     CHECK(Def::parameter_count > 500'000);
     CHECK(Seed::parameter_count > 5 * Def::parameter_count);
 }
@@ -152,7 +154,10 @@ void check_padding_invariance() {
     Rng rng(3);
     int changed = 0;
     for (std::size_t i = 0; i < ids.size; ++i)
-        if (mask[i]) { ids[i] = std::int32_t(rng.below(Cfg::vocab_size)); ++changed; }
+        if (mask[i]) {
+            ids[i] = std::int32_t(rng.below(Cfg::vocab_size));
+            ++changed;
+        }
     REQUIRE(changed == 4);
     enc.forward(ids, mask, y1, *ws);
     for (int n = 0; n < N; ++n)
@@ -185,7 +190,10 @@ TEST_CASE("clip::TextEncoder: with a linear probe on the start token, learns to 
     auto ws = make<Enc::Workspace<N>>();
     const std::array<const char*, N> prompts = {"a bag", "a shoe", "a shoe", "a bag"};
     Tensor<int, N> labels;
-    labels[0] = 0; labels[1] = 1; labels[2] = 1; labels[3] = 0;
+    labels[0] = 0;
+    labels[1] = 1;
+    labels[2] = 1;
+    labels[3] = 0;
     Tensor<float, N, D> start, dstart;
     Tensor<float, N, 2> logits, dlogits;
     Tensor<float, N, kCtx, D> dcontext;
@@ -254,7 +262,10 @@ void check_parity(const std::string& file) {
         REQUIRE(g.size() == info.size);
         for (std::size_t i = 0; i < info.size; ++i) {
             const double e = std::abs(store.grads()[info.offset + i] - g[i]) / std::max(1.0, std::abs(g[i]));
-            if (e > gworst) { gworst = e; where = info.name; }
+            if (e > gworst) {
+                gworst = e;
+                where = info.name;
+            }
         }
     }
     MESSAGE(file << ": output max abs error " << worst << ", gradient max error " << gworst << " at " << where);

@@ -37,8 +37,9 @@ void check_layer(const M& mask) {
     auto cache = make<typename decltype(layer)::template Cache<Shape<N, Len, D>>>();
     auto probes = testing::probes(store);
     probes.push_back(testing::probe("x", x, dx));
-    auto rep = check_gradients(probes, y, [&] { layer.forward(x, mask, y, *cache); },
-                               [&](auto dy) { layer.backward(x, mask, y, *cache, dy, dx); });
+    auto rep = check_gradients(
+        probes, y, [&] { layer.forward(x, mask, y, *cache); },
+        [&](auto dy) { layer.backward(x, mask, y, *cache, dy, dx); });
     INFO(rep.summary());
     CHECK(rep.clean());
     CHECK(rep.max_rel_error < 1e-6);
@@ -83,8 +84,8 @@ std::vector<double> naive_layer(const LayerT& l, const Tensor<float, N, Len, D>&
             for (int c = 0; c < D; ++c) mean += in[r * D + c] / D;
             for (int c = 0; c < D; ++c) var += (in[r * D + c] - mean) * (in[r * D + c] - mean) / D;
             for (int c = 0; c < D; ++c)
-                out[r * D + c] = (in[r * D + c] - mean) / std::sqrt(var + 1e-5) * norm.weight.value()[c] +
-                                 norm.bias.value()[c];
+                out[r * D + c] =
+                    (in[r * D + c] - mean) / std::sqrt(var + 1e-5) * norm.weight.value()[c] + norm.bias.value()[c];
         }
         return out;
     };
@@ -111,7 +112,8 @@ std::vector<double> naive_layer(const LayerT& l, const Tensor<float, N, Len, D>&
                 for (int j = 0; j < Len; ++j) {
                     if (mask(n, j)) continue;
                     double s = 0;
-                    for (int c = 0; c < dh; ++c) s += q[(n * Len + i) * D + h * dh + c] * k[(n * Len + j) * D + h * dh + c];
+                    for (int c = 0; c < dh; ++c)
+                        s += q[(n * Len + i) * D + h * dh + c] * k[(n * Len + j) * D + h * dh + c];
                     p[j] = s / std::sqrt(double(dh));
                     mx = std::max(mx, p[j]);
                 }

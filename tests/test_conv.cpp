@@ -33,10 +33,10 @@ void check_conv() {
     fill_normal(*x, rng);
     auto probes = testing::probes(store);
     probes.push_back(testing::probe("x", *x, *dx));
-    auto rep = check_gradients(probes, *y, [&] { layer.forward(*x, *y, *cache); },
-                               [&](auto dy) { layer.backward(*x, *y, *cache, dy, *dx); });
-    INFO("Conv2d<", Cin, ", ", Cout, ", K=", K, ", S=", S, std::string(P == Padding::same ? ", same" : ", valid"), "> on [", N,
-         ", ", H, ", ", W, "]: ", rep.summary());
+    auto rep = check_gradients(
+        probes, *y, [&] { layer.forward(*x, *y, *cache); }, [&](auto dy) { layer.backward(*x, *y, *cache, dy, *dx); });
+    INFO("Conv2d<", Cin, ", ", Cout, ", K=", K, ", S=", S, std::string(P == Padding::same ? ", same" : ", valid"),
+         "> on [", N, ", ", H, ", ", W, "]: ", rep.summary());
     CHECK(rep.clean());
     CHECK(rep.max_rel_error < 1e-6);
 }

@@ -1,6 +1,7 @@
 // Same seed → bitwise the same parameters after training steps, run twice or on another thread
 // count (the pitfall of llama.cpp #95 / diffusers #4055 in DESIGN.md §10).
 #include <doctest/doctest.h>
+
 #include <omp.h>
 
 #include <cstring>
@@ -23,7 +24,10 @@ struct Mlp {
     ReLU<float> act;
     Linear<float, Hidden, Out> fc2;
     template <class V>
-    constexpr void visit(V& v) { v("fc1", fc1); v("fc2", fc2); }
+    constexpr void visit(V& v) {
+        v("fc1", fc1);
+        v("fc2", fc2);
+    }
 };
 
 struct Run {

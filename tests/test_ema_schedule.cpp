@@ -91,7 +91,8 @@ TEST_CASE("EMA warm-up forgets the random initialization; constant decay keeps h
         warm_share = std::max(warm_share, std::abs((warm.values()[i] - 1.0) / (init[i] - 1.0)));
         cold_share = std::max(cold_share, std::abs((cold.values()[i] - 1.0) / (init[i] - 1.0)));
     }
-    MESSAGE("share of the initialization after 700 updates: warm-up " << warm_share << ", constant decay " << cold_share);
+    MESSAGE("share of the initialization after 700 updates: warm-up " << warm_share << ", constant decay "
+                                                                      << cold_share);
     CHECK(warm_share < 1e-3);
     CHECK(cold_share > 0.45);  // 0.999^700 = 0.496 of the init, plus a little of the early path
 }
@@ -144,7 +145,8 @@ TEST_CASE("LR schedule: linear warm-up, then constant or cosine to the floor (di
         const double progress = double(step - warmup) / std::max(1, total - warmup);
         return std::max(0.0, 0.5 * (1.0 + std::cos(std::numbers::pi * 0.5 * 2.0 * progress)));
     };
-    for (int s = 0; s <= 1100; s += 7) CHECK(cos(s) == doctest::Approx(1e-3 * diffusers_cosine(s, 100, 1100)).epsilon(1e-12));
+    for (int s = 0; s <= 1100; s += 7)
+        CHECK(cos(s) == doctest::Approx(1e-3 * diffusers_cosine(s, 100, 1100)).epsilon(1e-12));
     CHECK(cos(100) == doctest::Approx(1e-3));
     CHECK(cos(600) == doctest::Approx(5e-4));
     CHECK(cos(1100) == doctest::Approx(0.0));

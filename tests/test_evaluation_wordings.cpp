@@ -4,6 +4,8 @@
 // images the distance compares with, and the wording table.
 #include <doctest/doctest.h>
 
+#include <omp.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -14,8 +16,6 @@
 #include <string>
 #include <utility>
 #include <vector>
-
-#include <omp.h>
 
 #include "diffuse/app/class_prompts.hpp"
 #include "diffuse/app/classify.hpp"
@@ -30,7 +30,10 @@
 using namespace diffuse;
 using namespace diffuse::app;
 
-static const int kOneThread = [] { omp_set_num_threads(1); return 1; }();
+static const int kOneThread = [] {
+    omp_set_num_threads(1);
+    return 1;
+}();
 
 namespace {
 std::string source_root() { return std::filesystem::path(DIFFUSE_TEST_DATA_DIR).parent_path().parent_path().string(); }
@@ -38,16 +41,15 @@ std::string source_root() { return std::filesystem::path(DIFFUSE_TEST_DATA_DIR).
 std::string error_of(std::string_view text) {
     try {
         parse_wordings(text, "w.txt");
-    } catch (const std::invalid_argument& e) {
-        return e.what();
-    }
+    } catch (const std::invalid_argument& e) { return e.what(); }
     return "";
 }
 }  // namespace
 
 TEST_CASE("wordings: one per line, comments and blank lines skipped, blanks trimmed, in order") {
-    const auto w = parse_wordings("# a comment\n\n  my favourite {n}  \r\n\t# indented comment\n"
-                                  "{a}, seen from the front\n   \nlast line {a} without newline");
+    const auto w = parse_wordings(
+        "# a comment\n\n  my favourite {n}  \r\n\t# indented comment\n"
+        "{a}, seen from the front\n   \nlast line {a} without newline");
     REQUIRE(w.size() == 3);
     CHECK(w[0] == "my favourite {n}");
     CHECK(w[1] == "{a}, seen from the front");
@@ -67,9 +69,7 @@ TEST_CASE("wordings: a line without {a} or {n}, and a file without wordings, are
     CHECK(error_of("{n}") == "");
     CHECK_THROWS_AS(read_wordings(source_root() + "/no/such/wordings.txt"), std::runtime_error);
     const auto path = std::filesystem::temp_directory_path() / "diffuse_test_wordings.txt";
-    {
-        std::ofstream(path) << "# held out\n{a} on a shelf\n";
-    }
+    { std::ofstream(path) << "# held out\n{a} on a shelf\n"; }
     CHECK(read_wordings(path.string()) == std::vector<std::string>{"{a} on a shelf"});
     std::filesystem::remove(path);
 }
@@ -185,10 +185,11 @@ TEST_CASE("wording report: one row per wording, the held-out mean and the worst;
 
     EvaluationSummary s{24.5, 10000, 0.9313};
     CHECK(markdown_report(rows[0].accuracy, s).find("FID") == std::string::npos);  // not computed: no row
-    CHECK(markdown_report(rows[0].accuracy, EvaluationSummary{0, 0, 0.93}).find(
-              "| VAE reconstruction PSNR | not measured |") != std::string::npos);
+    CHECK(markdown_report(rows[0].accuracy, EvaluationSummary{0, 0, 0.93})
+              .find("| VAE reconstruction PSNR | not measured |") != std::string::npos);
     s.fid = 12.345;
     s.fid_images = 100;
-    CHECK(markdown_report(rows[0].accuracy, s).find("| FID (classifier features), 100 generated vs 100 test images | "
-                                                    "12.35 |") != std::string::npos);
+    CHECK(markdown_report(rows[0].accuracy, s)
+              .find("| FID (classifier features), 100 generated vs 100 test images | "
+                    "12.35 |") != std::string::npos);
 }

@@ -50,7 +50,8 @@ TEST_CASE("FeatureStats: mean and unbiased covariance of the rows added") {
     Eigen::MatrixXd c = Eigen::MatrixXd::Zero(D, D);
     for (int i = 0; i < n; ++i)
         for (int a = 0; a < D; ++a)
-            for (int b = 0; b < D; ++b) c(a, b) += (x[std::size_t(i * D + a)] - m[a]) * (x[std::size_t(i * D + b)] - m[b]);
+            for (int b = 0; b < D; ++b)
+                c(a, b) += (x[std::size_t(i * D + a)] - m[a]) * (x[std::size_t(i * D + b)] - m[b]);
     c /= double(n - 1);
     CHECK((s.mean() - m).norm() < 1e-12);
     CHECK((s.covariance() - c).norm() < 1e-12);

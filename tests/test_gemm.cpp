@@ -1,6 +1,7 @@
 // diffuse::gemm: every transpose combination, overwrite and accumulate, row strides, sizes on both
 // sides of the parallel cut, against a double-precision loop; and the same bits for any thread count.
 #include <doctest/doctest.h>
+
 #include <omp.h>
 
 #include <algorithm>
@@ -57,9 +58,9 @@ template <Trans TA, Trans TB>
 void check_shapes() {
     for (Accumulate acc : {Accumulate::no, Accumulate::yes}) {
         check_against_loop<TA, TB>(1, 1, 1, acc, 0);
-        check_against_loop<TA, TB>(7, 5, 3, acc, 2);     // odd sizes, below every kernel tile
-        check_against_loop<TA, TB>(16, 16, 32, acc, 1);  // an attention head's product
-        check_against_loop<TA, TB>(20, 36, 100, acc, 0); // partial tiles in both directions
+        check_against_loop<TA, TB>(7, 5, 3, acc, 2);      // odd sizes, below every kernel tile
+        check_against_loop<TA, TB>(16, 16, 32, acc, 1);   // an attention head's product
+        check_against_loop<TA, TB>(20, 36, 100, acc, 0);  // partial tiles in both directions
         check_against_loop<TA, TB>(33, 70, 129, acc, 1);
         check_against_loop<TA, TB>(300, 130, 40, acc, 3);  // large enough to be cut into blocks of rows
         check_against_loop<TA, TB>(70, 520, 48, acc, 0);   // ... of columns

@@ -1,7 +1,7 @@
 #include <doctest/doctest.h>
-#include <zlib.h>
 
 #include <unistd.h>
+#include <zlib.h>
 
 #include <algorithm>
 #include <array>
@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "diffuse/io/idx.hpp"
+
 #include "file_test_util.hpp"
 
 using namespace diffuse::io;
@@ -21,10 +22,11 @@ using namespace test_files;
 
 namespace {
 
-
 std::vector<unsigned char> idx_bytes(std::uint32_t magic, std::vector<std::uint32_t> dims, std::size_t payload) {
     std::vector<unsigned char> b;
-    auto be32 = [&](std::uint32_t v) { for (int s = 24; s >= 0; s -= 8) b.push_back((unsigned char)(v >> s)); };
+    auto be32 = [&](std::uint32_t v) {
+        for (int s = 24; s >= 0; s -= 8) b.push_back((unsigned char)(v >> s));
+    };
     be32(magic);
     for (auto d : dims) be32(d);
     for (std::size_t i = 0; i < payload; ++i) b.push_back((unsigned char)(i * 7 % 251));
@@ -181,7 +183,8 @@ TEST_CASE("IDX: malformed files give errors that name the file and the problem")
     SUBCASE("wrong dims for Fashion-MNIST") {
         write_gz(t.file("t10k-images-idx3-ubyte.gz"), idx_bytes(0x803, {2, 27, 28}, 2 * 27 * 28));
         write_gz(t.file("t10k-labels-idx1-ubyte.gz"), idx_bytes(0x801, {2}, 2));
-        CHECK(contains(error_of([&] { load_fashion_mnist(Split::test, t.path.string()); }), "images are 27x28, expected 28x28"));
+        CHECK(contains(error_of([&] { load_fashion_mnist(Split::test, t.path.string()); }),
+                       "images are 27x28, expected 28x28"));
     }
     SUBCASE("image and label counts differ") {
         write_gz(t.file("t10k-images-idx3-ubyte.gz"), idx_bytes(0x803, {2, 28, 28}, 2 * 784));
@@ -194,7 +197,8 @@ TEST_CASE("IDX: malformed files give errors that name the file and the problem")
         b.push_back(3);
         b.push_back(10);
         write_gz(t.file("t10k-labels-idx1-ubyte.gz"), b);
-        CHECK(contains(error_of([&] { load_fashion_mnist(Split::test, t.path.string()); }), "label 10 at index 1 is outside 0..9"));
+        CHECK(contains(error_of([&] { load_fashion_mnist(Split::test, t.path.string()); }),
+                       "label 10 at index 1 is outside 0..9"));
     }
 }
 

@@ -4,8 +4,6 @@
 // folder is never written.
 #include <doctest/doctest.h>
 
-#include <sys/stat.h>
-
 #include <array>
 #include <cstdint>
 #include <filesystem>
@@ -13,11 +11,13 @@
 #include <set>
 #include <sstream>
 #include <string>
+#include <sys/stat.h>
 #include <vector>
 
 #include "diffuse/data/image_folder.hpp"
 #include "diffuse/io/jpeg.hpp"
 #include "diffuse/io/png.hpp"
+
 #include "file_test_util.hpp"
 
 using namespace diffuse;
@@ -196,10 +196,11 @@ TEST_CASE("image folder: bad lines and images stop the load with file and line, 
     CHECK(f.size() == 2);
     CHECK(f.skipped() == 9);
     CHECK(f.texts(1) == std::vector<std::string>{"three", "drei"});
-    const std::vector<std::string> want = {
-        "line 2: image \"corrupt.png\"", "line 3: no caption", "line 4: empty caption",
-        "line 5: invalid JSON",          "line 6: image \"missing.png\"", "line 7: image \"notes.png\"",
-        "line 8: expected a JSON object", "line 9: \"file_name\" must be", "line 10: \"text\" holds a number"};
+    const std::vector<std::string> want = {"line 2: image \"corrupt.png\"",   "line 3: no caption",
+                                           "line 4: empty caption",           "line 5: invalid JSON",
+                                           "line 6: image \"missing.png\"",   "line 7: image \"notes.png\"",
+                                           "line 8: expected a JSON object",  "line 9: \"file_name\" must be",
+                                           "line 10: \"text\" holds a number"};
     REQUIRE(f.problems().size() == want.size());
     for (std::size_t i = 0; i < want.size(); ++i) {
         CAPTURE(f.problems()[i]);
@@ -220,18 +221,16 @@ TEST_CASE("image folder: paths out of the folder are refused, whatever the error
     io::write_png(folder + "/ok.png", 4, 4, 3, secret.data());
     std::filesystem::create_symlink(outer.path / "secret.png", outer.path / "data" / "link.png");
     const std::vector<std::pair<std::string, std::string>> cases = {
-        {"../../etc/passwd", "leads out of the folder (\"..\")"},
-        {"../secret.png", "leads out of the folder"},
-        {"sub/../../secret.png", "leads out of the folder"},
-        {"/etc/passwd", "is an absolute path"},
-        {outer.file("secret.png"), "is an absolute path"},
-        {"link.png", "through a symbolic link"},
+        {"../../etc/passwd", "leads out of the folder (\"..\")"}, {"../secret.png", "leads out of the folder"},
+        {"sub/../../secret.png", "leads out of the folder"},      {"/etc/passwd", "is an absolute path"},
+        {outer.file("secret.png"), "is an absolute path"},        {"link.png", "through a symbolic link"},
     };
     for (const auto& [name, message] : cases) {
         CAPTURE(name);
-        test_files::write_file(folder + "/metadata.jsonl", "{\"file_name\": \"ok.png\", \"text\": \"ok\"}\n"
-                                                           "{\"file_name\": " +
-                                                               io::json::quote(name) + ", \"text\": \"x\"}\n");
+        test_files::write_file(folder + "/metadata.jsonl",
+                               "{\"file_name\": \"ok.png\", \"text\": \"ok\"}\n"
+                               "{\"file_name\": " +
+                                   io::json::quote(name) + ", \"text\": \"x\"}\n");
         for (OnError policy : {OnError::stop, OnError::skip}) {
             const std::string e = error_of([&] { ImageFolder(folder, options(4, 3, policy)); });
             CAPTURE(e);
@@ -311,7 +310,7 @@ TEST_CASE("image folder batches: same seed same batches, seek resumes exactly, c
     }
     for (const auto& s : ra) empty += s[0] == '|';
     CHECK(drawn == std::set<std::string>{"first", "second", "third"});
-    CHECK(empty > 0);  // dropout reaches folder captions too
+    CHECK(empty > 0);                    // dropout reaches folder captions too
     CHECK(f.max_caption_length() == 7);  // "image 9", "second"
 }
 
@@ -321,10 +320,9 @@ TEST_CASE("image folder: loading and serving batches writes nothing in the folde
     std::filesystem::create_directory(dir.path / "sub");
     const auto px = pattern(5, 7, 3, 3);
     io::write_jpeg(dir.file("sub/x.jpg"), 5, 7, 3, px.data());
-    test_files::write_file(dir.file("metadata.jsonl"),
-                           test_files::read_file(dir.file("metadata.jsonl")) +
-                               "{\"file_name\": \"sub/x.jpg\", \"text\": \"x\"}\n"
-                               "{\"file_name\": \"gone.png\", \"text\": \"y\"}\n");
+    test_files::write_file(dir.file("metadata.jsonl"), test_files::read_file(dir.file("metadata.jsonl")) +
+                                                           "{\"file_name\": \"sub/x.jpg\", \"text\": \"x\"}\n"
+                                                           "{\"file_name\": \"gone.png\", \"text\": \"y\"}\n");
     const auto before = snapshot(dir.path);
     const auto listing = dir.listing();
     {

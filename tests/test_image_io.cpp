@@ -2,16 +2,18 @@
 // sizes) and the conversions to a model's input: alpha over a background, gray and RGB, resizing
 // (area down, bilinear up) and centre cropping, against hand computations on tiny images.
 #include <doctest/doctest.h>
+
 #include <zlib.h>
 
 #include <cmath>
 #include <csetjmp>
-#include <cstdio>
 #include <cstdint>
+#include <cstdio>
 #include <string>
 #include <vector>
 
 #include "diffuse/io/image.hpp"
+
 #include "file_test_util.hpp"
 
 using namespace diffuse;
@@ -86,8 +88,8 @@ TEST_CASE("resize: bilinear when enlarging, with half-pixel centres clamped at t
     for (int y = 0; y < 4; ++y)
         for (int x = 0; x < 4; ++x) {
             const double wy = row_w[std::size_t(y)], wx = row_w[std::size_t(x)];
-            const double want = wy * (wx * src[0][0] + (1 - wx) * src[0][1]) +
-                                (1 - wy) * (wx * src[1][0] + (1 - wx) * src[1][1]);
+            const double want =
+                wy * (wx * src[0][0] + (1 - wx) * src[0][1]) + (1 - wy) * (wx * src[1][0] + (1 - wx) * src[1][1]);
             CHECK(out.values[std::size_t(y * 4 + x)] == doctest::Approx(want));
         }
 }

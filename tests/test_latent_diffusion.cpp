@@ -3,14 +3,14 @@
 // per image independent of the rest of the batch, and the same after save/load.
 #include <doctest/doctest.h>
 
+#include <omp.h>
+
 #include <array>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <string>
-
-#include <omp.h>
 
 #include "diffuse/io/idx.hpp"
 #include "diffuse/models/latent_diffusion.hpp"
@@ -22,7 +22,10 @@ namespace {
 
 // One thread: these Tiny models are too small to gain from threads, and OpenMP's spinning threads
 // crawl on a shared, oversubscribed machine. (Results are reproducible for any fixed thread count.)
-const int kOneThread = [] { omp_set_num_threads(1); return 1; }();
+const int kOneThread = [] {
+    omp_set_num_threads(1);
+    return 1;
+}();
 
 using Model = LatentDiffusion<float, presets::Tiny>;
 
@@ -85,8 +88,10 @@ TEST_CASE("LatentDiffusion Tiny: a short training on real images lowers the VAE 
     }
     const double v0 = mean_of(vae, 0, 10), v1 = mean_of(vae, kVae - 10, kVae);
     const double d0 = mean_of(diff, 0, W), d1 = mean_of(diff, kDiff - W, kDiff);
-    std::printf("Tiny: VAE reconstruction %.4f -> %.4f in %d steps; latent scale %.3f; "
-                "diffusion loss (mean of %d steps) %.4f -> %.4f in %d steps\n", v0, v1, kVae, scale, W, d0, d1, kDiff);
+    std::printf(
+        "Tiny: VAE reconstruction %.4f -> %.4f in %d steps; latent scale %.3f; "
+        "diffusion loss (mean of %d steps) %.4f -> %.4f in %d steps\n",
+        v0, v1, kVae, scale, W, d0, d1, kDiff);
     CHECK(v1 < 0.5 * v0);
     CHECK(d1 < 0.8 * d0);
     CHECK(model.has_ema());

@@ -16,8 +16,8 @@ void check_linear() {
     fill_normal(x, rng);
     auto probes = testing::probes(store);
     probes.push_back(testing::probe("x", x, dx));
-    auto rep = check_gradients(probes, y, [&] { layer.forward(x, y); },
-                               [&](auto dy) { layer.backward(x, y, dy, dx); });
+    auto rep = check_gradients(
+        probes, y, [&] { layer.forward(x, y); }, [&](auto dy) { layer.backward(x, y, dy, dx); });
     INFO(rep.summary());
     CHECK(rep.clean());
     CHECK(rep.max_rel_error < 1e-6);
@@ -49,7 +49,10 @@ struct Two {
     Linear<float, 4, 3> first;
     Linear<float, 3, 2> second;
     template <class V>
-    constexpr void visit(V& v) { v("first", first); v("second", second); }
+    constexpr void visit(V& v) {
+        v("first", first);
+        v("second", second);
+    }
 };
 }  // namespace
 
@@ -74,11 +77,13 @@ TEST_CASE("The gradient checker catches a wrong backward") {
     auto probes = testing::probes(store);
     probes.push_back(testing::probe("x", x, dx));
     // Overwrites dx instead of accumulating, and doubles the weight gradient.
-    auto rep = check_gradients(probes, y, [&] { layer.forward(x, y); }, [&](auto dy) {
-        dx.fill(0);
-        layer.backward(x, y, dy, dx);
-        for (int i = 0; i < 6; ++i) layer.weight.grad_ptr[i] *= 2;
-    });
+    auto rep = check_gradients(
+        probes, y, [&] { layer.forward(x, y); },
+        [&](auto dy) {
+            dx.fill(0);
+            layer.backward(x, y, dy, dx);
+            for (int i = 0; i < 6; ++i) layer.weight.grad_ptr[i] *= 2;
+        });
     CHECK_FALSE(rep.clean());
     CHECK(rep.max_rel_error > 0.1);
 }

@@ -26,8 +26,9 @@ void check_mse() {
     fill_normal(pred, rng);
     fill_normal(target, rng);
     std::vector<testing::Probe> probes{testing::probe("pred", pred, dpred)};
-    auto rep = check_gradients(probes, y, [&] { y[0] = mse_loss(pred, target, View<double, D...>{}); },
-                               [&](auto dy) { mse_loss(pred, target, dpred, dy[0]); });
+    auto rep = check_gradients(
+        probes, y, [&] { y[0] = mse_loss(pred, target, View<double, D...>{}); },
+        [&](auto dy) { mse_loss(pred, target, dpred, dy[0]); });
     INFO(rep.summary());
     CHECK(rep.clean());
     CHECK(rep.max_rel_error < 1e-6);
@@ -48,8 +49,8 @@ void check_cross_entropy() {
         else return cross_entropy(logits, labels, dl, dloss);
     };
     std::vector<testing::Probe> probes{testing::probe("logits", logits, dlogits)};
-    auto rep = check_gradients(probes, y, [&] { y[0] = loss(View<double, N, K>{}, 1.0); },
-                               [&](auto dy) { loss(mview(dlogits), dy[0]); });
+    auto rep = check_gradients(
+        probes, y, [&] { y[0] = loss(View<double, N, K>{}, 1.0); }, [&](auto dy) { loss(mview(dlogits), dy[0]); });
     INFO(rep.summary());
     CHECK(rep.clean());
     CHECK(rep.max_rel_error < 1e-6);
@@ -131,9 +132,9 @@ TEST_CASE("cross_entropy: huge logits stay finite, bad labels throw") {
 TEST_CASE("accuracy: argmax against labels, ties to the first class") {
     Tensor<float, 4, 3> logits;
     Tensor<int, 4> labels;
-    const float v[12] = {0.1f, 0.9f, 0.0f,   // argmax 1
-                         2.0f, 1.0f, 0.0f,   // argmax 0
-                         0.5f, 0.5f, 0.2f,   // tie: 0
+    const float v[12] = {0.1f,  0.9f,  0.0f,    // argmax 1
+                         2.0f,  1.0f,  0.0f,    // argmax 0
+                         0.5f,  0.5f,  0.2f,    // tie: 0
                          -1.0f, -3.0f, -0.5f};  // argmax 2
     std::copy(v, v + 12, logits.begin());
     const int l[4] = {1, 0, 1, 0};

@@ -4,6 +4,8 @@
 // model trained for a few steps on a folder the test writes.
 #include <doctest/doctest.h>
 
+#include <omp.h>
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -12,13 +14,12 @@
 #include <string>
 #include <vector>
 
-#include <omp.h>
-
 #include "diffuse/app/nearest.hpp"
 #include "diffuse/app/prompt_following.hpp"
 #include "diffuse/data/image_folder.hpp"
 #include "diffuse/io/png.hpp"
 #include "diffuse/train/latent_diffusion_trainer.hpp"
+
 #include "file_test_util.hpp"
 #include "tiny_folder_util.hpp"
 
@@ -44,8 +45,8 @@ TEST_CASE("ranking: the nearest first, ties broken by index") {
     CHECK(app::rank_of(q, items, 5, 1, 4) == 4);
 
     const std::vector<double> d = app::distances(q, items, 5, 1);
-    CHECK(app::best_rank(d, {4, 0}) == 2);   // item 0 is the better of the two
-    CHECK(app::best_rank(d, {3, 3}) == 1);   // repeats are harmless
+    CHECK(app::best_rank(d, {4, 0}) == 2);  // item 0 is the better of the two
+    CHECK(app::best_rank(d, {3, 3}) == 1);  // repeats are harmless
     CHECK(app::best_rank(d, {1, 3, 2}) == 0);
     CHECK(app::top_k(d, 2) == std::vector<int>{2, 3});
 
@@ -110,7 +111,10 @@ TEST_CASE("prompt following: picks spread evenly, pixel features box-averaged") 
 
 namespace {
 
-const int kOneThread = [] { omp_set_num_threads(1); return 1; }();  // Tiny models gain nothing from threads
+const int kOneThread = [] {
+    omp_set_num_threads(1);
+    return 1;
+}();  // Tiny models gain nothing from threads
 
 constexpr int kBatch = 8, kSide = 8, kEntries = 12;
 using Model = LatentDiffusion<float, presets::Tiny>;

@@ -1,7 +1,8 @@
 #include <doctest/doctest.h>
 
-#include <cmath>
 #include <omp.h>
+
+#include <cmath>
 #include <vector>
 
 #include "diffuse/diffuse.hpp"
@@ -36,8 +37,8 @@ void check_norm() {
     auto cache = make<typename Layer::template Cache<Shape<D...>>>();
     auto probes = testing::probes(store);
     probes.push_back(testing::probe("x", x, dx));
-    auto rep = check_gradients(probes, y, [&] { layer.forward(x, y, *cache); },
-                               [&](auto dy) { layer.backward(x, y, *cache, dy, dx); });
+    auto rep = check_gradients(
+        probes, y, [&] { layer.forward(x, y, *cache); }, [&](auto dy) { layer.backward(x, y, *cache, dy, dx); });
     INFO(rep.summary());
     CHECK(rep.clean());
     CHECK(rep.max_rel_error < 1e-6);
@@ -248,7 +249,10 @@ struct TwoNorms {
     LayerNorm<float, 8> norm1;
     GroupNorm<float, 8, 4> norm2;
     template <class V>
-    constexpr void visit(V& v) { v("norm1", norm1); v("norm2", norm2); }
+    constexpr void visit(V& v) {
+        v("norm1", norm1);
+        v("norm2", norm2);
+    }
 };
 }  // namespace
 

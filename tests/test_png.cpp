@@ -1,4 +1,5 @@
 #include <doctest/doctest.h>
+
 #include <unistd.h>
 
 #include <cmath>
@@ -8,6 +9,7 @@
 #include <vector>
 
 #include "diffuse/io/png.hpp"
+
 #include "file_test_util.hpp"
 
 using namespace diffuse;
@@ -16,8 +18,6 @@ namespace fs = std::filesystem;
 using namespace test_files;
 
 namespace {
-
-
 
 std::vector<std::uint8_t> pattern(std::size_t n) {
     std::vector<std::uint8_t> v(n);
@@ -63,7 +63,8 @@ TEST_CASE("PNG: float tensors round trip within half a level") {
     write_png(t.file("f.png"), img);
     Tensor<double, 6, 4, 3> back;
     read_png_into(t.file("f.png"), back);
-    for (std::size_t i = 0; i < img.size; ++i) CHECK(std::abs(back[i] - img[i]) <= 1.0 / 255.0 + 1e-6);  // half a level, plus float rounding
+    for (std::size_t i = 0; i < img.size; ++i)
+        CHECK(std::abs(back[i] - img[i]) <= 1.0 / 255.0 + 1e-6);  // half a level, plus float rounding
     Tensor<float, 4, 6, 3> wrong;
     CHECK(contains(error_of([&] { read_png_into(t.file("f.png"), wrong); }), "image is 4x6, expected 6x4"));
 }
@@ -77,7 +78,7 @@ TEST_CASE("PNG: channel conversion on read") {
     REQUIRE(rgb.channels == 3);
     CHECK(to_byte(rgb(0, 0, 0)) == 255);
     CHECK(to_byte(rgb(0, 0, 1)) == 0);
-    CHECK(to_byte(rgb(0, 1, 1)) == 0);  // transparent -> the black background
+    CHECK(to_byte(rgb(0, 1, 1)) == 0);   // transparent -> the black background
     CHECK(to_byte(rgb(0, 2, 0)) > 100);  // half white over black: in between
     CHECK(to_byte(rgb(0, 2, 0)) < 255);
 
@@ -107,8 +108,8 @@ TEST_CASE("PNG: a grid tiles [N, H, W, C] images row by row with gaps") {
         for (int y = 0; y < H; ++y)
             for (int x = 0; x < W; ++x) CHECK(to_byte(g(y0 + y, x0 + x, 0)) == to_byte(batch(n, y, x, 0)));
     }
-    CHECK(g(H, 0, 0) == 1.0f);          // the gap row
-    CHECK(g(0, W, 0) == 1.0f);          // a gap column
+    CHECK(g(H, 0, 0) == 1.0f);                // the gap row
+    CHECK(g(0, W, 0) == 1.0f);                // a gap column
     CHECK(g(H + 1, 2 * (W + 1), 0) == 1.0f);  // the empty sixth cell
 
     Tensor<float, 2, 2, 2, 3> rgb;

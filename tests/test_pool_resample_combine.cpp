@@ -32,8 +32,9 @@ void check_maxpool() {
     Tensor<double, N, Ho, Wo, C> y;
     typename L::template Cache<XS> cache;
     fill_normal(x, rng);  // distinct values: no ties for the finite differences to straddle
-    auto rep = check_gradients({testing::probe("x", x, dx)}, y, [&] { pool.forward(x, y, cache); },
-                               [&](auto dy) { pool.backward(x, y, cache, dy, dx); });
+    auto rep = check_gradients(
+        {testing::probe("x", x, dx)}, y, [&] { pool.forward(x, y, cache); },
+        [&](auto dy) { pool.backward(x, y, cache, dy, dx); });
     require_clean(rep, "MaxPool2d<" + std::to_string(K) + ", " + std::to_string(S) + ">");
 }
 
@@ -44,8 +45,8 @@ void check_upsample() {
     Tensor<double, N, H, W, C> x, dx;
     Tensor<double, N, 2 * H, 2 * W, C> y;
     fill_normal(x, rng);
-    auto rep = check_gradients({testing::probe("x", x, dx)}, y, [&] { up.forward(x, y); },
-                               [&](auto dy) { up.backward(x, y, dy, dx); });
+    auto rep = check_gradients(
+        {testing::probe("x", x, dx)}, y, [&] { up.forward(x, y); }, [&](auto dy) { up.backward(x, y, dy, dx); });
     require_clean(rep, "Upsample2x");
 }
 
@@ -58,8 +59,9 @@ void check_concat() {
     Tensor<double, Lead..., C1 + C2> y;
     fill_normal(a, rng);
     fill_normal(b, rng);
-    auto rep = check_gradients({testing::probe("a", a, da), testing::probe("b", b, db)}, y,
-                               [&] { cat.forward(a, b, y); }, [&](auto dy) { cat.backward(a, b, y, dy, da, db); });
+    auto rep = check_gradients(
+        {testing::probe("a", a, da), testing::probe("b", b, db)}, y, [&] { cat.forward(a, b, y); },
+        [&](auto dy) { cat.backward(a, b, y, dy, da, db); });
     require_clean(rep, "Concat");
 }
 
@@ -69,8 +71,9 @@ void check_add() {
     Tensor<double, D...> a, b, da, db, y;
     fill_normal(a, rng);
     fill_normal(b, rng);
-    auto rep = check_gradients({testing::probe("a", a, da), testing::probe("b", b, db)}, y, [&] { add(a, b, y); },
-                               [&](auto dy) { add_backward(dy, da, db); });
+    auto rep = check_gradients(
+        {testing::probe("a", a, da), testing::probe("b", b, db)}, y, [&] { add(a, b, y); },
+        [&](auto dy) { add_backward(dy, da, db); });
     require_clean(rep, "add");
 }
 

@@ -4,20 +4,16 @@
 // 32 <-> 28 border, PSNR, grid layout, the class prompts and scoring with the shipped classifier.
 #include <doctest/doctest.h>
 
+#include <omp.h>
+#include <unistd.h>
+
 #include <cmath>
 #include <filesystem>
 #include <fstream>
-#include <omp.h>
 #include <set>
 #include <string>
 #include <vector>
 
-#include <unistd.h>
-
-#include "../examples/common/cli.hpp"
-#include "../examples/common/generation_flags.hpp"
-#include "../examples/common/model_files.hpp"
-#include "../examples/common/output_paths.hpp"
 #include "diffuse/app/class_prompts.hpp"
 #include "diffuse/app/classify.hpp"
 #include "diffuse/app/evaluation.hpp"
@@ -31,13 +27,21 @@
 #include "diffuse/text/tokenizer.hpp"
 #include "diffuse/train/classifier_training.hpp"
 
+#include "../examples/common/cli.hpp"
+#include "../examples/common/generation_flags.hpp"
+#include "../examples/common/model_files.hpp"
+#include "../examples/common/output_paths.hpp"
+
 using namespace diffuse;
 using namespace diffuse::app;
 using namespace cli;
 
 // One thread: these sizes are far too small to share, and on a busy 2-core machine two spinning
 // OpenMP threads made the Tiny pipeline test 20x slower (22 s against 1 s).
-static const int kOneThread = [] { omp_set_num_threads(1); return 1; }();
+static const int kOneThread = [] {
+    omp_set_num_threads(1);
+    return 1;
+}();
 
 namespace {
 GenerationFlags good_flags() {
@@ -69,7 +73,10 @@ TEST_CASE("txt2img flags: good ones pass, each bad one is named") {
     CHECK(bad([](auto& f) { f.guidance = 0; }) == "");  // 0 = unconditional: allowed
     CHECK(bad([](auto& f) { f.guidance = std::nan(""); }).find("finite") != std::string::npos);
     CHECK(bad([](auto& f) { f.prompts_file = "p.txt"; }).find("not both") != std::string::npos);
-    CHECK(bad([](auto& f) { f.prompt.clear(); f.prompts_file = "p.txt"; }) == "");
+    CHECK(bad([](auto& f) {
+              f.prompt.clear();
+              f.prompts_file = "p.txt";
+          }) == "");
     // evaluate has no prompt or output directory.
     GenerationFlags e;
     CHECK(validate(e, false) == "");
@@ -388,9 +395,9 @@ TEST_CASE("reconstruct_in_chunks and the PSNR of what comes back") {
 
 TEST_CASE("conditional accuracy: per class, mean over classes, most common mistake; Markdown report") {
     ConditionalAccuracy acc;
-    acc.add(0, {0, 0, 6, 6, 2});          // 2 of 5 right; mistaken mostly for 6 (Shirt)
-    acc.add(9, {9, 9, 9, 9});             // all right
-    acc.add(9, {7});                      // 4 of 5
+    acc.add(0, {0, 0, 6, 6, 2});  // 2 of 5 right; mistaken mostly for 6 (Shirt)
+    acc.add(9, {9, 9, 9, 9});     // all right
+    acc.add(9, {7});              // 4 of 5
     CHECK(acc.samples(0) == 5);
     CHECK(acc.accuracy(0) == doctest::Approx(0.4));
     CHECK(acc.accuracy(9) == doctest::Approx(0.8));

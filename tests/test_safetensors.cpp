@@ -1,4 +1,5 @@
 #include <doctest/doctest.h>
+
 #include <unistd.h>
 
 #include <cmath>
@@ -13,6 +14,7 @@
 
 #include "diffuse/core/params.hpp"
 #include "diffuse/io/safetensors.hpp"
+
 #include "file_test_util.hpp"
 
 using namespace diffuse;
@@ -22,7 +24,6 @@ using namespace test_files;
 
 namespace {
 
-
 // A safetensors file from a header text and a data section, as a corrupt-file factory.
 std::string st_bytes(const std::string& header, const std::string& data, std::uint64_t len = UINT64_MAX) {
     if (len == UINT64_MAX) len = header.size();
@@ -31,21 +32,27 @@ std::string st_bytes(const std::string& header, const std::string& data, std::ui
     return b + header + data;
 }
 
-
 // A small model: nested names, several shapes.
 template <class T>
 struct Block {
     Param<T, 3, 4> weight{Init::Normal(1.0)};
     Param<T, 3> bias{Init::Uniform(0.5)};
     template <class V>
-    constexpr void visit(V& v) { v("weight", weight); v("bias", bias); }
+    constexpr void visit(V& v) {
+        v("weight", weight);
+        v("bias", bias);
+    }
 };
 template <class T>
 struct Model {
     Block<T> first, second;
     Param<T, 2, 2, 5> table{Init::Normal(0.1)};
     template <class V>
-    constexpr void visit(V& v) { v("blocks", 0, first); v("blocks", 1, second); v("table", table); }
+    constexpr void visit(V& v) {
+        v("blocks", 0, first);
+        v("blocks", 1, second);
+        v("table", table);
+    }
 };
 // The same names with one shape changed.
 struct Reshaped {
@@ -53,7 +60,11 @@ struct Reshaped {
     Block<float> second;
     Param<float, 2, 5, 2> table;
     template <class V>
-    constexpr void visit(V& v) { v("blocks", 0, first); v("blocks", 1, second); v("table", table); }
+    constexpr void visit(V& v) {
+        v("blocks", 0, first);
+        v("blocks", 1, second);
+        v("table", table);
+    }
 };
 
 template <class T>
@@ -63,7 +74,8 @@ std::vector<T> values_of(const ParamStore<T>& s) {
     return v;
 }
 
-const fs::path kChecker = fs::path(DIFFUSE_TEST_DATA_DIR).parent_path().parent_path() / "tools" / "check_safetensors.py";
+const fs::path kChecker =
+    fs::path(DIFFUSE_TEST_DATA_DIR).parent_path().parent_path() / "tools" / "check_safetensors.py";
 
 // Runs the Python checker; returns its exit status and output.
 int run_checker(const std::string& args, std::string& output) {
@@ -99,24 +111,24 @@ TEST_CASE("F16: every half value survives half -> float -> half") {
 
 TEST_CASE("F16 and BF16: rounding to nearest, ties to even, overflow and subnormals") {
     CHECK(float_to_half(1.0f) == 0x3C00);
-    CHECK(float_to_half(1.0f + 0x1p-11f) == 0x3C00);        // tie -> even
-    CHECK(float_to_half(1.0f + 3 * 0x1p-11f) == 0x3C02);    // tie -> even (up)
+    CHECK(float_to_half(1.0f + 0x1p-11f) == 0x3C00);      // tie -> even
+    CHECK(float_to_half(1.0f + 3 * 0x1p-11f) == 0x3C02);  // tie -> even (up)
     CHECK(float_to_half(1.0f + 0x1p-11f + 0x1p-20f) == 0x3C01);
     CHECK(float_to_half(65504.0f) == 0x7BFF);
     CHECK(float_to_half(65519.0f) == 0x7BFF);
-    CHECK(float_to_half(65520.0f) == 0x7C00);               // rounds past the largest half
+    CHECK(float_to_half(65520.0f) == 0x7C00);  // rounds past the largest half
     CHECK(float_to_half(-1e30f) == 0xFC00);
     CHECK(float_to_half(std::numeric_limits<float>::infinity()) == 0x7C00);
-    CHECK(float_to_half(0x1p-24f) == 0x0001);               // smallest subnormal
-    CHECK(float_to_half(0x1p-25f) == 0x0000);               // tie -> even (zero)
+    CHECK(float_to_half(0x1p-24f) == 0x0001);  // smallest subnormal
+    CHECK(float_to_half(0x1p-25f) == 0x0000);  // tie -> even (zero)
     CHECK(float_to_half(1.5f * 0x1p-25f) == 0x0001);
-    CHECK(float_to_half(0x1p-14f - 0x1p-26f) == 0x0400);    // rounds up into the normals
+    CHECK(float_to_half(0x1p-14f - 0x1p-26f) == 0x0400);  // rounds up into the normals
     CHECK(float_to_half(-0.0f) == 0x8000);
     CHECK(float_to_half(0.1f) == 0x2E66);
     CHECK(double(half_to_float(0x3555)) == 0.333251953125);
 
     CHECK(float_to_bf16(1.0f) == 0x3F80);
-    CHECK(float_to_bf16(1.0f + 0x1p-8f) == 0x3F80);         // tie -> even
+    CHECK(float_to_bf16(1.0f + 0x1p-8f) == 0x3F80);  // tie -> even
     CHECK(float_to_bf16(1.0f + 3 * 0x1p-8f) == 0x3F82);
     CHECK(float_to_bf16(std::numeric_limits<float>::max()) == 0x7F80);  // overflow -> inf
     CHECK(std::isnan(bf16_to_float(float_to_bf16(std::numeric_limits<float>::quiet_NaN()))));
@@ -130,7 +142,8 @@ TEST_CASE("F16 and BF16: rounding to nearest, ties to even, overflow and subnorm
 // ---- JSON ---------------------------------------------------------------------------------------
 
 TEST_CASE("JSON: the strict parser accepts valid documents") {
-    const auto v = json::parse(R"( {"a": [1, -2.5e3, 0, true, false, null], "b": {"c": "x\"\\\/\b\f\n\r\t\u00e9\ud83d\ude00"}, "n": 18446744073709551615} )");
+    const auto v = json::parse(
+        R"( {"a": [1, -2.5e3, 0, true, false, null], "b": {"c": "x\"\\\/\b\f\n\r\t\u00e9\ud83d\ude00"}, "n": 18446744073709551615} )");
     REQUIRE(v.kind == json::Value::object);
     REQUIRE(v.find("a"));
     CHECK(v.find("a")->items.size() == 6);
@@ -146,13 +159,41 @@ TEST_CASE("JSON: the strict parser accepts valid documents") {
 }
 
 TEST_CASE("JSON: the strict parser rejects what RFC 8259 does not allow") {
-    for (const char* bad : {"", "{", "[1,]", "{\"a\":1,}", "{\"a\":1 \"b\":2}", "{\"a\":1,\"a\":2}", "{a:1}", "01", "1.", ".5",
-                            "-", "1e", "+1", "tru", "nul", "\"\\x\"", "\"\\ud800\"", "\"\\udc00\"", "\"\\ud800\\u0041\"", "\"\\u12g4\"",
-                            "\"abc", "\"a\nb\"", "\"\xff\"", "\"\xc0\xaf\"", "\"\xed\xa0\x80\"", "{} x", "[1] [2]", "// c\n{}", "'a'", "NaN"}) {
+    for (const char* bad : {"",
+                            "{",
+                            "[1,]",
+                            "{\"a\":1,}",
+                            "{\"a\":1 \"b\":2}",
+                            "{\"a\":1,\"a\":2}",
+                            "{a:1}",
+                            "01",
+                            "1.",
+                            ".5",
+                            "-",
+                            "1e",
+                            "+1",
+                            "tru",
+                            "nul",
+                            "\"\\x\"",
+                            "\"\\ud800\"",
+                            "\"\\udc00\"",
+                            "\"\\ud800\\u0041\"",
+                            "\"\\u12g4\"",
+                            "\"abc",
+                            "\"a\nb\"",
+                            "\"\xff\"",
+                            "\"\xc0\xaf\"",
+                            "\"\xed\xa0\x80\"",
+                            "{} x",
+                            "[1] [2]",
+                            "// c\n{}",
+                            "'a'",
+                            "NaN"}) {
         const auto e = error_of([&] { json::parse(bad); });
         CHECK_MESSAGE(contains(e, "invalid JSON at byte"), "input: ", bad);
     }
-    CHECK(contains(error_of([] { json::parse(std::string(100, '[') + std::string(100, ']')); }), "nesting deeper than 64"));
+    CHECK(contains(error_of([] { json::parse(std::string(100, '[') + std::string(100, ']')); }),
+                   "nesting deeper than 64"));
     CHECK(contains(error_of([] { json::parse("{\"a\":1,\"a\":2}"); }), "duplicate key \"a\""));
     CHECK(contains(error_of([] { json::as_u64(json::parse("-1"), "x"); }), "x is -1, expected a non-negative integer"));
     CHECK(contains(error_of([] { json::as_u64(json::parse("18446744073709551616"), "x"); }), "does not fit 64 bits"));
@@ -205,15 +246,21 @@ TEST_CASE("safetensors: tensors of every float dtype, integers and metadata roun
     }
     CHECK(r.read<double>("f64") == d);
     CHECK(r.read<float>("f64") == std::vector<float>{0.1f, -2.0f, std::numeric_limits<float>::infinity(), 0.0f});
-    CHECK(r.read<double>("f64_as_f32") == std::vector<double>{double(0.1f), -2.0, double(float(1e300)), double(float(1e-300))});
+    CHECK(r.read<double>("f64_as_f32") ==
+          std::vector<double>{double(0.1f), -2.0, double(float(1e300)), double(float(1e-300))});
     CHECK(r.read<std::int64_t>("step") == step);
     CHECK(r.read<std::uint8_t>("bytes") == bytes);
     CHECK(r.read_raw("f16").size() == 16);
     CHECK(r.read<float>("empty").empty());
 
-    CHECK(contains(error_of([&] { r.read<float>("step"); }), "tensor 'step' has dtype I64, which does not convert to floating point"));
+    CHECK(contains(error_of([&] { r.read<float>("step"); }),
+                   "tensor 'step' has dtype I64, which does not convert to floating point"));
     CHECK(contains(error_of([&] { r.read<std::int32_t>("step"); }), "has dtype I64, the caller expects I32"));
-    CHECK(contains(error_of([&] { std::vector<float> x(3); r.read("f32", x.data(), 3); }), "has 8 elements, the caller expects 3"));
+    CHECK(contains(error_of([&] {
+                       std::vector<float> x(3);
+                       r.read("f32", x.data(), 3);
+                   }),
+                   "has 8 elements, the caller expects 3"));
     CHECK(contains(error_of([&] { r.at("nothing"); }), "no tensor named 'nothing'"));
 }
 
@@ -257,7 +304,8 @@ TEST_CASE("safetensors: a parameter store saves and loads by state-dict name") {
     save_params(sa, t.file("b.safetensors"), DType::BF16);
     ParamStore<double> sh(c, 4);
     load_params(sh, t.file("h.safetensors"));
-    for (std::size_t i = 0; i < va.size(); ++i) CHECK(std::abs(values_of(sh)[i] - va[i]) <= std::abs(va[i]) * 0x1p-11 + 0x1p-24);
+    for (std::size_t i = 0; i < va.size(); ++i)
+        CHECK(std::abs(values_of(sh)[i] - va[i]) <= std::abs(va[i]) * 0x1p-11 + 0x1p-24);
     load_params(sh, t.file("b.safetensors"));
     for (std::size_t i = 0; i < va.size(); ++i) CHECK(std::abs(values_of(sh)[i] - va[i]) <= std::abs(va[i]) * 0x1p-8);
     save_params(sc, t.file("d.safetensors"));
@@ -288,12 +336,17 @@ TEST_CASE("safetensors: loading names the tensor that is missing, misshapen or u
 
     SUBCASE("missing") {
         const auto p = write([&](auto& w) { all_but(w, "blocks.1.bias"); });
-        CHECK(contains(error_of([&] { load_params(store, p); }), "missing tensor 'blocks.1.bias' (the model expects [3])"));
+        CHECK(contains(error_of([&] { load_params(store, p); }),
+                       "missing tensor 'blocks.1.bias' (the model expects [3])"));
         CHECK(values_of(store) == before);  // a failed load writes nothing
     }
     SUBCASE("shape mismatch") {
-        const auto p = write([&](auto& w) { all_but(w, "table"); w.add("table", {2, 5, 2}, zeros.data()); });
-        CHECK(contains(error_of([&] { load_params(store, p); }), "tensor 'table' has shape [2, 5, 2], the model expects [2, 2, 5]"));
+        const auto p = write([&](auto& w) {
+            all_but(w, "table");
+            w.add("table", {2, 5, 2}, zeros.data());
+        });
+        CHECK(contains(error_of([&] { load_params(store, p); }),
+                       "tensor 'table' has shape [2, 5, 2], the model expects [2, 2, 5]"));
         CHECK(values_of(store) == before);
         Reshaped r;
         ParamStore<float> rs(r);
@@ -301,7 +354,10 @@ TEST_CASE("safetensors: loading names the tensor that is missing, misshapen or u
     }
     SUBCASE("integer dtype") {
         const std::vector<std::int32_t> iz(64, 0);
-        const auto p = write([&](auto& w) { all_but(w, "blocks.0.bias"); w.add("blocks.0.bias", {3}, iz.data()); });
+        const auto p = write([&](auto& w) {
+            all_but(w, "blocks.0.bias");
+            w.add("blocks.0.bias", {3}, iz.data());
+        });
         CHECK(contains(error_of([&] { load_params(store, p); }), "tensor 'blocks.0.bias' has dtype I32"));
     }
     SUBCASE("unexpected extra tensor, and the options that allow it") {
@@ -362,21 +418,36 @@ TEST_CASE("safetensors: corrupt files give errors that name the file and the pro
                    "tensor 'a' ends at data byte 8 but the file holds only 5 data bytes (truncated?)"));
     CHECK(contains(err(st_bytes(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,800]}})", data8)),
                    "data_offsets [0, 800] hold 800 bytes, but F32 [2] needs 8"));
-    CHECK(contains(err(st_bytes(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[8,0]}})", data8)), "end before they begin"));
+    CHECK(contains(err(st_bytes(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[8,0]}})", data8)),
+                   "end before they begin"));
     CHECK(contains(err(st_bytes(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})", data8 + "1234")),
                    "tensor 'a' starts at data byte 4, expected 0 (gap between tensors)"));
-    CHECK(contains(err(st_bytes(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})", data8)),
-                   "(tensors overlap)"));
-    CHECK(contains(err(st_bytes(good, data8 + "xx")), "tensors cover 8 data bytes but the file holds 10 (trailing bytes)"));
-    CHECK(contains(err(st_bytes(R"({"a":{"dtype":"F17","shape":[2],"data_offsets":[0,8]}})", data8)), "tensor 'a' has an unsupported dtype 'F17'"));
-    CHECK(contains(err(st_bytes(R"({"a":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}})", data8)), "shape[0] is -2"));
-    CHECK(contains(err(st_bytes(R"({"a":{"dtype":"F32","shape":2,"data_offsets":[0,8]}})", data8)), "shape is a number, expected an array"));
-    CHECK(contains(err(st_bytes(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0]}})", data8)), "data_offsets must be an array of two integers"));
-    CHECK(contains(err(st_bytes(R"({"a":{"dtype":"F32","shape":[2]}})", data8)), "needs dtype, shape and data_offsets"));
-    CHECK(contains(err(st_bytes(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8],"x":1}})", data8)), "unknown field 'x'"));
+    CHECK(contains(
+        err(st_bytes(
+            R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})",
+            data8)),
+        "(tensors overlap)"));
+    CHECK(contains(err(st_bytes(good, data8 + "xx")),
+                   "tensors cover 8 data bytes but the file holds 10 (trailing bytes)"));
+    CHECK(contains(err(st_bytes(R"({"a":{"dtype":"F17","shape":[2],"data_offsets":[0,8]}})", data8)),
+                   "tensor 'a' has an unsupported dtype 'F17'"));
+    CHECK(
+        contains(err(st_bytes(R"({"a":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}})", data8)), "shape[0] is -2"));
+    CHECK(contains(err(st_bytes(R"({"a":{"dtype":"F32","shape":2,"data_offsets":[0,8]}})", data8)),
+                   "shape is a number, expected an array"));
+    CHECK(contains(err(st_bytes(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0]}})", data8)),
+                   "data_offsets must be an array of two integers"));
+    CHECK(
+        contains(err(st_bytes(R"({"a":{"dtype":"F32","shape":[2]}})", data8)), "needs dtype, shape and data_offsets"));
+    CHECK(contains(err(st_bytes(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8],"x":1}})", data8)),
+                   "unknown field 'x'"));
     CHECK(contains(err(st_bytes(R"({"a":[1]})", data8)), "tensor 'a' is described by an array"));
-    CHECK(contains(err(st_bytes(R"({"__metadata__":{"k":1}})", "")), "__metadata__ value of 'k' is a number, expected a string"));
-    CHECK(contains(err(st_bytes(R"({"a":{"dtype":"F32","shape":[4294967296,4294967296,4294967296],"data_offsets":[0,8]}})", data8)), "is too large"));
+    CHECK(contains(err(st_bytes(R"({"__metadata__":{"k":1}})", "")),
+                   "__metadata__ value of 'k' is a number, expected a string"));
+    CHECK(contains(
+        err(st_bytes(R"({"a":{"dtype":"F32","shape":[4294967296,4294967296,4294967296],"data_offsets":[0,8]}})",
+                     data8)),
+        "is too large"));
 
     // A file cut short anywhere is refused.
     SafetensorsWriter w;
@@ -384,7 +455,8 @@ TEST_CASE("safetensors: corrupt files give errors that name the file and the pro
     w.add("v", {10}, v.data());
     w.save(p);
     const std::string full = read_file(p);
-    for (std::size_t cut : {std::size_t(0), std::size_t(7), std::size_t(20), full.size() - 40 /* header only */, full.size() - 1}) {
+    for (std::size_t cut :
+         {std::size_t(0), std::size_t(7), std::size_t(20), full.size() - 40 /* header only */, full.size() - 1}) {
         write_file(p, full.substr(0, cut));
         CHECK_MESSAGE(!error_of([&] { SafetensorsFile f(p); }).empty(), "cut at ", cut);
     }
@@ -459,7 +531,11 @@ TEST_CASE("safetensors: Python's standard library reads our files, and we read P
         std::getline(cols, dtype, '\t');
         std::getline(cols, shape, '\t');
         std::getline(cols, values, '\t');
-        if (name == "__metadata__") { CHECK(dtype == "format"); CHECK(shape == "pt"); continue; }
+        if (name == "__metadata__") {
+            CHECK(dtype == "format");
+            CHECK(shape == "pt");
+            continue;
+        }
         dtypes[name] = dtype + " " + shape;
         std::istringstream vs(values);
         for (std::string v; vs >> v;) got[name].push_back(std::strtod(v.c_str(), nullptr));

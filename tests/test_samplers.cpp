@@ -28,7 +28,8 @@ std::vector<double> cumprod_one_minus(const std::vector<double>& betas) {
 
 double max_rel(const std::vector<double>& a, const std::vector<double>& b) {
     double w = 0;
-    for (std::size_t i = 0; i < a.size(); ++i) w = std::max(w, std::abs(a[i] - b[i]) / std::max(std::abs(b[i]), 1e-300));
+    for (std::size_t i = 0; i < a.size(); ++i)
+        w = std::max(w, std::abs(a[i] - b[i]) / std::max(std::abs(b[i]), 1e-300));
     return w;
 }
 
@@ -65,7 +66,9 @@ struct GaussianOracle {
     }
 };
 
-struct Moments { double mean, std; };
+struct Moments {
+    double mean, std;
+};
 Moments moments(const std::vector<double>& x) {
     double m = 0;
     for (double v : x) m += v;
@@ -77,10 +80,14 @@ Moments moments(const std::vector<double>& x) {
 
 std::string name(Method m) {
     switch (m) {
-        case Method::ddpm: return "ddpm";
-        case Method::ddim: return "ddim";
-        case Method::euler: return "euler";
-        default: return "euler_ancestral";
+        case Method::ddpm:
+            return "ddpm";
+        case Method::ddim:
+            return "ddim";
+        case Method::euler:
+            return "euler";
+        default:
+            return "euler_ancestral";
     }
 }
 
@@ -141,7 +148,10 @@ TEST_CASE("zero terminal SNR: last alpha_bar is 0, first unchanged, Min-SNR weig
     CHECK(std::isfinite(z.sigma(999)));  // clamped at kMinAlphaBar
 
     Tensor<std::int32_t, 4> t;
-    t[0] = 0; t[1] = 300; t[2] = 800; t[3] = 999;
+    t[0] = 0;
+    t[1] = 300;
+    t[2] = 800;
+    t[3] = 999;
     for (Prediction p : {Prediction::epsilon, Prediction::v}) {
         Tensor<double, 4> w;
         min_snr_weights(z, t.view(), 5.0, p, w.view());
@@ -160,7 +170,8 @@ TEST_CASE("zero terminal SNR: last alpha_bar is 0, first unchanged, Min-SNR weig
 
 TEST_CASE("sigma_to_t: log-sigma interpolation gives training timesteps back, halfway between in log sigma") {
     const NoiseSchedule s(BetaSchedule::scaled_linear);
-    for (int t : {0, 1, 2, 250, 777, 998, 999}) CHECK(s.sigma_to_t(s.sigma(t)) == doctest::Approx(double(t)).epsilon(1e-12));
+    for (int t : {0, 1, 2, 250, 777, 998, 999})
+        CHECK(s.sigma_to_t(s.sigma(t)) == doctest::Approx(double(t)).epsilon(1e-12));
     const double mid = std::exp(0.5 * (std::log(s.sigma(100)) + std::log(s.sigma(101))));
     CHECK(s.sigma_to_t(mid) == doctest::Approx(100.5).epsilon(1e-12));
     const double q = std::exp(0.75 * std::log(s.sigma(500)) + 0.25 * std::log(s.sigma(501)));
@@ -173,9 +184,12 @@ TEST_CASE("sampling timesteps: leading, trailing, linspace as diffusers spaces t
     const std::vector<int> lead = sampling_timesteps(1000, 10, Spacing::leading);
     CHECK(lead == std::vector<int>{900, 800, 700, 600, 500, 400, 300, 200, 100, 0});
     CHECK(sampling_timesteps(1000, 10, Spacing::leading, 1).front() == 901);
-    CHECK(sampling_timesteps(1000, 10, Spacing::trailing) == std::vector<int>{999, 899, 799, 699, 599, 499, 399, 299, 199, 99});
-    CHECK(sampling_timesteps(1000, 10, Spacing::linspace) == std::vector<int>{999, 888, 777, 666, 555, 444, 333, 222, 111, 0});
-    CHECK(sampling_timesteps(1000, 3, Spacing::trailing) == std::vector<int>{999, 666, 332});  // round(1000 − 333.3·i) − 1
+    CHECK(sampling_timesteps(1000, 10, Spacing::trailing) ==
+          std::vector<int>{999, 899, 799, 699, 599, 499, 399, 299, 199, 99});
+    CHECK(sampling_timesteps(1000, 10, Spacing::linspace) ==
+          std::vector<int>{999, 888, 777, 666, 555, 444, 333, 222, 111, 0});
+    CHECK(sampling_timesteps(1000, 3, Spacing::trailing) ==
+          std::vector<int>{999, 666, 332});  // round(1000 − 333.3·i) − 1
     CHECK(sampling_timesteps(1000, 1000, Spacing::trailing).back() == 0);
     CHECK(sampling_timesteps(1000, 1000, Spacing::leading).front() == 999);
     CHECK_THROWS_AS(sampling_timesteps(1000, 0, Spacing::trailing), std::invalid_argument);
@@ -192,12 +206,16 @@ TEST_CASE("q(z_t | z_0): exact per element, mean sqrt(ab)·z0 and variance 1 −
     constexpr int N = 3, M = 40000;
     std::vector<double> z0(N * M), eps(N * M), zt(N * M);
     Rng rng(7);
-    for (int i = 0; i < N * M; ++i) { z0[i] = i < M ? 0.7 : (i < 2 * M ? -0.3 : 1.0); eps[i] = rng.normal(); }
+    for (int i = 0; i < N * M; ++i) {
+        z0[i] = i < M ? 0.7 : (i < 2 * M ? -0.3 : 1.0);
+        eps[i] = rng.normal();
+    }
     const std::int32_t t[N] = {10, 500, 990};
     add_noise(s, z0.data(), eps.data(), t, N, M, zt.data());
     for (int i = 0; i < N; ++i) {
         const double sa = s.sqrt_alpha_bar(t[i]), sb = s.sqrt_one_minus_alpha_bar(t[i]);
-        CHECK(zt[std::size_t(i) * M + 5] == doctest::Approx(sa * z0[std::size_t(i) * M + 5] + sb * eps[std::size_t(i) * M + 5]).epsilon(1e-15));
+        CHECK(zt[std::size_t(i) * M + 5] ==
+              doctest::Approx(sa * z0[std::size_t(i) * M + 5] + sb * eps[std::size_t(i) * M + 5]).epsilon(1e-15));
         const Moments m = moments(std::vector<double>(zt.begin() + i * M, zt.begin() + (i + 1) * M));
         CHECK(std::abs(m.mean - sa * z0[std::size_t(i) * M]) < 4 * sb / std::sqrt(double(M)));
         CHECK(m.std == doctest::Approx(sb).epsilon(0.02));
@@ -208,12 +226,15 @@ TEST_CASE("q(z_t | z_0): exact per element, mean sqrt(ab)·z0 and variance 1 −
     Tensor<std::int32_t, 2> ts;
     fill_normal(a, rng);
     fill_normal(e, rng);
-    ts[0] = 3; ts[1] = 900;
+    ts[0] = 3;
+    ts[1] = 900;
     add_noise(s, a.view(), e.view(), ts.view(), y.view());
     for (int i = 0; i < 2; ++i)
         for (int k = 0; k < 16; ++k) {
             const std::size_t j = std::size_t(i) * 16 + std::size_t(k);
-            CHECK(y[j] == doctest::Approx(float(s.sqrt_alpha_bar(ts[i])) * a[j] + float(s.sqrt_one_minus_alpha_bar(ts[i])) * e[j]).epsilon(1e-6));
+            CHECK(y[j] == doctest::Approx(float(s.sqrt_alpha_bar(ts[i])) * a[j] +
+                                          float(s.sqrt_one_minus_alpha_bar(ts[i])) * e[j])
+                              .epsilon(1e-6));
         }
 }
 
@@ -235,7 +256,9 @@ TEST_CASE_TEMPLATE("eps and v targets convert back to (eps, x0)", T, float, doub
             for (std::size_t k = o; k < o + M; ++k) {
                 const double ab = s.alpha_bar(t[i]);
                 if (p == Prediction::v)
-                    CHECK(double(target[k]) == doctest::Approx(std::sqrt(ab) * double(eps[k]) - std::sqrt(1 - ab) * double(z0[k])).epsilon(1e-5));
+                    CHECK(double(target[k]) ==
+                          doctest::Approx(std::sqrt(ab) * double(eps[k]) - std::sqrt(1 - ab) * double(z0[k]))
+                              .epsilon(1e-5));
                 CHECK(std::abs(double(e[k]) - double(eps[k])) < tol);
                 // x0 from eps divides by sqrt(ab): near t = T−1 float error grows as 1/sqrt(ab).
                 CHECK(std::abs(double(x[k]) - double(z0[k])) < tol / std::sqrt(ab));
@@ -269,11 +292,15 @@ TEST_CASE_TEMPLATE("every sampler lands on the single data point with an exact d
                     oracle.calls = 0;
                     std::vector<T> out(N * M);
                     sample(sched, o, N, M, 42, out.data(), oracle);
-                    CAPTURE(name(m)); CAPTURE(steps); CAPTURE(int(sp)); CAPTURE(int(pred));
+                    CAPTURE(name(m));
+                    CAPTURE(steps);
+                    CAPTURE(int(sp));
+                    CAPTURE(int(pred));
                     CHECK(oracle.calls == steps);
                     double worst = 0;
                     for (int i = 0; i < N; ++i)
-                        for (int k = 0; k < M; ++k) worst = std::max(worst, std::abs(double(out[i * M + k]) - double(oracle.z0[k])));
+                        for (int k = 0; k < M; ++k)
+                            worst = std::max(worst, std::abs(double(out[i * M + k]) - double(oracle.z0[k])));
                     CHECK(worst < tol);
                 }
 }
@@ -282,14 +309,23 @@ TEST_CASE("samplers reproduce a Gaussian data distribution's mean and std with i
     const NoiseSchedule sched(BetaSchedule::linear);
     constexpr int N = 4, M = 4096;  // 16384 samples: standard errors 0.0023 (mean), 0.0017 (std)
     const double mu = 0.5, sd = 0.3;
-    struct Case { Method m; int steps; double eta; Prediction p; };
+    struct Case {
+        Method m;
+        int steps;
+        double eta;
+        Prediction p;
+    };
     // Step counts where discretization error is small: at 50 steps DDIM's std is 9% low on this
     // narrow Gaussian, as the exact recursion says (next test).
     const Case cases[] = {
-        {Method::ddpm, 1000, 0, Prediction::epsilon}, {Method::ddpm, 1000, 0, Prediction::v},
-        {Method::ddim, 1000, 0, Prediction::epsilon}, {Method::ddim, 500, 1, Prediction::v},
-        {Method::euler, 1000, 0, Prediction::epsilon}, {Method::euler, 1000, 0, Prediction::v},
-        {Method::euler_ancestral, 1000, 0, Prediction::epsilon}, {Method::euler_ancestral, 1000, 0, Prediction::v},
+        {Method::ddpm, 1000, 0, Prediction::epsilon},
+        {Method::ddpm, 1000, 0, Prediction::v},
+        {Method::ddim, 1000, 0, Prediction::epsilon},
+        {Method::ddim, 500, 1, Prediction::v},
+        {Method::euler, 1000, 0, Prediction::epsilon},
+        {Method::euler, 1000, 0, Prediction::v},
+        {Method::euler_ancestral, 1000, 0, Prediction::epsilon},
+        {Method::euler_ancestral, 1000, 0, Prediction::v},
     };
     for (const Case& c : cases) {
         SamplerOptions o;
@@ -300,7 +336,10 @@ TEST_CASE("samplers reproduce a Gaussian data distribution's mean and std with i
         std::vector<double> out(N * M);
         sample(sched, o, N, M, 5, out.data(), GaussianOracle{mu, sd, c.p});
         const Moments got = moments(out);
-        CAPTURE(name(c.m)); CAPTURE(c.steps); CAPTURE(c.eta); CAPTURE(int(c.p));
+        CAPTURE(name(c.m));
+        CAPTURE(c.steps);
+        CAPTURE(c.eta);
+        CAPTURE(int(c.p));
         MESSAGE(name(c.m) << " " << c.steps << " steps, eta " << c.eta << ", pred " << int(c.p) << ": mean " << got.mean
                           << " std " << got.std);
         CHECK(std::abs(got.mean - mu) < 0.01);
@@ -322,7 +361,8 @@ TEST_CASE("DDIM (eta 0) on Gaussian data is the affine map the exact recursion p
             const double ab = p.alpha_bar, abn = p.alpha_bar_next, sa = std::sqrt(ab), sb = std::sqrt(1 - ab);
             const double var = ab * sd * sd + 1 - ab;
             const double rA = A, rB = B - sa * mu;
-            const double eA = sb * rA / var, eB = sb * rB / var, xA = sa * sd * sd * rA / var, xB = mu + sa * sd * sd * rB / var;
+            const double eA = sb * rA / var, eB = sb * rB / var, xA = sa * sd * sd * rA / var,
+                         xB = mu + sa * sd * sd * rB / var;
             A = std::sqrt(abn) * xA + std::sqrt(1 - abn) * eA;
             B = std::sqrt(abn) * xB + std::sqrt(1 - abn) * eB;
         }
@@ -438,7 +478,11 @@ TEST_CASE("guidance with cond == uncond is bitwise no guidance, for every sample
         auto f = [&](const DenoiseCall<float>& c) {  // ignores the branch
             std::vector<double> z(c.z, c.z + std::size_t(c.batch) * c.item_size), y(z.size());
             DenoiseCall<double> d;
-            d.z = z.data(); d.out = y.data(); d.batch = c.batch; d.item_size = c.item_size; d.alpha_bar = c.alpha_bar;
+            d.z = z.data();
+            d.out = y.data();
+            d.batch = c.batch;
+            d.item_size = c.item_size;
+            d.alpha_bar = c.alpha_bar;
             g(d);
             for (std::size_t j = 0; j < y.size(); ++j) c.out[j] = float(y[j]);
         };

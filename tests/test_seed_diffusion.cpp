@@ -33,17 +33,19 @@ TEST_CASE("SeedDiffusion (Tiny): gradients of every part match central differenc
     fill_problem<double, 2>(*ws, rng);
     testing::GradCheckOptions opt;
     opt.max_elements_per_probe = 3;
-    auto rep = testing::check_gradients(testing::probes(store), ws->y, [&] { model.forward(*ws); },
-                                        [&](auto dy) {
-                                            std::copy(dy.begin(), dy.end(), ws->dy.begin());
-                                            model.backward(*ws);
-                                        },
-                                        opt);
+    auto rep = testing::check_gradients(
+        testing::probes(store), ws->y, [&] { model.forward(*ws); },
+        [&](auto dy) {
+            std::copy(dy.begin(), dy.end(), ws->dy.begin());
+            model.backward(*ws);
+        },
+        opt);
     INFO(rep.summary());
     CHECK(rep.clean());
     CHECK(rep.max_rel_error < 1e-5);
     // Every named part took part in the check.
-    for (const char* part : {"conv_ip.", "encoder.", "clip.", "time.", "ca1.", "ca2.", "unet1.", "unet2.", "unet3.", "decoder."}) {
+    for (const char* part :
+         {"conv_ip.", "encoder.", "clip.", "time.", "ca1.", "ca2.", "unet1.", "unet2.", "unet3.", "decoder."}) {
         bool found = false;
         for (const auto& i : store.infos()) found |= i.name.rfind(part, 0) == 0;
         CHECK_MESSAGE(found, part);

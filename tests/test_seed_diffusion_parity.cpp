@@ -95,20 +95,32 @@ TEST_CASE("SeedDiffusion Tiny matches PyTorch: output, seams, d x and every para
 
     model.forward(*ws);
     const double ey = compare({{"output.y", ws->y.data()}}).error;
-    const Worst seam = compare({{"ws.xi", ws->xi.data()}, {"ws.moments", ws->moments.data()},
-                                  {"ws.context", ws->context.data()}, {"ws.temb", ws->temb.data()},
-                                  {"ws.z", ws->z.data()}, {"ws.a1", ws->a1.data()}, {"ws.a2", ws->a2.data()},
-                                  {"ws.u1", ws->u1.data()}, {"ws.u2", ws->u2.data()}, {"ws.u3", ws->u3.data()}});
+    const Worst seam = compare({{"ws.xi", ws->xi.data()},
+                                {"ws.moments", ws->moments.data()},
+                                {"ws.context", ws->context.data()},
+                                {"ws.temb", ws->temb.data()},
+                                {"ws.z", ws->z.data()},
+                                {"ws.a1", ws->a1.data()},
+                                {"ws.a2", ws->a2.data()},
+                                {"ws.u1", ws->u1.data()},
+                                {"ws.u2", ws->u2.data()},
+                                {"ws.u3", ws->u3.data()}});
     CHECK(ey < tol);
     CHECK_MESSAGE(seam.error < tol, seam.where);
 
     f.read("input.dy", ws->dy.data(), ws->dy.size);
     store.zero_grad();
     model.backward(*ws);
-    const Worst dseam = compare({{"ws.dxi", ws->dxi.data()}, {"ws.dmoments", ws->dmoments.data()},
-                                   {"ws.dcontext", ws->dcontext.data()}, {"ws.dtemb", ws->dtemb.data()},
-                                   {"ws.dz", ws->dz.data()}, {"ws.da1", ws->da1.data()}, {"ws.da2", ws->da2.data()},
-                                   {"ws.du1", ws->du1.data()}, {"ws.du2", ws->du2.data()}, {"ws.du3", ws->du3.data()}});
+    const Worst dseam = compare({{"ws.dxi", ws->dxi.data()},
+                                 {"ws.dmoments", ws->dmoments.data()},
+                                 {"ws.dcontext", ws->dcontext.data()},
+                                 {"ws.dtemb", ws->dtemb.data()},
+                                 {"ws.dz", ws->dz.data()},
+                                 {"ws.da1", ws->da1.data()},
+                                 {"ws.da2", ws->da2.data()},
+                                 {"ws.du1", ws->du1.data()},
+                                 {"ws.du2", ws->du2.data()},
+                                 {"ws.du3", ws->du3.data()}});
     CHECK_MESSAGE(dseam.error < tol, dseam.where);
 
     // Every parameter: the projections (in the script's order, which must be our visit order), and
@@ -128,14 +140,20 @@ TEST_CASE("SeedDiffusion Tiny matches PyTorch: output, seams, d x and every para
         for (int j = 0; j < 3; ++j) {
             const double e = std::abs(p.value[std::size_t(j)] - want[3 * k + std::size_t(j)]) /
                              std::max(1.0, p.scale[std::size_t(j)]);
-            if (e > eproj) { eproj = e; proj_where = info.name; }
+            if (e > eproj) {
+                eproj = e;
+                proj_where = info.name;
+            }
         }
         if (f.find("grad." + info.name)) {
             ++full;
             const auto gw = f.read<double>("grad." + info.name);
             REQUIRE(gw.size() == info.size);
             const double e = max_error(g, gw);
-            if (e > efull) { efull = e; full_where = info.name; }
+            if (e > efull) {
+                efull = e;
+                full_where = info.name;
+            }
         }
     }
     CHECK_MESSAGE(eproj < tol, proj_where);

@@ -23,7 +23,8 @@ void check_softmax() {
     Tensor<double, D...> x, dx, y;
     fill_normal(x, rng, 2.0);
     std::vector<testing::Probe> probes{testing::probe("x", x, dx)};
-    auto rep = check_gradients(probes, y, [&] { layer.forward(x, y); }, [&](auto dy) { layer.backward(x, y, dy, dx); });
+    auto rep = check_gradients(
+        probes, y, [&] { layer.forward(x, y); }, [&](auto dy) { layer.backward(x, y, dy, dx); });
     INFO(rep.summary());
     CHECK(rep.clean());
     CHECK(rep.max_rel_error < 1e-6);
@@ -99,8 +100,8 @@ void check_id_layer(std::uint64_t param_seed, std::uint64_t id_seed) {
     Tensor<std::int32_t, N, T> ids;
     fill_ids(ids, Vocab, id_seed);
     Tensor<double, N, T, D> y;
-    auto rep = check_gradients(testing::probes(store), y, [&] { layer.forward(ids, y); },
-                               [&](auto dy) { layer.backward(ids, y, dy); });
+    auto rep = check_gradients(
+        testing::probes(store), y, [&] { layer.forward(ids, y); }, [&](auto dy) { layer.backward(ids, y, dy); });
     INFO(rep.summary());
     CHECK(rep.clean());
     CHECK(rep.max_rel_error < 1e-6);
@@ -149,8 +150,8 @@ TEST_CASE("Embedding: an id outside the vocabulary throws std::out_of_range and 
         try {
             layer.forward(ids, y);
         } catch (const std::out_of_range& e) {
-            CHECK(std::string(e.what()) == "Embedding: token id " + std::to_string(bad) +
-                                               " at position 1 is outside the vocabulary [0, 10)");
+            CHECK(std::string(e.what()) ==
+                  "Embedding: token id " + std::to_string(bad) + " at position 1 is outside the vocabulary [0, 10)");
         }
         for (float v : y) CHECK(v == 7.0f);
     }

@@ -24,8 +24,9 @@ void check_time_embedding() {
     if (N > 2) t[N - 1] = t[0];
     Tensor<double, N, Emb::out_features> y;
     auto cache = make<typename Emb::template Cache<Shape<N>>>();
-    auto rep = check_gradients(testing::probes(store), y, [&] { emb.forward(t, y, *cache); },
-                               [&](auto dy) { emb.backward(t, y, *cache, dy); });
+    auto rep = check_gradients(
+        testing::probes(store), y, [&] { emb.forward(t, y, *cache); },
+        [&](auto dy) { emb.backward(t, y, *cache, dy); });
     INFO(rep.summary());
     CHECK(rep.clean());
     CHECK(rep.max_rel_error < 1e-6);
@@ -66,7 +67,9 @@ TEST_CASE("SinusoidalTimeEmbedding: features match diffusers' formula, and the o
     SinusoidalTimeEmbedding<float, D, Out> emb;
     ParamStore<float> store(emb, 3);
     Tensor<std::int32_t, N> t;
-    t[0] = 0; t[1] = 1; t[2] = 999;
+    t[0] = 0;
+    t[1] = 1;
+    t[2] = 999;
     Tensor<float, N, Out> y;
     auto cache = make<decltype(emb)::Cache<Shape<N>>>();
     emb.forward(t, y, *cache);
@@ -107,7 +110,8 @@ TEST_CASE("LearnedTimeEmbedding: forward is table row then Dense, in float") {
     LearnedTimeEmbedding<float, Steps, D, Out> emb;
     ParamStore<float> store(emb, 5);
     Tensor<std::int32_t, N> t;
-    t[0] = 5; t[1] = 2;
+    t[0] = 5;
+    t[1] = 2;
     Tensor<float, N, Out> y;
     auto cache = make<decltype(emb)::Cache<Shape<N>>>();
     emb.forward(t, y, *cache);
@@ -133,9 +137,7 @@ TEST_CASE("LearnedTimeEmbedding: a timestep outside the table throws a clear mes
         std::string what;
         try {
             emb.forward(t, y, *cache);
-        } catch (const std::out_of_range& e) {
-            what = e.what();
-        }
+        } catch (const std::out_of_range& e) { what = e.what(); }
         INFO(what);
         CHECK(what.find("LearnedTimeEmbedding: timestep " + std::to_string(bad)) != std::string::npos);
         CHECK(what.find("[0, 10)") != std::string::npos);

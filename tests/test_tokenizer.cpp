@@ -17,22 +17,24 @@ namespace {
 
 /// The word list of the first shipped Fashion-MNIST model (ids 259 + i).
 const std::vector<std::string> kLegacyWords = {
-    "a", "an", "the", "of", "and", "in", "on", "with", "photo", "picture", "image", "drawing", "sketch", "black",
-    "white", "gray", "grey", "dark", "light", "small", "low", "resolution", "grayscale", "fashion", "clothing", "item",
-    "product", "pair", "piece", "one", "this", "is", "for", "background", "t-shirt", "tshirt", "tee", "top", "trouser",
-    "trousers", "pants", "jeans", "pullover", "sweater", "jumper", "dress", "coat", "jacket", "sandal", "sandals",
-    "shirt", "sneaker", "sneakers", "shoe", "shoes", "bag", "handbag", "purse", "ankle", "boot", "boots", "t-shirts",
-    "tops", "pullovers", "dresses", "coats", "shirts", "bags", "sweaters", "jackets", "some", "two", "style"};
+    "a",     "an",         "the",       "of",         "and",      "in",     "on",      "with",   "photo",    "picture",
+    "image", "drawing",    "sketch",    "black",      "white",    "gray",   "grey",    "dark",   "light",    "small",
+    "low",   "resolution", "grayscale", "fashion",    "clothing", "item",   "product", "pair",   "piece",    "one",
+    "this",  "is",         "for",       "background", "t-shirt",  "tshirt", "tee",     "top",    "trouser",  "trousers",
+    "pants", "jeans",      "pullover",  "sweater",    "jumper",   "dress",  "coat",    "jacket", "sandal",   "sandals",
+    "shirt", "sneaker",    "sneakers",  "shoe",       "shoes",    "bag",    "handbag", "purse",  "ankle",    "boot",
+    "boots", "t-shirts",   "tops",      "pullovers",  "dresses",  "coats",  "shirts",  "bags",   "sweaters", "jackets",
+    "some",  "two",        "style"};
 
 const Tokenizer& legacy() {
     static const Tokenizer t(kLegacyWords, Tokenizer::Unknown::bytes);
     return t;
 }
 const Tokenizer& learned() {
-    static const Tokenizer t = Tokenizer::learn(
-        std::vector<std::string>{"a photo of a bag", "a photo of a boot", "food and drink: red apple", "A T-shirt",
-                                 "an image of a bag"},
-        100);
+    static const Tokenizer t =
+        Tokenizer::learn(std::vector<std::string>{"a photo of a bag", "a photo of a boot", "food and drink: red apple",
+                                                  "A T-shirt", "an image of a bag"},
+                         100);
     return t;
 }
 
@@ -54,15 +56,17 @@ void check_well_formed(const Tokenizer& tok, const Encoded<Ctx>& e) {
 }
 
 template <int Ctx>
-Ids ids_of(const Encoded<Ctx>& e) { return Ids(e.ids.begin(), e.ids.begin() + e.length); }
+Ids ids_of(const Encoded<Ctx>& e) {
+    return Ids(e.ids.begin(), e.ids.begin() + e.length);
+}
 
 }  // namespace
 
 TEST_CASE("Tokenizer::learn: words by frequency, ties in byte order, capped and thresholded") {
     const Tokenizer& t = learned();
     // a ×4, of ×3, bag ×2, photo ×2, then the singles in byte order (':' sorts before letters).
-    const std::vector<std::string> want{"a",   "of",    "bag", "photo", ":",     "an",  "and",
-                                        "apple", "boot", "drink", "food", "image", "red", "t-shirt"};
+    const std::vector<std::string> want{"a",     "of",   "bag",   "photo", ":",     "an",  "and",
+                                        "apple", "boot", "drink", "food",  "image", "red", "t-shirt"};
     CHECK(t.words() == want);
     CHECK(t.unknown() == Tokenizer::Unknown::token);
     CHECK(t.word_base() == 4);
@@ -81,7 +85,8 @@ TEST_CASE("Tokenizer::learn: words by frequency, ties in byte order, capped and 
 TEST_CASE("Tokenizer: unknown words are one <unk> each in the learned layout") {
     const Tokenizer& t = learned();
     const auto unk = Tokenizer::unk_id;
-    CHECK(t.tokens("A photo of a zebra") == Ids{t.word_id("a"), t.word_id("photo"), t.word_id("of"), t.word_id("a"), unk});
+    CHECK(t.tokens("A photo of a zebra") ==
+          Ids{t.word_id("a"), t.word_id("photo"), t.word_id("of"), t.word_id("a"), unk});
     // Punctuation is a word of its own: ':' was learned, ',' and '!' were not.
     CHECK(t.tokens("drink: apple, bag!") ==
           Ids{t.word_id("drink"), t.word_id(":"), t.word_id("apple"), unk, t.word_id("bag"), unk});
@@ -89,15 +94,19 @@ TEST_CASE("Tokenizer: unknown words are one <unk> each in the learned layout") {
     CHECK(t.tokens("red-apple") == Ids{t.word_id("red"), unk, t.word_id("apple")});
     CHECK(t.tokens("T-SHIRT") == Ids{t.word_id("t-shirt")});
     // UTF-8 stays inside words: "piñata" is one unknown word, not six tokens.
-    CHECK(t.tokens("pi\xc3\xb1" "ata bag") == Ids{unk, t.word_id("bag")});
+    CHECK(t.tokens("pi\xc3\xb1"
+                   "ata bag") == Ids{unk, t.word_id("bag")});
     CHECK(t.unknown_count("a photo of a zebra, seen from the front") == 6);
     CHECK(t.decode(t.tokens("drink: a zebra")) == "drink: a <unk>");
 }
 
 TEST_CASE("Tokenizer: a UTF-8 word can be learned") {
-    const Tokenizer t = Tokenizer::learn(std::vector<std::string>{"pi\xc3\xb1" "ata"}, 10);
+    const Tokenizer t = Tokenizer::learn(std::vector<std::string>{"pi\xc3\xb1"
+                                                                  "ata"},
+                                         10);
     REQUIRE(t.words().size() == 1);
-    CHECK(t.tokens("PI\xc3\xb1" "ATA") == Ids{t.word_base()});
+    CHECK(t.tokens("PI\xc3\xb1"
+                   "ATA") == Ids{t.word_base()});
 }
 
 TEST_CASE("Tokenizer: the first shipped model's layout keeps its ids and byte fallback") {
@@ -119,7 +128,10 @@ TEST_CASE("Tokenizer: the first shipped model's layout keeps its ids and byte fa
     CHECK(t.tokens(nul) == Ids{W("a"), B(0), W("bag"), B(0)});
     for (int b = 0; b < 256; ++b) {  // each byte on its own: whitespace vanishes, every other byte is one token
         const auto ids = t.tokens(std::string(1, char(b)));
-        if (b == ' ' || (b >= 9 && b <= 13)) { CHECK(ids.empty()); continue; }
+        if (b == ' ' || (b >= 9 && b <= 13)) {
+            CHECK(ids.empty());
+            continue;
+        }
         REQUIRE(ids.size() == 1);
         const unsigned char lowered = (b >= 'A' && b <= 'Z') ? (unsigned char)(b + 32) : (unsigned char)b;
         CHECK(ids[0] == (lowered == 'a' ? W("a") : B(lowered)));

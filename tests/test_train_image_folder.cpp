@@ -4,19 +4,20 @@
 // distractor words that reach the text encoder as <unk>, and a prompt in unseen words that samples.
 #include <doctest/doctest.h>
 
+#include <omp.h>
+
 #include <cmath>
 #include <cstring>
 #include <memory>
 #include <string>
 #include <vector>
 
-#include <omp.h>
-
 #include "diffuse/data/caption_augment.hpp"
 #include "diffuse/data/image_folder.hpp"
 #include "diffuse/io/png.hpp"
 #include "diffuse/train/checkpoint.hpp"
 #include "diffuse/train/latent_diffusion_trainer.hpp"
+
 #include "file_test_util.hpp"
 #include "tiny_folder_util.hpp"
 
@@ -24,7 +25,10 @@ using namespace diffuse;
 
 namespace {
 
-const int kOneThread = [] { omp_set_num_threads(1); return 1; }();  // Tiny models gain nothing from threads
+const int kOneThread = [] {
+    omp_set_num_threads(1);
+    return 1;
+}();  // Tiny models gain nothing from threads
 
 constexpr int kBatch = 8, kSide = 8;
 using Model = LatentDiffusion<float, presets::Tiny>;
@@ -46,7 +50,8 @@ void write_folder(const std::string& dir) {
         const std::string name = "img" + std::to_string(i) + ".png";
         io::write_png(dir + "/" + name, 16, 16, 1, px.data());
         meta += "{\"file_name\": \"" + name + "\", \"text\": " +
-                (square ? "[\"a bright square\", \"a white square on black\"]" : "[\"a dark frame on white\", \"a frame\"]") +
+                (square ? "[\"a bright square\", \"a white square on black\"]"
+                        : "[\"a dark frame on white\", \"a frame\"]") +
                 "}\n";
     }
     test_files::write_file(dir + "/metadata.jsonl", meta);

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "diffuse/models/unet.hpp"
+
 #include "test_unet_util.hpp"
 
 using namespace diffuse;

@@ -78,7 +78,10 @@ TEST_CASE("unet::UNet Tiny matches PyTorch: output and every gradient in float64
         const auto g = ref.f.read<double>("grad." + info.name);
         REQUIRE(g.size() == info.size);
         const double e = max_error(store.grads() + info.offset, g.data(), info.size);
-        if (e > eg) { eg = e; where = info.name; }
+        if (e > eg) {
+            eg = e;
+            where = info.name;
+        }
     }
     MESSAGE("output error " << ey << ", d z " << ez << ", d context " << ec << ", parameters " << eg << " at "
                             << where);

@@ -9,6 +9,7 @@
 #include "diffuse/models/unet.hpp"
 #include "diffuse/nn/losses.hpp"
 #include "diffuse/train/adam.hpp"
+
 #include "test_unet_util.hpp"
 
 using namespace diffuse;

@@ -46,8 +46,8 @@ struct Inputs {
 
 struct GradResult {
     testing::GradCheckReport report;
-    double padded_key_grad = 0;  // largest |d context| over the padded key of sample 1 (must be 0)
-    double other_key_grad = 0;   // largest |d context| over the other keys (must not be)
+    double padded_key_grad = 0;        // largest |d context| over the padded key of sample 1 (must be 0)
+    double other_key_grad = 0;         // largest |d context| over the other keys (must not be)
     std::size_t expected_checked = 0;  // elements the checker should have compared: every probe sampled
 };
 

@@ -64,8 +64,9 @@ void check_encoder() {
     fill_uniform(*x, rng, -1, 1);
     auto probes = testing::probes(store);
     probes.push_back(testing::probe("x", *x, *dx));
-    require_clean(check_gradients(probes, *m, [&] { enc.forward(*x, *m, *cache); },
-                                  [&](auto dm) { enc.backward(*x, *m, *cache, dm, *dx); }, whole_model()),
+    require_clean(check_gradients(
+                      probes, *m, [&] { enc.forward(*x, *m, *cache); },
+                      [&](auto dm) { enc.backward(*x, *m, *cache, dm, *dx); }, whole_model()),
                   bound_for<Cfg>);
 }
 
@@ -83,8 +84,9 @@ void check_decoder() {
     fill_normal(*z, rng);
     auto probes = testing::probes(store);
     probes.push_back(testing::probe("z", *z, *dz));
-    require_clean(check_gradients(probes, *y, [&] { dec.forward(*z, *y, *cache); },
-                                  [&](auto dy) { dec.backward(*z, *y, *cache, dy, *dz); }, whole_model()),
+    require_clean(check_gradients(
+                      probes, *y, [&] { dec.forward(*z, *y, *cache); },
+                      [&](auto dy) { dec.backward(*z, *y, *cache, dy, *dz); }, whole_model()),
                   bound_for<Cfg>);
 }
 
@@ -141,15 +143,16 @@ TEST_CASE("vae: reparameterized sample and KL, gradients (inside and outside the
     m(0, 0, 0, L + 1) = -35;  // clamped below: no gradient through it
     m(1, 1, 0, L + 2) = 24;   // clamped above
     auto probes = std::vector<testing::Probe>{testing::probe("moments", m, dm)};
-    require_clean(check_gradients(probes, z, [&] { vae::reparameterize(m, eps, z); },
-                                  [&](auto dz) { vae::reparameterize_backward(m, eps, dz, dm); }));
+    require_clean(check_gradients(
+        probes, z, [&] { vae::reparameterize(m, eps, z); },
+        [&](auto dz) { vae::reparameterize_backward(m, eps, dz, dm); }));
     // The KL check leaves out the upper clamp: exp(20) in the sum would drown central differences
     // of the other elements in rounding error. Its zero gradient is asserted below.
     const double high = m(1, 1, 0, L + 2);
     m(1, 1, 0, L + 2) = 0.3;
     Tensor<double, 1> kl;
-    require_clean(check_gradients(probes, kl, [&] { kl[0] = vae::kl_divergence(m); },
-                                  [&](auto dk) { vae::kl_divergence(m, dm, dk[0]); }));
+    require_clean(check_gradients(
+        probes, kl, [&] { kl[0] = vae::kl_divergence(m); }, [&](auto dk) { vae::kl_divergence(m, dm, dk[0]); }));
     m(1, 1, 0, L + 2) = high;
     // Values: the clamp, and the per-element mean normalization.
     vae::reparameterize(m, eps, z);
@@ -185,8 +188,9 @@ void check_autoencoder(double beta) {
     fill_uniform(ws->x, rng, -1, 1);
     A::draw_noise(*ws, rng);
     Tensor<double, 1> loss;
-    require_clean(check_gradients(testing::probes(store), loss, [&] { loss[0] = model.forward(*ws, beta).total; },
-                                  [&](auto dl) { model.backward(*ws, beta, dl[0]); }, whole_model()),
+    require_clean(check_gradients(
+                      testing::probes(store), loss, [&] { loss[0] = model.forward(*ws, beta).total; },
+                      [&](auto dl) { model.backward(*ws, beta, dl[0]); }, whole_model()),
                   bound_for<Cfg>);
 }
 }  // namespace
@@ -219,9 +223,9 @@ TEST_CASE("vae: state-dict names, parameter counts and workspace sizes") {
     MESSAGE("parameters: Tiny " << vae::AutoencoderKL<float, vae::TinyConfig>::parameter_count << ", Default "
                                 << vae::AutoencoderKL<float, vae::DefaultConfig>::parameter_count << ", Seed "
                                 << vae::AutoencoderKL<float, vae::SeedConfig>::parameter_count);
-    MESSAGE("workspace bytes (float): Default N=32 " << vae::AutoencoderKL<float, vae::DefaultConfig>::workspace_bytes<32>
-                                                     << ", Seed N=8 "
-                                                     << vae::AutoencoderKL<float, vae::SeedConfig>::workspace_bytes<8>);
+    MESSAGE("workspace bytes (float): Default N=32 "
+            << vae::AutoencoderKL<float, vae::DefaultConfig>::workspace_bytes<32> << ", Seed N=8 "
+            << vae::AutoencoderKL<float, vae::SeedConfig>::workspace_bytes<8>);
 }
 
 TEST_CASE("vae::AutoencoderKL: overfits a few fixed images in float (loss falls by a large factor)") {
@@ -267,7 +271,8 @@ TEST_CASE("vae: PyTorch parity (TinyConfig, forward and all gradients of Encoder
         const auto want = file.read<double>(name);
         REQUIRE(want.size() == n);
         double worst = 0;
-        for (std::size_t i = 0; i < n; ++i) worst = std::max(worst, std::abs(got[i] - want[i]) / (1 + std::abs(want[i])));
+        for (std::size_t i = 0; i < n; ++i)
+            worst = std::max(worst, std::abs(got[i] - want[i]) / (1 + std::abs(want[i])));
         INFO(name);
         CHECK(worst < tol);
     };

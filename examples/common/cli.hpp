@@ -18,11 +18,17 @@ public:
     Parser(std::string program, std::string summary) : program_(std::move(program)), summary_(std::move(summary)) {}
 
     Parser& option(std::string name, std::string& target, std::string help) {
-        return add(std::move(name), "TEXT", std::move(help), "\"" + target + "\"",
-                   [&target](std::string_view v) { target = std::string(v); return true; });
+        return add(std::move(name), "TEXT", std::move(help), "\"" + target + "\"", [&target](std::string_view v) {
+            target = std::string(v);
+            return true;
+        });
     }
-    Parser& option(std::string name, int& target, std::string help) { return number(std::move(name), target, std::move(help)); }
-    Parser& option(std::string name, long long& target, std::string help) { return number(std::move(name), target, std::move(help)); }
+    Parser& option(std::string name, int& target, std::string help) {
+        return number(std::move(name), target, std::move(help));
+    }
+    Parser& option(std::string name, long long& target, std::string help) {
+        return number(std::move(name), target, std::move(help));
+    }
     Parser& option(std::string name, double& target, std::string help) {
         return add(std::move(name), "X", std::move(help), std::to_string(target), [&target](std::string_view v) {
             char* end = nullptr;
@@ -50,10 +56,16 @@ public:
     void parse(int argc, char** argv) const {
         for (int i = 1; i < argc; ++i) {
             const std::string_view arg = argv[i];
-            if (arg == "--help" || arg == "-h") { print_help(stdout); std::exit(0); }
+            if (arg == "--help" || arg == "-h") {
+                print_help(stdout);
+                std::exit(0);
+            }
             bool known = false;
             for (const auto& f : flags_)
-                if (arg == f.name) { *f.target = true; known = true; }
+                if (arg == f.name) {
+                    *f.target = true;
+                    known = true;
+                }
             for (const auto& o : options_) {
                 if (arg != o.name) continue;
                 known = true;
@@ -69,7 +81,8 @@ public:
     }
 
     [[noreturn]] void fail(const std::string& what) const {
-        std::fprintf(stderr, "%s: %s\nRun '%s --help' for the options.\n", program_.c_str(), what.c_str(), program_.c_str());
+        std::fprintf(stderr, "%s: %s\nRun '%s --help' for the options.\n", program_.c_str(), what.c_str(),
+                     program_.c_str());
         std::exit(2);
     }
 

@@ -46,20 +46,20 @@
 #include "diffuse/sample/samplers.hpp"
 
 // data, files, text
+#include "diffuse/data/captions.hpp"
+#include "diffuse/data/fashion_batches.hpp"
 #include "diffuse/io/idx.hpp"
 #include "diffuse/io/param_store_io.hpp"
 #include "diffuse/io/png.hpp"
 #include "diffuse/io/safetensors.hpp"
 #include "diffuse/text/tokenizer.hpp"
-#include "diffuse/data/captions.hpp"
-#include "diffuse/data/fashion_batches.hpp"
 
 // models
 #include "diffuse/models/clip.hpp"
+#include "diffuse/models/fashion_classifier.hpp"
 #include "diffuse/models/seed_diffusion.hpp"
 #include "diffuse/models/unet.hpp"
 #include "diffuse/models/vae.hpp"
-#include "diffuse/models/fashion_classifier.hpp"
 #include "diffuse/train/classifier_training.hpp"
 #include "diffuse/train/seed_diffusion_training.hpp"
 

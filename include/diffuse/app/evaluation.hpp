@@ -84,16 +84,19 @@ struct EvaluationSummary {
 
 /// The Markdown report: one row per class, the mean, then the reference figures.
 inline std::string markdown_report(const ConditionalAccuracy& acc, const EvaluationSummary& s) {
-    std::string out = "| class | prompt | images | classified as the class | most often mistaken for |\n"
-                      "|---|---|---:|---:|---|\n";
+    std::string out =
+        "| class | prompt | images | classified as the class | most often mistaken for |\n"
+        "|---|---|---:|---:|---|\n";
     char line[256];
     int total = 0;
     for (int c = 0; c < kClassCount; ++c) {
         const int other = acc.most_confused_with(c);
         std::snprintf(line, sizeof line, "| %s | %s | %d | %.3f | %s |\n", io::kFashionMnistClasses[std::size_t(c)],
                       class_prompt(c).c_str(), acc.samples(c), acc.accuracy(c),
-                      other < 0 ? "-" : (std::string(io::kFashionMnistClasses[std::size_t(other)]) + " (" +
-                                         std::to_string(acc.count(c, other)) + ")").c_str());
+                      other < 0 ? "-"
+                                : (std::string(io::kFashionMnistClasses[std::size_t(other)]) + " (" +
+                                   std::to_string(acc.count(c, other)) + ")")
+                                      .c_str());
         out += line;
         total += acc.samples(c);
     }
@@ -108,8 +111,7 @@ inline std::string markdown_report(const ConditionalAccuracy& acc, const Evaluat
     if (s.vae_images > 0)
         std::snprintf(line, sizeof line, "| VAE reconstruction PSNR, %d test images at 32x32 | %.2f dB |\n",
                       s.vae_images, s.vae_psnr);
-    else
-        std::snprintf(line, sizeof line, "| VAE reconstruction PSNR | not measured |\n");
+    else std::snprintf(line, sizeof line, "| VAE reconstruction PSNR | not measured |\n");
     out += line;
     if (s.fid_images > 0) {
         std::snprintf(line, sizeof line, "| FID (classifier features), %ld generated vs %ld test images | %.2f |\n",
@@ -142,8 +144,9 @@ inline std::string markdown_cell(std::string_view text) {
 inline std::string markdown_wording_report(const std::vector<WordingScore>& rows) {
     if (rows.empty()) throw std::invalid_argument("markdown_wording_report: no wordings");
     const double base = rows[0].accuracy.mean_accuracy();
-    std::string out = "| wording | images | mean conditional accuracy | min class accuracy | vs training | "
-                      "FID (classifier features) |\n|---|---:|---:|---|---:|---:|\n";
+    std::string out =
+        "| wording | images | mean conditional accuracy | min class accuracy | vs training | "
+        "FID (classifier features) |\n|---|---:|---:|---|---:|---:|\n";
     auto row = [&](const std::string& name, long images, double mean, const std::string& worst, double fid) {
         char figures[160];  // the wording itself may be of any length: appended, not formatted
         std::snprintf(figures, sizeof figures, " | %ld | %.3f | %s | %+.3f | %.2f |\n", images, mean, worst.c_str(),

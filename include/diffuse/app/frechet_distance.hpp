@@ -11,7 +11,6 @@
 #define DIFFUSE_APP_FRECHET_DISTANCE_HPP
 
 #include <Eigen/Dense>
-
 #include <cstddef>
 #include <stdexcept>
 #include <string>
@@ -31,7 +30,8 @@ public:
     void add(const T* features, long count) {
         Eigen::VectorXd v(dims());
         for (long i = 0; i < count; ++i) {
-            for (int k = 0; k < dims(); ++k) v[k] = double(features[std::size_t(i) * std::size_t(dims()) + std::size_t(k)]);
+            for (int k = 0; k < dims(); ++k)
+                v[k] = double(features[std::size_t(i) * std::size_t(dims()) + std::size_t(k)]);
             sum_ += v;
             outer_.selfadjointView<Eigen::Lower>().rankUpdate(v);
         }

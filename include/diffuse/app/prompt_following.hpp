@@ -79,9 +79,9 @@ inline std::vector<int> spread_indices(int size, int count) {
 }
 
 struct PromptFollowingOptions {
-    int names = 200;     // entries prompted, spread over the data set
-    int per_name = 4;    // images generated per entry
-    int top_k = 5;       // the wider hit (top-1 is always counted)
+    int names = 200;   // entries prompted, spread over the data set
+    int per_name = 4;  // images generated per entry
+    int top_k = 5;     // the wider hit (top-1 is always counted)
     FeatureSpace space = FeatureSpace::pixels;
 };
 
@@ -243,8 +243,8 @@ inline std::string markdown_report(const PromptFollowingResult& r) {
     const auto row = [&out](const std::string& what, const std::string& value) {
         out += "| " + what + " | " + value + " |\n";
     };
-    row("names prompted x images each", to_string(r.names.size()) + " x " + to_string(r.per_name) + " = " +
-                                            to_string(total));
+    row("names prompted x images each",
+        to_string(r.names.size()) + " x " + to_string(r.per_name) + " = " + to_string(total));
     row("data set entries ranked", size);
     row("feature space", std::string(feature_space_name(r.space)) + " (" + to_string(r.feature_dim) + " values)");
     row("**top-1: the named entry is the nearest**", "**" + fixed(r.rate(1), 3) + "** (" + to_string(r.hits(1)) + ")");
@@ -258,8 +258,8 @@ inline std::string markdown_report(const PromptFollowingResult& r) {
         fixed(r.vae_psnr, 2) + " dB");
     row("time: generation", fixed(r.seconds_generation, 1) + " s (" +
                                 fixed(total ? r.seconds_generation / total : 0.0, 2) + " s per image)");
-    row("time: features of the data set, ranking", fixed(r.seconds_features, 1) + " s, " +
-                                                       fixed(r.seconds_ranking, 1) + " s");
+    row("time: features of the data set, ranking",
+        fixed(r.seconds_features, 1) + " s, " + fixed(r.seconds_ranking, 1) + " s");
     row("time: VAE reconstruction of the data set", fixed(r.seconds_reconstruction, 1) + " s");
     if (r.truncated_prompts) row("prompts cut to the context length", to_string(r.truncated_prompts));
     return out;

@@ -36,7 +36,10 @@ struct PreNormAttention {
     Attention attn;
 
     template <class V>
-    constexpr void visit(V& v) { v("norm", norm); v("attn", attn); }
+    constexpr void visit(V& v) {
+        v("norm", norm);
+        v("attn", attn);
+    }
 
     template <class XShape>
     using output_shape = XShape;
@@ -46,8 +49,8 @@ struct PreNormAttention {
 
     template <class XShape, class CShape>
     struct Cache {
-        TensorOf<T, XShape> h;    // norm(x)
-        TensorOf<T, XShape> dh;   // backward scratch: d norm(x)
+        TensorOf<T, XShape> h;   // norm(x)
+        TensorOf<T, XShape> dh;  // backward scratch: d norm(x)
         typename NormLayer::template Cache<XShape> norm;
         typename Attention::template Cache<Tokens<XShape>, CShape> attn;
     };

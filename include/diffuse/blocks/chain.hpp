@@ -90,10 +90,12 @@ auto chain_of(const Parts&... parts) {
 /// v(name, i, level) for the levels of a tuple: state-dict names name.0, name.1, …
 template <class V, class Tuple>
 constexpr void visit_numbered(V& v, const char* name, Tuple& levels) {
-    std::apply([&](auto&... level) {
-        int i = 0;
-        (v(name, i++, level), ...);
-    }, levels);
+    std::apply(
+        [&](auto&... level) {
+            int i = 0;
+            (v(name, i++, level), ...);
+        },
+        levels);
 }
 
 template <class StageTuple>
@@ -118,11 +120,13 @@ void chain_backward(const Blocks& blocks, const X& x, const Cond& cond, StageTup
         auto step = [&]<std::size_t I>(std::integral_constant<std::size_t, I>) {
             auto& s = std::get<I>(stages);
             if constexpr (I == 0) std::get<0>(blocks).backward(x, cond, s.y, s.cache, s.dy, dx, dcond);
-            else std::get<I>(blocks).backward(std::get<I - 1>(stages).y, cond, s.y, s.cache, s.dy,
-                                              std::get<I - 1>(stages).dy, dcond);
+            else
+                std::get<I>(blocks).backward(std::get<I - 1>(stages).y, cond, s.y, s.cache, s.dy,
+                                             std::get<I - 1>(stages).dy, dcond);
         };
         (step(std::integral_constant<std::size_t, n - 1 - K>{}), ...);
-    }(std::make_index_sequence<n>{});
+    }
+    (std::make_index_sequence<n>{});
 }
 
 }  // namespace diffuse

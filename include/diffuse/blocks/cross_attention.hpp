@@ -29,8 +29,7 @@ struct CrossAttentionBlock : detail::PreNormAttention<T, LayerNorm<T, C>, C, Hea
 
     /// mask: a [N, Tc] bool/uint8 tensor or view (true = padded), or diffuse::no_mask.
     template <Shaped X, Shaped Ctx, class M, Shaped Y>
-    void forward(const X& x, const Ctx& context, const M& mask, Y&& y,
-                 Cache<shape_of<X>, shape_of<Ctx>>& cache) const {
+    void forward(const X& x, const Ctx& context, const M& mask, Y&& y, Cache<shape_of<X>, shape_of<Ctx>>& cache) const {
         check<X, Ctx, Y>();
         this->run_forward(cview(x), cview(context), mask, mview(y), cache);
     }
@@ -50,13 +49,15 @@ struct CrossAttentionBlock : detail::PreNormAttention<T, LayerNorm<T, C>, C, Hea
 private:
     template <class X, class Ctx, class Y>
     static constexpr void check() {
-        static_assert(shape_of<X>::rank >= 3 && shape_of<X>::last == C,
-                      "CrossAttentionBlock: the input must be [N, H, W, C] or [N, T, C] with C the block's channel count");
+        static_assert(
+            shape_of<X>::rank >= 3 && shape_of<X>::last == C,
+            "CrossAttentionBlock: the input must be [N, H, W, C] or [N, T, C] with C the block's channel count");
         static_assert(shape_of<Ctx>::rank == 3 && shape_of<Ctx>::last == CtxD,
                       "CrossAttentionBlock: the context must be [N, Tc, CtxD]");
         static_assert(shape_of<Ctx>::first == shape_of<X>::first,
                       "CrossAttentionBlock: input and context must have the same batch size");
-        static_assert(same_shape<shape_of<Y>, shape_of<X>>, "CrossAttentionBlock: the output must have the input's shape");
+        static_assert(same_shape<shape_of<Y>, shape_of<X>>,
+                      "CrossAttentionBlock: the output must have the input's shape");
     }
 };
 

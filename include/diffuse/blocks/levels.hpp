@@ -110,7 +110,9 @@ struct UpsampleConv {
     Conv conv;
 
     template <class V>
-    constexpr void visit(V& v) { v("conv", conv); }
+    constexpr void visit(V& v) {
+        v("conv", conv);
+    }
 
     template <class XShape>
     using output_shape = typename Upsample2x<T>::template output_shape<XShape>;

@@ -23,7 +23,10 @@ struct OutputHead {
     Conv conv;
 
     template <class V>
-    constexpr void visit(V& v) { v("norm_out", norm); v("conv_out", conv); }
+    constexpr void visit(V& v) {
+        v("norm_out", norm);
+        v("conv_out", conv);
+    }
 
     template <class XShape>
     using output_shape = ReplaceLast<XShape, Cout>;

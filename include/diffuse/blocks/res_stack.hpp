@@ -97,8 +97,9 @@ struct ResStack {
                 gr = cview(c.dr[k]);
             }
             if (i == 0) detail::backward_res(first, x, cond, ro, c.first, gr, dx, dcond);
-            else detail::backward_res(rest[k - 1], cview(c.out[k - 1]), cond, ro, c.rest[k - 1], gr,
-                                      mview(c.dout[k - 1]), dcond);
+            else
+                detail::backward_res(rest[k - 1], cview(c.out[k - 1]), cond, ro, c.rest[k - 1], gr,
+                                     mview(c.dout[k - 1]), dcond);
         }
     }
 

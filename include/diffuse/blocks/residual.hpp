@@ -78,16 +78,16 @@ struct ResidualBlock {
     struct Cache {
         using In = XShape;
         using Out = ReplaceLast<XShape, Cout>;
-        TensorOf<T, In> h1, a1;            // norm1(x), SiLU of it          [N, H, W, Cin]
-        TensorOf<T, Out> c1, h2, a2;       // conv1 (+ time), norm2, SiLU   [N, H, W, Cout]
+        TensorOf<T, In> h1, a1;       // norm1(x), SiLU of it          [N, H, W, Cin]
+        TensorOf<T, Out> c1, h2, a2;  // conv1 (+ time), norm2, SiLU   [N, H, W, Cout]
         typename Norm1::template Cache<In> norm1;
         typename Conv1::template Cache<In> conv1;
         typename Norm2::template Cache<Out> norm2;
         typename Conv2::template Cache<Out> conv2;
         [[no_unique_address]] std::conditional_t<has_time, TimeCache<XShape::first>, Absent> time;
         // Backward scratch (forward borrows dout_a for the projected skip).
-        TensorOf<T, Out> dout_a, dout_b;   // [N, H, W, Cout]
-        TensorOf<T, In> din_a, din_b;      // [N, H, W, Cin]
+        TensorOf<T, Out> dout_a, dout_b;  // [N, H, W, Cout]
+        TensorOf<T, In> din_a, din_b;     // [N, H, W, Cin]
     };
 
     /// Without a time embedding (TimeDim == 0).
@@ -122,8 +122,7 @@ struct ResidualBlock {
         check_grads<X, Y, DY, DX>();
         static_assert(same_shape<shape_of<DE>, shape_of<E>>,
                       "ResidualBlock: the time-embedding gradient must have temb's shape");
-        run_backward(cview(x), temb.data(), cview(y), cache, cview(dy), detail::as_view<shape_of<X>>(dx),
-                     dtemb.data());
+        run_backward(cview(x), temb.data(), cview(y), cache, cview(dy), detail::as_view<shape_of<X>>(dx), dtemb.data());
     }
 
 private:
@@ -147,7 +146,7 @@ private:
     }
 
     template <class XS>
-    static constexpr int pixels = XS::template dim<1> * XS::template dim<2>;
+    static constexpr int pixels = XS::template dim<1>* XS::template dim<2>;
 
     // The bodies take views only (whatever the caller passed), so each block shape compiles them once.
     template <class X, class Y, class C>
@@ -189,11 +188,11 @@ private:
         else if (dx.data()) add_backward(dy, dx, ViewOf<T, shape_of<X>>());
         // Main path, from the output back to x: scratch maps are zeroed before each accumulation.
         c.dout_a.fill(T(0));
-        conv2.backward(c.a2, y, c.conv2, dy, c.dout_a);              // d a2
+        conv2.backward(c.a2, y, c.conv2, dy, c.dout_a);  // d a2
         c.dout_b.fill(T(0));
-        silu.backward(c.h2, c.a2, c.dout_a, c.dout_b);               // d h2
+        silu.backward(c.h2, c.a2, c.dout_a, c.dout_b);  // d h2
         c.dout_a.fill(T(0));
-        norm2.backward(c.c1, c.h2, c.norm2, c.dout_b, c.dout_a);     // d c1
+        norm2.backward(c.c1, c.h2, c.norm2, c.dout_b, c.dout_a);  // d c1
         if constexpr (has_time) {
             // d proj[n, :] = Σ_p d c1[n, p, :], pixels summed in order
             parallel_for(N, [&](int n) {
@@ -207,10 +206,10 @@ private:
             silu.backward(View<const T, N, TimeDim>(temb), c.time.act, c.time.dact, View<T, N, TimeDim>(dtemb));
         }
         c.din_a.fill(T(0));
-        conv1.backward(c.a1, c.c1, c.conv1, c.dout_a, c.din_a);     // d a1
+        conv1.backward(c.a1, c.c1, c.conv1, c.dout_a, c.din_a);  // d a1
         c.din_b.fill(T(0));
-        silu.backward(c.h1, c.a1, c.din_a, c.din_b);                 // d h1
-        norm1.backward(x, c.h1, c.norm1, c.din_b, dx);               // d x (null dx: parameters only)
+        silu.backward(c.h1, c.a1, c.din_a, c.din_b);    // d h1
+        norm1.backward(x, c.h1, c.norm1, c.din_b, dx);  // d x (null dx: parameters only)
     }
 };
 

@@ -45,7 +45,9 @@ struct LearnedTable {
     Embedding<T, Steps, D> embedding;
 
     template <class V>
-    constexpr void visit(V& v) { v("embedding", embedding); }
+    constexpr void visit(V& v) {
+        v("embedding", embedding);
+    }
 
     template <Shaped TS, Shaped F>
     void forward(const TS& t, F&& f) const {
@@ -98,15 +100,21 @@ struct DenseHead {
     Linear<T, D, Out> linear;
 
     template <class V>
-    constexpr void visit(V& v) { v("linear", linear); }
+    constexpr void visit(V& v) {
+        v("linear", linear);
+    }
 
     template <int N>
     struct Cache {};
 
     template <Shaped F, Shaped Y, class C>
-    void forward(const F& f, Y&& y, C&) const { linear.forward(f, y); }
+    void forward(const F& f, Y&& y, C&) const {
+        linear.forward(f, y);
+    }
     template <Shaped F, Shaped Y, class C, Shaped DY, Shaped DF>
-    void backward(const F& f, const Y& y, C&, const DY& dy, DF&& df) const { linear.backward(f, y, dy, df); }
+    void backward(const F& f, const Y& y, C&, const DY& dy, DF&& df) const {
+        linear.backward(f, y, dy, df);
+    }
 };
 
 /// Head of the sinusoidal form: Linear -> SiLU -> Linear.
@@ -118,7 +126,10 @@ struct MlpHead {
     Linear<T, Out, Out> linear_2;
 
     template <class V>
-    constexpr void visit(V& v) { v("linear_1", linear_1); v("linear_2", linear_2); }
+    constexpr void visit(V& v) {
+        v("linear_1", linear_1);
+        v("linear_2", linear_2);
+    }
 
     template <int N>
     struct Cache {
@@ -154,7 +165,10 @@ struct TimeEmbedding {
 
     /// Flat names: the features' and the head's parameters sit side by side (embedding, linear).
     template <class V>
-    constexpr void visit(V& v) { features.visit(v); head.visit(v); }
+    constexpr void visit(V& v) {
+        features.visit(v);
+        head.visit(v);
+    }
 
     template <class TShape>
     using output_shape = Shape<TShape::first, out_features>;

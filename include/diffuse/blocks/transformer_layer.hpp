@@ -60,8 +60,8 @@ struct Layer {
     struct Cache {
         static constexpr int N = XShape::first, Len = XShape::template dim<1>;
         using Seq = Shape<N, Len, D>;
-        Tensor<T, N, Len, D> h1, a, r, h2;        // ln1(x), attn(h1), x + a, ln2(r)
-        Tensor<T, N, Len, Hidden> f, g;           // fc1(h2), GELU(f)
+        Tensor<T, N, Len, D> h1, a, r, h2;  // ln1(x), attn(h1), x + a, ln2(r)
+        Tensor<T, N, Len, Hidden> f, g;     // fc1(h2), GELU(f)
         typename LayerNorm<T, D>::template Cache<Seq> ln1_cache, ln2_cache;
         typename Attention::template Cache<Seq> attn_cache;
         // Backward scratch: dh is d(h2), then d(h1) once ln2's backward has consumed it.

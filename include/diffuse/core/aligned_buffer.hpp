@@ -35,7 +35,9 @@ public:
     const T* end() const { return data() + n_; }
 
 private:
-    struct Free { void operator()(T* p) const { std::free(p); } };
+    struct Free {
+        void operator()(T* p) const { std::free(p); }
+    };
     std::unique_ptr<T, Free> p_;
     std::size_t n_ = 0;
 };

@@ -36,13 +36,19 @@ public:
 
     /// Writes the averaged weights into params.
     void copy_to(T* params) const { std::copy(values_.begin(), values_.end(), params); }
-    void copy_to(ParamStore<T>& store) const { check(store.size()); copy_to(store.values()); }
+    void copy_to(ParamStore<T>& store) const {
+        check(store.size());
+        copy_to(store.values());
+    }
     /// Exchanges these weights and params in place: sample with the average, then swap back.
     void swap_with(T* params) {
         T* s = values_.data();
         for_each_flat_chunk(size(), [&](std::size_t b, std::size_t e) { std::swap_ranges(s + b, s + e, params + b); });
     }
-    void swap_with(ParamStore<T>& store) { check(store.size()); swap_with(store.values()); }
+    void swap_with(ParamStore<T>& store) {
+        check(store.size());
+        swap_with(store.values());
+    }
 
     /// Throws unless a buffer of n elements has this layout's size.
     void check(std::size_t n) const {

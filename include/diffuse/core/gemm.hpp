@@ -18,7 +18,6 @@
 #define DIFFUSE_CORE_GEMM_HPP
 
 #include <Eigen/Core>
-
 #include <algorithm>
 #include <cstddef>
 #include <type_traits>
@@ -52,7 +51,7 @@ struct PooledBlocking : Eigen::internal::level3_blocking<T, T> {
 /// Cᵀ = op(B)ᵀ·op(A)ᵀ: a row-major [r, c] matrix read as column-major is its transpose.
 template <Trans TA, Trans TB, class T>
 void eigen_gemm_add(Eigen::Index M, Eigen::Index N, Eigen::Index K, const T* A, Eigen::Index lda, const T* B,
-              Eigen::Index ldb, T* C, Eigen::Index ldc) {
+                    Eigen::Index ldb, T* C, Eigen::Index ldc) {
     // op(B)ᵀ [N, K]: B stored [K, N] row-major is column-major [N, K]; stored [N, K] is row-major.
     constexpr int lhs_order = TB == Trans::N ? Eigen::ColMajor : Eigen::RowMajor;
     constexpr int rhs_order = TA == Trans::N ? Eigen::ColMajor : Eigen::RowMajor;
@@ -68,8 +67,7 @@ void gemm_add(Eigen::Index M, Eigen::Index N, Eigen::Index K, const T* A, Eigen:
               Eigen::Index ldb, T* C, Eigen::Index ldc) {
     if constexpr (std::is_same_v<T, float>)
         packed::gemm_add<TA == Trans::T, TB == Trans::T>(int(M), int(N), int(K), A, lda, B, ldb, C, ldc);
-    else
-        eigen_gemm_add<TA, TB>(M, N, K, A, lda, B, ldb, C, ldc);
+    else eigen_gemm_add<TA, TB>(M, N, K, A, lda, B, ldb, C, ldc);
 }
 
 /// Products below this many multiply-adds run on one thread (a fork costs ~µs).
@@ -82,8 +80,7 @@ inline constexpr int kGemmBlock = 64, kGemmMaxBlocks = 32;
 /// C = op(A)·op(B) or C += op(A)·op(B). lda/ldb/ldc are row strides of the stored matrices
 /// (0 means contiguous). Never allocates once each thread has seen a product this large.
 template <Trans TA, Trans TB, class T>
-void gemm(int M, int N, int K, const T* A, const T* B, T* C, Accumulate acc, int lda = 0, int ldb = 0,
-          int ldc = 0) {
+void gemm(int M, int N, int K, const T* A, const T* B, T* C, Accumulate acc, int lda = 0, int ldb = 0, int ldc = 0) {
     if (M <= 0 || N <= 0) return;
     const Eigen::Index a_cols = TA == Trans::N ? K : M, b_cols = TB == Trans::N ? N : K;
     const Eigen::Index sa = lda ? lda : a_cols, sb = ldb ? ldb : b_cols, sc = ldc ? ldc : N;
@@ -101,10 +98,8 @@ void gemm(int M, int N, int K, const T* A, const T* B, T* C, Accumulate acc, int
     parallel_for(blocks, [&](int b) {
         const int lo = b * step, n = std::min(len, lo + step) - lo;
         if (n <= 0) return;
-        if (by_rows)
-            detail::gemm_add<TA, TB>(n, N, K, A + (TA == Trans::N ? lo * sa : lo), sa, B, sb, C + lo * sc, sc);
-        else
-            detail::gemm_add<TA, TB>(M, n, K, A, sa, B + (TB == Trans::N ? lo : lo * sb), sb, C + lo, sc);
+        if (by_rows) detail::gemm_add<TA, TB>(n, N, K, A + (TA == Trans::N ? lo * sa : lo), sa, B, sb, C + lo * sc, sc);
+        else detail::gemm_add<TA, TB>(M, n, K, A, sa, B + (TB == Trans::N ? lo : lo * sb), sb, C + lo, sc);
     });
 }
 

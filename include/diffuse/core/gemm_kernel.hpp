@@ -21,7 +21,6 @@
 
 #include <algorithm>
 #include <cstddef>
-
 #include <xsimd/xsimd.hpp>
 
 #include "diffuse/core/aligned_buffer.hpp"
@@ -51,9 +50,9 @@ struct Tiling {
     using V = xsimd::batch<T>;
     static constexpr int W = int(V::size);
     static constexpr int MR = 6, NR = 2 * W;
-    static constexpr int KC = 256;       // A panel (MR·KC) + B panel (KC·NR) stay in L1
-    static constexpr int MC = 16 * MR;   // rows of A swept per B panel, 96: L2
-    static constexpr int NC = 64 * NR;   // packed B slice
+    static constexpr int KC = 256;      // A panel (MR·KC) + B panel (KC·NR) stay in L1
+    static constexpr int MC = 16 * MR;  // rows of A swept per B panel, 96: L2
+    static constexpr int NC = 64 * NR;  // packed B slice
 };
 
 /// Packs op(B)[k0 : k0+kc, j0 : j0+nc] as ⌈nc/NR⌉ panels, each [kc][NR] (column index fastest).
@@ -81,8 +80,8 @@ void pack_b(const T* B, std::ptrdiff_t ldb, int k0, int kc, int j0, int nc, T* d
 /// row-major A; rs = 1, ks = lda for a transposed one). Rows past mr repeat row mr − 1 (valid
 /// memory; their results are dropped).
 template <class T>
-inline void micro_kernel(int kc, const T* a, std::ptrdiff_t rs, std::ptrdiff_t ks, const T* b, T* c,
-                         std::ptrdiff_t ldc, int mr, int nr) {
+inline void micro_kernel(int kc, const T* a, std::ptrdiff_t rs, std::ptrdiff_t ks, const T* b, T* c, std::ptrdiff_t ldc,
+                         int mr, int nr) {
     using Tl = Tiling<T>;
     using V = typename Tl::V;
     constexpr int MR = Tl::MR, NR = Tl::NR, W = Tl::W;

@@ -30,7 +30,9 @@ inline void store(T* p, const V& v) {
 }
 /// A scalar broadcast to V (a batch, or the scalar itself).
 template <class V, class S>
-inline V splat(S s) { return V(s); }
+inline V splat(S s) {
+    return V(s);
+}
 /// c ? a : b for a bool or a batch_bool (xsimd 8 has no scalar select).
 template <class C, class V>
 inline V select(const C& c, const V& a, const V& b) {

@@ -41,7 +41,9 @@ inline void parallel_chunks(std::size_t n, std::size_t chunk, F f) {
 inline constexpr std::size_t kFlatChunk = 16384;
 inline int flat_chunk_count(std::size_t n) { return int((n + kFlatChunk - 1) / kFlatChunk); }
 template <class F>
-inline void for_each_flat_chunk(std::size_t n, F f) { parallel_chunks(n, kFlatChunk, f); }
+inline void for_each_flat_chunk(std::size_t n, F f) {
+    parallel_chunks(n, kFlatChunk, f);
+}
 
 inline int num_threads() { return omp_in_parallel() ? 1 : omp_get_max_threads(); }
 

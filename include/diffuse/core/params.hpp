@@ -109,7 +109,9 @@ public:
 
     ParamStore() = default;
     template <class Model>
-    explicit ParamStore(Model& model, std::uint64_t seed = 0) { bind(model, seed); }
+    explicit ParamStore(Model& model, std::uint64_t seed = 0) {
+        bind(model, seed);
+    }
     ParamStore(const ParamStore&) = delete;
     ParamStore& operator=(const ParamStore&) = delete;
     ParamStore(ParamStore&&) = default;
@@ -121,7 +123,8 @@ public:
         std::size_t total = 0;
         for_each_param(model, [&](const std::string& name, auto& p) {
             using P = std::remove_reference_t<decltype(p)>;
-            static_assert(std::is_same_v<typename P::value_type, T>, "ParamStore: parameter type differs from the store's");
+            static_assert(std::is_same_v<typename P::value_type, T>,
+                          "ParamStore: parameter type differs from the store's");
             ParamInfo<T> info{name, {P::shape::dims.begin(), P::shape::dims.end()}, total, P::size};
             for (const auto& other : infos_)
                 if (other.name == name) throw std::logic_error("ParamStore: duplicate parameter name " + name);
@@ -164,10 +167,18 @@ private:
     static void initialize(T* p, std::size_t n, const Init& init, Rng& rng) {
         for (std::size_t k = 0; k < n; ++k) {
             switch (init.kind) {
-                case Init::zeros: p[k] = T(0); break;
-                case Init::ones: p[k] = T(1); break;
-                case Init::uniform: p[k] = T(rng.uniform(-init.scale, init.scale)); break;
-                case Init::normal: p[k] = T(rng.normal() * init.scale); break;
+                case Init::zeros:
+                    p[k] = T(0);
+                    break;
+                case Init::ones:
+                    p[k] = T(1);
+                    break;
+                case Init::uniform:
+                    p[k] = T(rng.uniform(-init.scale, init.scale));
+                    break;
+                case Init::normal:
+                    p[k] = T(rng.normal() * init.scale);
+                    break;
             }
         }
     }
@@ -186,7 +197,9 @@ struct CountVisitor {
         else x.visit(*this);
     }
     template <class X>
-    constexpr void operator()(std::string_view name, int, X& x) { (*this)(name, x); }
+    constexpr void operator()(std::string_view name, int, X& x) {
+        (*this)(name, x);
+    }
 };
 }  // namespace detail
 

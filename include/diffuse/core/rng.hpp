@@ -31,7 +31,10 @@ public:
     std::uint64_t next_u64() {
         const std::uint64_t result = rotl(s_[1] * 5, 7) * 9;
         const std::uint64_t t = s_[1] << 17;
-        s_[2] ^= s_[0]; s_[3] ^= s_[1]; s_[1] ^= s_[2]; s_[0] ^= s_[3];
+        s_[2] ^= s_[0];
+        s_[3] ^= s_[1];
+        s_[1] ^= s_[2];
+        s_[0] ^= s_[3];
         s_[2] ^= t;
         s_[3] = rotl(s_[3], 45);
         return result;
@@ -43,7 +46,10 @@ public:
     std::uint64_t below(std::uint64_t n) { return next_u64() % n; }
     /// Standard normal (Box-Muller; the second value is kept for the next call).
     double normal() {
-        if (has_spare_) { has_spare_ = false; return spare_; }
+        if (has_spare_) {
+            has_spare_ = false;
+            return spare_;
+        }
         double u1 = uniform(), u2 = uniform();
         if (u1 < 1e-300) u1 = 1e-300;
         const double r = std::sqrt(-2.0 * std::log(u1));
@@ -54,11 +60,16 @@ public:
     }
 
     /// The whole state, for checkpoints that resume exactly.
-    struct State { std::uint64_t s[4]; double spare; bool has_spare; };
+    struct State {
+        std::uint64_t s[4];
+        double spare;
+        bool has_spare;
+    };
     State state() const { return {{s_[0], s_[1], s_[2], s_[3]}, spare_, has_spare_}; }
     void set_state(const State& st) {
         for (int i = 0; i < 4; ++i) s_[i] = st.s[i];
-        spare_ = st.spare; has_spare_ = st.has_spare;
+        spare_ = st.spare;
+        has_spare_ = st.has_spare;
     }
 
 private:
@@ -85,7 +96,6 @@ template <class... K>
 Rng stream_rng(std::uint64_t seed, K... keys) {
     return Rng(stream_seed(seed, keys...));
 }
-
 
 /// Fill any tensor or view with N(0, stddev^2) or U(lo, hi).
 template <class X>

@@ -31,7 +31,10 @@ struct Shape {
     static constexpr std::array<std::size_t, rank> strides = [] {
         std::array<std::size_t, rank> s{};
         std::size_t acc = 1;
-        for (int i = rank - 1; i >= 0; --i) { s[i] = acc; acc *= std::size_t(dims[i]); }
+        for (int i = rank - 1; i >= 0; --i) {
+            s[i] = acc;
+            acc *= std::size_t(dims[i]);
+        }
         return s;
     }();
 };

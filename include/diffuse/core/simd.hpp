@@ -18,13 +18,16 @@ inline constexpr std::size_t width = batch<T>::size;
 /// End of the vector part of [0, n). Computing it first (rather than testing i + width <= n)
 /// also keeps GCC 12 from a false -Waggressive-loop-optimizations warning for constant n.
 template <class T>
-constexpr std::size_t vector_end(std::size_t n) { return n - n % width<T>; }
+constexpr std::size_t vector_end(std::size_t n) {
+    return n - n % width<T>;
+}
 
 /// y[i] = f(x[i])
 template <class T, class F>
 inline void map(std::size_t n, const T* x, T* y, F f) {
     std::size_t i = 0;
-    for (const std::size_t nv = vector_end<T>(n); i < nv; i += width<T>) f(batch<T>::load_unaligned(x + i)).store_unaligned(y + i);
+    for (const std::size_t nv = vector_end<T>(n); i < nv; i += width<T>)
+        f(batch<T>::load_unaligned(x + i)).store_unaligned(y + i);
     for (; i < n; ++i) y[i] = f(x[i]);
 }
 

@@ -82,9 +82,13 @@ public:
     const T& operator[](std::size_t i) const { return data_[i]; }
 
     template <class... I>
-    T& operator()(I... idx) { return view()(idx...); }
+    T& operator()(I... idx) {
+        return view()(idx...);
+    }
     template <class... I>
-    const T& operator()(I... idx) const { return view()(idx...); }
+    const T& operator()(I... idx) const {
+        return view()(idx...);
+    }
 
     View<T, D...> view() { return View<T, D...>(data_); }
     View<const T, D...> view() const { return View<const T, D...>(data_); }
@@ -92,9 +96,13 @@ public:
     operator View<const T, D...>() const { return view(); }
 
     template <int... E>
-    View<T, E...> reshape() { return view().template reshape<E...>(); }
+    View<T, E...> reshape() {
+        return view().template reshape<E...>();
+    }
     template <int... E>
-    View<const T, E...> reshape() const { return view().template reshape<E...>(); }
+    View<const T, E...> reshape() const {
+        return view().template reshape<E...>();
+    }
     auto item(int i) { return view().item(i); }
     auto item(int i) const { return view().item(i); }
 
@@ -108,11 +116,15 @@ namespace detail {
 template <class T, class S>
 struct ViewOfShapeImpl;
 template <class T, int... D>
-struct ViewOfShapeImpl<T, Shape<D...>> { using type = View<T, D...>; };
+struct ViewOfShapeImpl<T, Shape<D...>> {
+    using type = View<T, D...>;
+};
 template <class T, class S>
 struct TensorOfShapeImpl;
 template <class T, int... D>
-struct TensorOfShapeImpl<T, Shape<D...>> { using type = Tensor<T, D...>; };
+struct TensorOfShapeImpl<T, Shape<D...>> {
+    using type = Tensor<T, D...>;
+};
 }  // namespace detail
 
 /// View / Tensor types from a Shape computed by shape algebra: TensorOf<T, Linear::output_shape<S>>.
@@ -147,14 +159,23 @@ using shape_of = typename std::remove_cvref_t<X>::shape;
 
 /// A read-only view of a tensor or view, of the same shape.
 template <class T, int... D>
-constexpr View<const T, D...> cview(const Tensor<T, D...>& t) { return t.view(); }
+constexpr View<const T, D...> cview(const Tensor<T, D...>& t) {
+    return t.view();
+}
 template <class T, int... D>
-constexpr View<const std::remove_const_t<T>, D...> cview(View<T, D...> v) { return View<const std::remove_const_t<T>, D...>(v.data()); }
+constexpr View<const std::remove_const_t<T>, D...> cview(View<T, D...> v) {
+    return View<const std::remove_const_t<T>, D...>(v.data());
+}
 /// A writable view of a tensor or writable view.
 template <class T, int... D>
-constexpr View<T, D...> mview(Tensor<T, D...>& t) { return t.view(); }
+constexpr View<T, D...> mview(Tensor<T, D...>& t) {
+    return t.view();
+}
 template <class T, int... D>
-constexpr View<T, D...> mview(View<T, D...> v) { static_assert(!std::is_const_v<T>, "mview: view is read-only"); return v; }
+constexpr View<T, D...> mview(View<T, D...> v) {
+    static_assert(!std::is_const_v<T>, "mview: view is read-only");
+    return v;
+}
 
 /// A view of the given shape over the same memory as x: for handing [N, H, W, C] maps to
 /// layers that see [N, H*W, C] tokens.
@@ -176,7 +197,9 @@ ViewOf<std::remove_pointer_t<decltype(std::declval<X&>().data())>, S> as_view(X&
 
 /// One heap allocation of a (possibly huge) tensor or workspace struct, zero-filled.
 template <class W>
-std::unique_ptr<W> make() { return std::make_unique<W>(); }
+std::unique_ptr<W> make() {
+    return std::make_unique<W>();
+}
 
 }  // namespace diffuse
 

@@ -66,7 +66,7 @@ struct BatchOptions {
 
 /// Shuffled batches of N images [N, H, W, C] from a source, with their captions (and labels).
 template <class T, int N, int H, int W, int C, class Source>
-    requires CaptionedImageSource<Source, T>
+requires CaptionedImageSource<Source, T>
 class Batches {
 public:
     static_assert(N > 0 && H > 0 && W > 0 && C > 0, "Batches: batch size and image shape must be positive");
@@ -127,9 +127,9 @@ private:
             source_.image(idx, images.item(i).data());
             // Written in place into a string reserved for the longest caption (a no-op after the
             // first batch), and cleared rather than replaced when dropped: no allocation per batch.
-            const bool drop = opt_.empty_caption_prob > 0 &&
-                              stream_rng(seed_, 2, std::uint64_t(epoch_), std::uint64_t(idx)).uniform() <
-                                  opt_.empty_caption_prob;
+            const bool drop =
+                opt_.empty_caption_prob > 0 &&
+                stream_rng(seed_, 2, std::uint64_t(epoch_), std::uint64_t(idx)).uniform() < opt_.empty_caption_prob;
             std::string& caption = captions[std::size_t(i)];
             caption.reserve(source_.max_caption_length());
             if (drop) caption.clear();

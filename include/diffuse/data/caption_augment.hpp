@@ -26,9 +26,9 @@
 namespace diffuse::data {
 
 struct DistractorOptions {
-    double probability = 0.5;    // share of captions that get distractors
-    int max_words = 3;           // 1 .. max_words words inserted into such a caption
-    double punctuation = 0.3;    // chance that a punctuation mark is inserted too
+    double probability = 0.5;  // share of captions that get distractors
+    int max_words = 3;         // 1 .. max_words words inserted into such a caption
+    double punctuation = 0.3;  // chance that a punctuation mark is inserted too
 };
 
 class CaptionAugmenter {
@@ -38,8 +38,9 @@ public:
         if (words_.empty()) throw std::invalid_argument("CaptionAugmenter: the distractor word list is empty");
         if (!(opt_.probability >= 0 && opt_.probability <= 1) || opt_.max_words < 1 ||
             !(opt_.punctuation >= 0 && opt_.punctuation <= 1))
-            throw std::invalid_argument("CaptionAugmenter: probability and punctuation must be in [0, 1] and "
-                                        "max_words at least 1");
+            throw std::invalid_argument(
+                "CaptionAugmenter: probability and punctuation must be in [0, 1] and "
+                "max_words at least 1");
     }
 
     /// The words of a list file (one per line) of 3 to 12 lower-case ASCII letters that the

@@ -46,18 +46,18 @@ namespace diffuse::data {
 enum class OnError { stop, skip };
 
 struct ImageFolderOptions {
-    int resolution = 32;         // images become resolution × resolution
-    int channels = 3;            // 1 (gray) or 3 (RGB)
-    io::Rgb background{};        // what transparent pixels are composited over (white)
+    int resolution = 32;   // images become resolution × resolution
+    int channels = 3;      // 1 (gray) or 3 (RGB)
+    io::Rgb background{};  // what transparent pixels are composited over (white)
     OnError on_error = OnError::stop;
-    std::string metadata;        // the captions file inside the folder; "" = metadata.jsonl or metadata.csv
+    std::string metadata;  // the captions file inside the folder; "" = metadata.jsonl or metadata.csv
     std::uint64_t max_pixels = io::kMaxImagePixels;  // larger images are refused (decompression bombs)
     std::ostream* report = &std::cerr;               // where skipped entries are reported; null: silent
 };
 
 /// One entry of a metadata file, or the reason its line is unusable (error non-empty).
 struct MetadataEntry {
-    int line = 0;                    // 1-based line of the file where the entry starts
+    int line = 0;  // 1-based line of the file where the entry starts
     std::string file_name;
     std::vector<std::string> texts;  // at least one, none empty, when error is empty
     std::string error;
@@ -65,9 +65,7 @@ struct MetadataEntry {
 
 namespace detail {
 
-inline std::string_view strip_bom(std::string_view s) {
-    return s.substr(0, 3) == "\xEF\xBB\xBF" ? s.substr(3) : s;
-}
+inline std::string_view strip_bom(std::string_view s) { return s.substr(0, 3) == "\xEF\xBB\xBF" ? s.substr(3) : s; }
 
 inline bool blank(std::string_view s) {
     return std::all_of(s.begin(), s.end(), [](char c) { return c == ' ' || c == '\t' || c == '\r'; });
@@ -82,12 +80,13 @@ inline std::string texts_from_json(const io::json::Value* v, std::vector<std::st
         texts.push_back(v->text);
         return "";
     }
-    if (v->kind != Value::array) return std::string("\"text\" is ") + io::json::kind_name(v->kind) +
-                                         ", expected a string or an array of strings";
+    if (v->kind != Value::array)
+        return std::string("\"text\" is ") + io::json::kind_name(v->kind) +
+               ", expected a string or an array of strings";
     if (v->items.empty()) return "no caption (\"text\" is an empty array)";
     for (const Value& t : v->items) {
-        if (t.kind != Value::string) return std::string("\"text\" holds ") + io::json::kind_name(t.kind) +
-                                            ", expected only strings";
+        if (t.kind != Value::string)
+            return std::string("\"text\" holds ") + io::json::kind_name(t.kind) + ", expected only strings";
         if (t.text.empty()) return "empty caption in \"text\"";
         texts.push_back(t.text);
     }
@@ -120,9 +119,7 @@ inline std::vector<MetadataEntry> parse_metadata_jsonl(std::string_view text) {
                 e.file_name = f->text;
                 e.error = detail::texts_from_json(v.find("text"), e.texts);
             }
-        } catch (const std::runtime_error& err) {
-            e.error = err.what();
-        }
+        } catch (const std::runtime_error& err) { e.error = err.what(); }
         out.push_back(std::move(e));
     }
     return out;
@@ -153,8 +150,10 @@ inline std::vector<MetadataEntry> parse_metadata_csv(std::string_view text) {
             const char c = text[i++];
             if (quoted) {
                 if (c == '"') {
-                    if (i < text.size() && text[i] == '"') { field += '"'; ++i; }
-                    else quoted = false;
+                    if (i < text.size() && text[i] == '"') {
+                        field += '"';
+                        ++i;
+                    } else quoted = false;
                 } else {
                     if (c == '\n') ++line;
                     field += c;
@@ -192,8 +191,8 @@ inline std::vector<MetadataEntry> parse_metadata_csv(std::string_view text) {
         e.line = r.line;
         if (!r.error.empty()) e.error = r.error;
         else if (r.fields.size() != header.fields.size())
-            e.error = std::to_string(r.fields.size()) + " fields, the header has " +
-                      std::to_string(header.fields.size());
+            e.error =
+                std::to_string(r.fields.size()) + " fields, the header has " + std::to_string(header.fields.size());
         else if (r.fields[fcol].empty()) e.error = "empty file_name";
         else if (r.fields[tcol].empty()) e.error = "no caption (empty text)";
         else {
@@ -234,10 +233,8 @@ public:
         std::vector<MetadataEntry> entries;
         try {
             entries = meta.size() >= 4 && meta.compare(meta.size() - 4, 4, ".csv") == 0 ? parse_metadata_csv(text)
-                                                                                       : parse_metadata_jsonl(text);
-        } catch (const std::runtime_error& e) {
-            throw std::runtime_error(meta + ": " + e.what());
-        }
+                                                                                        : parse_metadata_jsonl(text);
+        } catch (const std::runtime_error& e) { throw std::runtime_error(meta + ": " + e.what()); }
         for (MetadataEntry& e : entries) {
             const std::string where = meta + " line " + std::to_string(e.line) + ": ";
             if (!e.error.empty()) {
@@ -324,10 +321,12 @@ private:
         const std::string csv = (fs::path(folder) / "metadata.csv").string();
         const bool has_jsonl = fs::exists(jsonl, ec), has_csv = fs::exists(csv, ec);
         if (has_jsonl && has_csv)
-            throw std::runtime_error("image folder " + folder + ": both metadata.jsonl and metadata.csv; "
+            throw std::runtime_error("image folder " + folder +
+                                     ": both metadata.jsonl and metadata.csv; "
                                      "choose one with ImageFolderOptions::metadata");
         if (!has_jsonl && !has_csv)
-            throw std::runtime_error("image folder " + folder + ": no metadata.jsonl or metadata.csv "
+            throw std::runtime_error("image folder " + folder +
+                                     ": no metadata.jsonl or metadata.csv "
                                      "(one {\"file_name\": ..., \"text\": ...} per line)");
         return has_jsonl ? jsonl : csv;
     }

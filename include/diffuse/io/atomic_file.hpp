@@ -6,7 +6,6 @@
 #define DIFFUSE_IO_ATOMIC_FILE_HPP
 
 #include <fcntl.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -15,6 +14,7 @@
 #include <cstring>
 #include <stdexcept>
 #include <string>
+#include <sys/stat.h>
 
 namespace diffuse::io {
 

@@ -59,7 +59,9 @@ public:
     }
     IdxReader(const IdxReader&) = delete;
     IdxReader& operator=(const IdxReader&) = delete;
-    ~IdxReader() { if (f_) gzclose(f_); }
+    ~IdxReader() {
+        if (f_) gzclose(f_);
+    }
 
     [[noreturn]] void fail(const std::string& what) const {
         throw std::runtime_error("IDX file " + path_ + ": " + what);
@@ -73,7 +75,9 @@ public:
             // gzread takes an unsigned count and returns an int: read in chunks below INT_MAX.
             const unsigned chunk = unsigned(std::min<std::size_t>(n - got, 1u << 30));
             const int r = gzread(f_, p + got, chunk);
-            if (r < 0) fail(std::string(errno_failed() ? "cannot read the " : "corrupt gzip data in the ") + what + " (" + zlib_error() + ")");
+            if (r < 0)
+                fail(std::string(errno_failed() ? "cannot read the " : "corrupt gzip data in the ") + what + " (" +
+                     zlib_error() + ")");
             if (r == 0) break;
             got += std::size_t(r);
         }
@@ -137,8 +141,7 @@ private:
 /// Dimensions are stored as uint32; refuse anything that could not be a real data set so a
 /// corrupt header cannot make us allocate gigabytes.
 inline int checked_dim(IdxReader& r, std::uint32_t d, const char* name, bool allow_zero) {
-    if ((d == 0 && !allow_zero) || d > (1u << 24))
-        r.fail(std::string("implausible ") + name + " " + std::to_string(d));
+    if ((d == 0 && !allow_zero) || d > (1u << 24)) r.fail(std::string("implausible ") + name + " " + std::to_string(d));
     return int(d);
 }
 
@@ -197,8 +200,8 @@ inline FashionMnist load_fashion_mnist(Split split, const std::string& dir = fas
                                  std::to_string(d.labels.count) + " labels");
     for (int i = 0; i < d.labels.count; ++i)
         if (d.labels.labels[std::size_t(i)] > 9)
-            throw std::runtime_error(where + "label " + std::to_string(d.labels.labels[std::size_t(i)]) +
-                                     " at index " + std::to_string(i) + " is outside 0..9");
+            throw std::runtime_error(where + "label " + std::to_string(d.labels.labels[std::size_t(i)]) + " at index " +
+                                     std::to_string(i) + " is outside 0..9");
     return d;
 }
 
@@ -211,7 +214,8 @@ inline FashionMnist first_images(const FashionMnist& d, int count) {
     head.images.count = head.labels.count = count;
     head.images.rows = d.images.rows;
     head.images.cols = d.images.cols;
-    head.images.pixels.assign(d.images.pixels.begin(), d.images.pixels.begin() + std::ptrdiff_t(std::size_t(count) * pixels));
+    head.images.pixels.assign(d.images.pixels.begin(),
+                              d.images.pixels.begin() + std::ptrdiff_t(std::size_t(count) * pixels));
     head.labels.labels.assign(d.labels.labels.begin(), d.labels.labels.begin() + count);
     return head;
 }

@@ -55,7 +55,7 @@ inline ByteImage decode_png(const std::uint8_t* data, std::size_t size, const st
         throw std::runtime_error("png " + name + ": cannot read (" + g.message() + ")");
     detail::check_image_size("png " + name, g.image.width, g.image.height, max_pixels);
     g.image.format &= PNG_FORMAT_FLAG_COLOR | PNG_FORMAT_FLAG_ALPHA;  // 8-bit, no colour map
-    g.image.flags |= PNG_IMAGE_FLAG_16BIT_sRGB;  // only takes effect when set after begin_read
+    g.image.flags |= PNG_IMAGE_FLAG_16BIT_sRGB;                       // only takes effect when set after begin_read
     ByteImage out;
     out.height = int(g.image.height);
     out.width = int(g.image.width);
@@ -181,8 +181,9 @@ inline PlaneImage resize_and_crop(const PlaneImage& src, int out_h, int out_w) {
     for (int y = 0; y < src.height; ++y)
         for (int o = 0; o < out_w; ++o)
             for (int k = tx.start[std::size_t(o)]; k < tx.stop[std::size_t(o)]; ++k) {
-                const double* s = src.values.data() + (std::size_t(y) * std::size_t(src.width) +
-                                                       std::size_t(tx.index[std::size_t(k)])) * std::size_t(c);
+                const double* s =
+                    src.values.data() +
+                    (std::size_t(y) * std::size_t(src.width) + std::size_t(tx.index[std::size_t(k)])) * std::size_t(c);
                 double* d = rows.data() + (std::size_t(y) * std::size_t(out_w) + std::size_t(o)) * std::size_t(c);
                 for (int ch = 0; ch < c; ++ch) d[ch] += tx.weight[std::size_t(k)] * s[ch];
             }

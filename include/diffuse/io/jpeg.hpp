@@ -11,6 +11,8 @@
 #ifndef DIFFUSE_IO_JPEG_HPP
 #define DIFFUSE_IO_JPEG_HPP
 
+#include <jpeglib.h>
+
 #include <csetjmp>
 #include <cstddef>
 #include <cstdint>
@@ -20,8 +22,6 @@
 #include <stdexcept>
 #include <string>
 #include <vector>
-
-#include <jpeglib.h>
 
 #include "diffuse/io/atomic_file.hpp"
 #include "diffuse/io/byte_image.hpp"
@@ -107,8 +107,8 @@ struct JpegBuffer {
     ~JpegBuffer() { std::free(data); }
 };
 
-inline bool encode_jpeg(int height, int width, int channels, const std::uint8_t* pixels, int quality,
-                        JpegBuffer* buf, JpegError& err) {
+inline bool encode_jpeg(int height, int width, int channels, const std::uint8_t* pixels, int quality, JpegBuffer* buf,
+                        JpegError& err) {
     jpeg_compress_struct cinfo;
     cinfo.err = jpeg_throwing_errors(err);
     if (setjmp(err.jump)) {

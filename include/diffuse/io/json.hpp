@@ -17,9 +17,9 @@ struct Value {
     enum Kind { null, boolean, number, string, array, object };
     Kind kind = null;
     bool b = false;
-    std::string text;                // a string's decoded contents, or a number's literal
-    std::vector<Value> items;        // array elements, or object values
-    std::vector<std::string> keys;   // object keys, parallel to items, in file order
+    std::string text;               // a string's decoded contents, or a number's literal
+    std::vector<Value> items;       // array elements, or object values
+    std::vector<std::string> keys;  // object keys, parallel to items, in file order
 
     /// An object's member, or nullptr.
     const Value* find(std::string_view key) const {
@@ -42,10 +42,16 @@ inline std::size_t utf8_sequence_length(std::string_view s, std::size_t i) {
     if (c < 0x80) return 1;
     std::size_t n;
     std::uint32_t cp;
-    if (c >= 0xC2 && c <= 0xDF) { n = 2; cp = c & 0x1Fu; }
-    else if (c >= 0xE0 && c <= 0xEF) { n = 3; cp = c & 0x0Fu; }
-    else if (c >= 0xF0 && c <= 0xF4) { n = 4; cp = c & 0x07u; }
-    else return 0;
+    if (c >= 0xC2 && c <= 0xDF) {
+        n = 2;
+        cp = c & 0x1Fu;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+        n = 3;
+        cp = c & 0x0Fu;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        n = 4;
+        cp = c & 0x07u;
+    } else return 0;
     if (i + n > s.size()) return 0;
     for (std::size_t k = 1; k < n; ++k) {
         if ((at(i + k) & 0xC0) != 0x80) return 0;
@@ -70,8 +76,10 @@ inline std::string quote(std::string_view s) {
     std::string out = "\"";
     for (char ch : s) {
         const auto c = static_cast<unsigned char>(ch);
-        if (c == '"' || c == '\\') { out += '\\'; out += ch; }
-        else if (c == '\n') out += "\\n";
+        if (c == '"' || c == '\\') {
+            out += '\\';
+            out += ch;
+        } else if (c == '\n') out += "\\n";
         else if (c == '\t') out += "\\t";
         else if (c == '\r') out += "\\r";
         else if (c < 0x20 || c == 0x7F) {
@@ -121,13 +129,32 @@ private:
         if (eof()) fail("unexpected end of input");
         Value v;
         switch (s_[i_]) {
-            case '{': object(v, depth); break;
-            case '[': array(v, depth); break;
-            case '"': v.kind = Value::string; v.text = string(); break;
-            case 't': literal("true"); v.kind = Value::boolean; v.b = true; break;
-            case 'f': literal("false"); v.kind = Value::boolean; break;
-            case 'n': literal("null"); break;
-            default: v.kind = Value::number; v.text = number(); break;
+            case '{':
+                object(v, depth);
+                break;
+            case '[':
+                array(v, depth);
+                break;
+            case '"':
+                v.kind = Value::string;
+                v.text = string();
+                break;
+            case 't':
+                literal("true");
+                v.kind = Value::boolean;
+                v.b = true;
+                break;
+            case 'f':
+                literal("false");
+                v.kind = Value::boolean;
+                break;
+            case 'n':
+                literal("null");
+                break;
+            default:
+                v.kind = Value::number;
+                v.text = number();
+                break;
         }
         return v;
     }
@@ -136,21 +163,30 @@ private:
         v.kind = Value::object;
         ++i_;
         skip_ws();
-        if (peek() == '}' && !eof()) { ++i_; return; }
+        if (peek() == '}' && !eof()) {
+            ++i_;
+            return;
+        }
         while (true) {
             skip_ws();
             if (peek() != '"' || eof()) fail("expected a string key");
             const std::size_t at = i_;
             std::string key = string();
             for (const auto& k : v.keys)
-                if (k == key) { i_ = at; fail("duplicate key " + quote(key)); }
+                if (k == key) {
+                    i_ = at;
+                    fail("duplicate key " + quote(key));
+                }
             skip_ws();
             expect(':');
             skip_ws();
             v.keys.push_back(std::move(key));
             v.items.push_back(value(depth + 1));
             skip_ws();
-            if (peek() == ',' && !eof()) { ++i_; continue; }
+            if (peek() == ',' && !eof()) {
+                ++i_;
+                continue;
+            }
             expect('}');
             return;
         }
@@ -160,12 +196,18 @@ private:
         v.kind = Value::array;
         ++i_;
         skip_ws();
-        if (peek() == ']' && !eof()) { ++i_; return; }
+        if (peek() == ']' && !eof()) {
+            ++i_;
+            return;
+        }
         while (true) {
             skip_ws();
             v.items.push_back(value(depth + 1));
             skip_ws();
-            if (peek() == ',' && !eof()) { ++i_; continue; }
+            if (peek() == ',' && !eof()) {
+                ++i_;
+                continue;
+            }
             expect(']');
             return;
         }
@@ -187,11 +229,18 @@ private:
 
     static void append_utf8(std::string& out, std::uint32_t cp) {
         if (cp < 0x80) out += char(cp);
-        else if (cp < 0x800) { out += char(0xC0 | cp >> 6); out += char(0x80 | (cp & 0x3F)); }
-        else if (cp < 0x10000) { out += char(0xE0 | cp >> 12); out += char(0x80 | (cp >> 6 & 0x3F)); out += char(0x80 | (cp & 0x3F)); }
-        else {
-            out += char(0xF0 | cp >> 18); out += char(0x80 | (cp >> 12 & 0x3F));
-            out += char(0x80 | (cp >> 6 & 0x3F)); out += char(0x80 | (cp & 0x3F));
+        else if (cp < 0x800) {
+            out += char(0xC0 | cp >> 6);
+            out += char(0x80 | (cp & 0x3F));
+        } else if (cp < 0x10000) {
+            out += char(0xE0 | cp >> 12);
+            out += char(0x80 | (cp >> 6 & 0x3F));
+            out += char(0x80 | (cp & 0x3F));
+        } else {
+            out += char(0xF0 | cp >> 18);
+            out += char(0x80 | (cp >> 12 & 0x3F));
+            out += char(0x80 | (cp >> 6 & 0x3F));
+            out += char(0x80 | (cp & 0x3F));
         }
     }
 
@@ -201,21 +250,40 @@ private:
         while (true) {
             if (eof()) fail("unterminated string");
             const auto c = static_cast<unsigned char>(s_[i_]);
-            if (c == '"') { ++i_; return out; }
+            if (c == '"') {
+                ++i_;
+                return out;
+            }
             if (c < 0x20) fail("control character in a string");
             if (c == '\\') {
                 ++i_;
                 if (eof()) fail("unterminated string");
                 const char e = s_[i_++];
                 switch (e) {
-                    case '"': out += '"'; break;
-                    case '\\': out += '\\'; break;
-                    case '/': out += '/'; break;
-                    case 'b': out += '\b'; break;
-                    case 'f': out += '\f'; break;
-                    case 'n': out += '\n'; break;
-                    case 'r': out += '\r'; break;
-                    case 't': out += '\t'; break;
+                    case '"':
+                        out += '"';
+                        break;
+                    case '\\':
+                        out += '\\';
+                        break;
+                    case '/':
+                        out += '/';
+                        break;
+                    case 'b':
+                        out += '\b';
+                        break;
+                    case 'f':
+                        out += '\f';
+                        break;
+                    case 'n':
+                        out += '\n';
+                        break;
+                    case 'r':
+                        out += '\r';
+                        break;
+                    case 't':
+                        out += '\t';
+                        break;
                     case 'u': {
                         std::uint32_t cp = hex4();
                         if (cp >= 0xDC00 && cp <= 0xDFFF) fail("lone low surrogate in \\u escape");
@@ -229,7 +297,9 @@ private:
                         append_utf8(out, cp);
                         break;
                     }
-                    default: --i_; fail("bad escape in a string");
+                    default:
+                        --i_;
+                        fail("bad escape in a string");
                 }
                 continue;
             }
@@ -251,7 +321,10 @@ private:
         if (peek() == '0' && !eof()) ++i_;
         else if (digit()) digits();
         else fail("unexpected character");
-        if (peek() == '.' && !eof()) { ++i_; digits(); }
+        if (peek() == '.' && !eof()) {
+            ++i_;
+            digits();
+        }
         if (peek() == 'e' || peek() == 'E') {
             ++i_;
             if (peek() == '+' || peek() == '-') ++i_;

@@ -45,12 +45,17 @@ namespace detail {
 
 inline std::uint32_t png_format_for(int channels) {
     switch (channels) {
-        case 1: return PNG_FORMAT_GRAY;
-        case 2: return PNG_FORMAT_GA;
-        case 3: return PNG_FORMAT_RGB;
-        case 4: return PNG_FORMAT_RGBA;
-        default: throw std::invalid_argument("png: channels must be 1 (gray), 2 (gray+alpha), 3 (RGB) or 4 (RGBA), not " +
-                                             std::to_string(channels));
+        case 1:
+            return PNG_FORMAT_GRAY;
+        case 2:
+            return PNG_FORMAT_GA;
+        case 3:
+            return PNG_FORMAT_RGB;
+        case 4:
+            return PNG_FORMAT_RGBA;
+        default:
+            throw std::invalid_argument("png: channels must be 1 (gray), 2 (gray+alpha), 3 (RGB) or 4 (RGBA), not " +
+                                        std::to_string(channels));
     }
 }
 
@@ -126,10 +131,12 @@ void write_png_grid(const std::string& path, const T* images, int n, int h, int 
 
 /// A batch [N, H, W, C] from a tensor or view, tiled rows x cols.
 template <Shaped X>
-void write_png_grid(const std::string& path, const X& images, int rows, int cols, int gap = 1, float background = 1.0f) {
+void write_png_grid(const std::string& path, const X& images, int rows, int cols, int gap = 1,
+                    float background = 1.0f) {
     using S = shape_of<X>;
     static_assert(S::rank == 4, "write_png_grid: expects a batch of images [N, H, W, C]");
-    static_assert(S::dims[3] >= 1 && S::dims[3] <= 4, "write_png_grid: images need 1 to 4 channels (gray, gray+alpha, RGB, RGBA)");
+    static_assert(S::dims[3] >= 1 && S::dims[3] <= 4,
+                  "write_png_grid: images need 1 to 4 channels (gray, gray+alpha, RGB, RGBA)");
     write_png_grid(path, images.data(), S::dims[0], S::dims[1], S::dims[2], S::dims[3], rows, cols, gap, background);
 }
 
@@ -166,8 +173,9 @@ void read_png_into(const std::string& path, X&& image) {
     static_assert(S::rank == 3, "read_png_into: expects one image [H, W, C]");
     const Image img = read_png(path, S::dims[2]);
     if (img.height != S::dims[0] || img.width != S::dims[1])
-        throw std::runtime_error("png " + path + ": image is " + std::to_string(img.width) + "x" + std::to_string(img.height) +
-                                 ", expected " + std::to_string(S::dims[1]) + "x" + std::to_string(S::dims[0]));
+        throw std::runtime_error("png " + path + ": image is " + std::to_string(img.width) + "x" +
+                                 std::to_string(img.height) + ", expected " + std::to_string(S::dims[1]) + "x" +
+                                 std::to_string(S::dims[0]));
     using T = std::remove_cvref_t<decltype(*image.data())>;
     std::transform(img.pixels.begin(), img.pixels.end(), image.data(), [](float v) { return T(v); });
 }

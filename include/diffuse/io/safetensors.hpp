@@ -42,16 +42,18 @@ struct DTypeInfo {
     const char* name;
     std::size_t size;
 };
-inline constexpr DTypeInfo kDTypes[] = {
-    {DType::F64, "F64", 8}, {DType::F32, "F32", 4}, {DType::F16, "F16", 2}, {DType::BF16, "BF16", 2},
-    {DType::I64, "I64", 8}, {DType::I32, "I32", 4}, {DType::I16, "I16", 2}, {DType::I8, "I8", 1},
-    {DType::U64, "U64", 8}, {DType::U32, "U32", 4}, {DType::U16, "U16", 2}, {DType::U8, "U8", 1},
-    {DType::BOOL, "BOOL", 1}};
+inline constexpr DTypeInfo kDTypes[] = {{DType::F64, "F64", 8},   {DType::F32, "F32", 4}, {DType::F16, "F16", 2},
+                                        {DType::BF16, "BF16", 2}, {DType::I64, "I64", 8}, {DType::I32, "I32", 4},
+                                        {DType::I16, "I16", 2},   {DType::I8, "I8", 1},   {DType::U64, "U64", 8},
+                                        {DType::U32, "U32", 4},   {DType::U16, "U16", 2}, {DType::U8, "U8", 1},
+                                        {DType::BOOL, "BOOL", 1}};
 }  // namespace detail
 
 inline const char* dtype_name(DType d) { return detail::kDTypes[int(d)].name; }
 inline std::size_t dtype_size(DType d) { return detail::kDTypes[int(d)].size; }
-inline bool is_float_dtype(DType d) { return d == DType::F64 || d == DType::F32 || d == DType::F16 || d == DType::BF16; }
+inline bool is_float_dtype(DType d) {
+    return d == DType::F64 || d == DType::F32 || d == DType::F16 || d == DType::BF16;
+}
 
 /// The dtype that stores C++ type T unchanged.
 template <class T>
@@ -86,11 +88,28 @@ template <class T>
 void encode_floats(const T* src, std::size_t n, DType as, unsigned char* dst) {
     for (std::size_t i = 0; i < n; ++i) {
         switch (as) {
-            case DType::F64: { const double v = double(src[i]); std::memcpy(dst + 8 * i, &v, 8); break; }
-            case DType::F32: { const float v = float(src[i]); std::memcpy(dst + 4 * i, &v, 4); break; }
-            case DType::F16: { const std::uint16_t v = float_to_half(float(src[i])); std::memcpy(dst + 2 * i, &v, 2); break; }
-            case DType::BF16: { const std::uint16_t v = float_to_bf16(float(src[i])); std::memcpy(dst + 2 * i, &v, 2); break; }
-            default: throw std::logic_error("safetensors: not a float dtype");
+            case DType::F64: {
+                const double v = double(src[i]);
+                std::memcpy(dst + 8 * i, &v, 8);
+                break;
+            }
+            case DType::F32: {
+                const float v = float(src[i]);
+                std::memcpy(dst + 4 * i, &v, 4);
+                break;
+            }
+            case DType::F16: {
+                const std::uint16_t v = float_to_half(float(src[i]));
+                std::memcpy(dst + 2 * i, &v, 2);
+                break;
+            }
+            case DType::BF16: {
+                const std::uint16_t v = float_to_bf16(float(src[i]));
+                std::memcpy(dst + 2 * i, &v, 2);
+                break;
+            }
+            default:
+                throw std::logic_error("safetensors: not a float dtype");
         }
     }
 }
@@ -99,11 +118,32 @@ template <class T>
 void decode_floats(const unsigned char* src, std::size_t n, DType from, T* dst) {
     for (std::size_t i = 0; i < n; ++i) {
         switch (from) {
-            case DType::F64: { double v; std::memcpy(&v, src + 8 * i, 8); dst[i] = T(v); break; }
-            case DType::F32: { float v; std::memcpy(&v, src + 4 * i, 4); dst[i] = T(v); break; }
-            case DType::F16: { std::uint16_t v; std::memcpy(&v, src + 2 * i, 2); dst[i] = T(half_to_float(v)); break; }
-            case DType::BF16: { std::uint16_t v; std::memcpy(&v, src + 2 * i, 2); dst[i] = T(bf16_to_float(v)); break; }
-            default: throw std::logic_error("safetensors: not a float dtype");
+            case DType::F64: {
+                double v;
+                std::memcpy(&v, src + 8 * i, 8);
+                dst[i] = T(v);
+                break;
+            }
+            case DType::F32: {
+                float v;
+                std::memcpy(&v, src + 4 * i, 4);
+                dst[i] = T(v);
+                break;
+            }
+            case DType::F16: {
+                std::uint16_t v;
+                std::memcpy(&v, src + 2 * i, 2);
+                dst[i] = T(half_to_float(v));
+                break;
+            }
+            case DType::BF16: {
+                std::uint16_t v;
+                std::memcpy(&v, src + 2 * i, 2);
+                dst[i] = T(bf16_to_float(v));
+                break;
+            }
+            default:
+                throw std::logic_error("safetensors: not a float dtype");
         }
     }
 }
@@ -113,7 +153,8 @@ inline std::uint64_t checked_numel(const std::vector<std::int64_t>& shape, const
     std::uint64_t n = 1;
     for (auto d : shape) {
         if (d < 0) throw std::runtime_error(what + ": negative dimension in shape " + shape_string(shape));
-        if (d != 0 && n > UINT64_MAX / 8 / std::uint64_t(d)) throw std::runtime_error(what + ": shape " + shape_string(shape) + " is too large");
+        if (d != 0 && n > UINT64_MAX / 8 / std::uint64_t(d))
+            throw std::runtime_error(what + ": shape " + shape_string(shape) + " is too large");
         n *= std::uint64_t(d);
     }
     return n;
@@ -134,7 +175,8 @@ public:
         Entry e{std::move(name), as, std::move(shape), data, dtype_of<T>()};
         if constexpr (std::is_floating_point_v<T>) {
             if (!is_float_dtype(as))
-                throw std::invalid_argument("safetensors: tensor '" + e.name + "': cannot store floating-point data as " + dtype_name(as));
+                throw std::invalid_argument("safetensors: tensor '" + e.name +
+                                            "': cannot store floating-point data as " + dtype_name(as));
         } else if (as != dtype_of<T>()) {
             throw std::invalid_argument("safetensors: tensor '" + e.name + "': " + dtype_name(dtype_of<T>()) +
                                         " data can only be stored as " + dtype_name(dtype_of<T>()));
@@ -202,7 +244,8 @@ public:
             buf.resize(detail::kChunk * esize);
             for (std::uint64_t i = 0; i < e.numel; i += detail::kChunk) {
                 const std::size_t n = std::size_t(std::min<std::uint64_t>(detail::kChunk, e.numel - i));
-                if (e.source == DType::F32) detail::encode_floats(static_cast<const float*>(e.data) + i, n, e.dtype, buf.data());
+                if (e.source == DType::F32)
+                    detail::encode_floats(static_cast<const float*>(e.data) + i, n, e.dtype, buf.data());
                 else detail::encode_floats(static_cast<const double*>(e.data) + i, n, e.dtype, buf.data());
                 out.write(buf.data(), n * esize);
             }
@@ -262,8 +305,11 @@ public:
         std::uint64_t n = 0;
         for (int i = 7; i >= 0; --i) n = n << 8 | len[i];
         if (n == 0) fail("header length is 0");
-        if (n > kMaxHeader) fail("header length " + std::to_string(n) + " is implausible (over " + std::to_string(kMaxHeader) + ")");
-        if (n > size - 8) fail("header length " + std::to_string(n) + " runs past the end of the file (" + std::to_string(size) + " bytes)");
+        if (n > kMaxHeader)
+            fail("header length " + std::to_string(n) + " is implausible (over " + std::to_string(kMaxHeader) + ")");
+        if (n > size - 8)
+            fail("header length " + std::to_string(n) + " runs past the end of the file (" + std::to_string(size) +
+                 " bytes)");
         std::string header(std::size_t(n), '\0');
         read_at(8, header.data(), header.size());
         data_start_ = 8 + n;
@@ -292,12 +338,17 @@ public:
     void read(std::string_view name, T* out, std::size_t count) const {
         const TensorEntry& t = at(name);
         if (t.numel != count)
-            fail("tensor '" + t.name + "' has " + std::to_string(t.numel) + " elements, the caller expects " + std::to_string(count));
+            fail("tensor '" + t.name + "' has " + std::to_string(t.numel) + " elements, the caller expects " +
+                 std::to_string(count));
         const std::size_t esize = dtype_size(t.dtype);
         if constexpr (std::is_floating_point_v<T>) {
             if (!is_float_dtype(t.dtype))
-                fail("tensor '" + t.name + "' has dtype " + dtype_name(t.dtype) + ", which does not convert to floating point");
-            if (t.dtype == dtype_of<T>()) { read_at(data_start_ + t.begin, out, count * esize); return; }
+                fail("tensor '" + t.name + "' has dtype " + dtype_name(t.dtype) +
+                     ", which does not convert to floating point");
+            if (t.dtype == dtype_of<T>()) {
+                read_at(data_start_ + t.begin, out, count * esize);
+                return;
+            }
             std::vector<unsigned char> buf(detail::kChunk * esize);
             for (std::size_t i = 0; i < count; i += detail::kChunk) {
                 const std::size_t n = std::min(detail::kChunk, count - i);
@@ -306,7 +357,8 @@ public:
             }
         } else {
             if (t.dtype != dtype_of<T>())
-                fail("tensor '" + t.name + "' has dtype " + dtype_name(t.dtype) + ", the caller expects " + dtype_name(dtype_of<T>()));
+                fail("tensor '" + t.name + "' has dtype " + dtype_name(t.dtype) + ", the caller expects " +
+                     dtype_name(dtype_of<T>()));
             read_at(data_start_ + t.begin, out, count * esize);
         }
     }
@@ -343,18 +395,19 @@ private:
         json::Value root;
         try {
             root = json::parse(text);
-        } catch (const std::runtime_error& e) {
-            fail(std::string("header is not valid JSON (") + e.what() + ")");
-        }
-        if (root.kind != json::Value::object) fail(std::string("header is ") + json::kind_name(root.kind) + ", expected an object");
+        } catch (const std::runtime_error& e) { fail(std::string("header is not valid JSON (") + e.what() + ")"); }
+        if (root.kind != json::Value::object)
+            fail(std::string("header is ") + json::kind_name(root.kind) + ", expected an object");
         for (std::size_t i = 0; i < root.keys.size(); ++i) {
             const std::string& key = root.keys[i];
             const json::Value& v = root.items[i];
             if (key == "__metadata__") {
-                if (v.kind != json::Value::object) fail("__metadata__ is " + std::string(json::kind_name(v.kind)) + ", expected an object");
+                if (v.kind != json::Value::object)
+                    fail("__metadata__ is " + std::string(json::kind_name(v.kind)) + ", expected an object");
                 for (std::size_t k = 0; k < v.keys.size(); ++k) {
                     if (v.items[k].kind != json::Value::string)
-                        fail("__metadata__ value of '" + v.keys[k] + "' is " + json::kind_name(v.items[k].kind) + ", expected a string");
+                        fail("__metadata__ value of '" + v.keys[k] + "' is " + json::kind_name(v.items[k].kind) +
+                             ", expected a string");
                     metadata_[v.keys[k]] = v.items[k].text;
                 }
             } else {
@@ -366,7 +419,8 @@ private:
 
     TensorEntry parse_entry(const std::string& name, const json::Value& v) const {
         const std::string what = "tensor '" + name + "'";
-        if (v.kind != json::Value::object) fail(what + " is described by " + json::kind_name(v.kind) + ", expected an object");
+        if (v.kind != json::Value::object)
+            fail(what + " is described by " + json::kind_name(v.kind) + ", expected an object");
         for (const auto& k : v.keys)
             if (k != "dtype" && k != "shape" && k != "data_offsets") fail(what + " has an unknown field '" + k + "'");
         const json::Value* dtype = v.find("dtype");
@@ -375,12 +429,17 @@ private:
         if (!dtype || !shape || !offsets) fail(what + " needs dtype, shape and data_offsets");
         TensorEntry t;
         t.name = name;
-        if (dtype->kind != json::Value::string) fail(what + ": dtype is " + json::kind_name(dtype->kind) + ", expected a string");
+        if (dtype->kind != json::Value::string)
+            fail(what + ": dtype is " + json::kind_name(dtype->kind) + ", expected a string");
         bool known = false;
         for (const auto& d : detail::kDTypes)
-            if (dtype->text == d.name) { t.dtype = d.dtype; known = true; }
+            if (dtype->text == d.name) {
+                t.dtype = d.dtype;
+                known = true;
+            }
         if (!known) fail(what + " has an unsupported dtype '" + dtype->text + "'");
-        if (shape->kind != json::Value::array) fail(what + ": shape is " + json::kind_name(shape->kind) + ", expected an array");
+        if (shape->kind != json::Value::array)
+            fail(what + ": shape is " + json::kind_name(shape->kind) + ", expected an array");
         try {
             for (std::size_t k = 0; k < shape->items.size(); ++k) {
                 const std::uint64_t d = json::as_u64(shape->items[k], what + ": shape[" + std::to_string(k) + "]");
@@ -397,7 +456,8 @@ private:
             fail(e.what());
         }
         if (t.end < t.begin)
-            fail(what + ": data_offsets [" + std::to_string(t.begin) + ", " + std::to_string(t.end) + "] end before they begin");
+            fail(what + ": data_offsets [" + std::to_string(t.begin) + ", " + std::to_string(t.end) +
+                 "] end before they begin");
         const std::uint64_t need = t.numel * dtype_size(t.dtype);
         if (t.end - t.begin != need)
             fail(what + ": data_offsets [" + std::to_string(t.begin) + ", " + std::to_string(t.end) + "] hold " +
@@ -408,21 +468,22 @@ private:
 
     /// The tensors must tile the data section exactly, as the reference implementation demands.
     void check_layout() {
-        std::sort(tensors_.begin(), tensors_.end(),
-                  [](const TensorEntry& a, const TensorEntry& b) { return a.begin != b.begin ? a.begin < b.begin : a.end < b.end; });
+        std::sort(tensors_.begin(), tensors_.end(), [](const TensorEntry& a, const TensorEntry& b) {
+            return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
+        });
         std::uint64_t pos = 0;
         for (const auto& t : tensors_) {
             if (t.end > data_size_)
-                fail("tensor '" + t.name + "' ends at data byte " + std::to_string(t.end) + " but the file holds only " +
-                     std::to_string(data_size_) + " data bytes (truncated?)");
+                fail("tensor '" + t.name + "' ends at data byte " + std::to_string(t.end) +
+                     " but the file holds only " + std::to_string(data_size_) + " data bytes (truncated?)");
             if (t.begin != pos)
-                fail("tensor '" + t.name + "' starts at data byte " + std::to_string(t.begin) + ", expected " + std::to_string(pos) +
-                     (t.begin < pos ? " (tensors overlap)" : " (gap between tensors)"));
+                fail("tensor '" + t.name + "' starts at data byte " + std::to_string(t.begin) + ", expected " +
+                     std::to_string(pos) + (t.begin < pos ? " (tensors overlap)" : " (gap between tensors)"));
             pos = t.end;
         }
         if (pos != data_size_)
-            fail("tensors cover " + std::to_string(pos) + " data bytes but the file holds " + std::to_string(data_size_) +
-                 " (trailing bytes)");
+            fail("tensors cover " + std::to_string(pos) + " data bytes but the file holds " +
+                 std::to_string(data_size_) + " (trailing bytes)");
     }
 
     std::string path_;
@@ -436,9 +497,11 @@ private:
 
 /// Adds every parameter of store under its state-dict name (prefix + name), stored as `as`.
 template <class T>
-void add_params(SafetensorsWriter& w, const ParamStore<T>& store, DType as = dtype_of<T>(), const std::string& prefix = "") {
+void add_params(SafetensorsWriter& w, const ParamStore<T>& store, DType as = dtype_of<T>(),
+                const std::string& prefix = "") {
     for (const auto& info : store.infos())
-        w.add(prefix + info.name, std::vector<std::int64_t>(info.dims.begin(), info.dims.end()), store.values() + info.offset, as);
+        w.add(prefix + info.name, std::vector<std::int64_t>(info.dims.begin(), info.dims.end()),
+              store.values() + info.offset, as);
 }
 
 /// Saves a store's parameter values (not its gradients), atomically.
@@ -470,9 +533,11 @@ void load_params(ParamStore<T>& store, const SafetensorsFile& file, const LoadOp
         const TensorEntry* t = file.find(name);
         if (!t) file.fail("missing tensor '" + name + "' (the model expects " + shape_string(want) + ")");
         if (t->shape != want)
-            file.fail("tensor '" + name + "' has shape " + shape_string(t->shape) + ", the model expects " + shape_string(want));
+            file.fail("tensor '" + name + "' has shape " + shape_string(t->shape) + ", the model expects " +
+                      shape_string(want));
         if (!is_float_dtype(t->dtype))
-            file.fail("tensor '" + name + "' has dtype " + dtype_name(t->dtype) + ", which does not convert to floating point");
+            file.fail("tensor '" + name + "' has dtype " + dtype_name(t->dtype) +
+                      ", which does not convert to floating point");
         matched.push_back(t);
     }
     if (!opt.allow_extra) {
@@ -480,7 +545,9 @@ void load_params(ParamStore<T>& store, const SafetensorsFile& file, const LoadOp
             if (std::find(matched.begin(), matched.end(), &t) != matched.end()) continue;
             const bool ignored = std::any_of(opt.ignore_prefixes.begin(), opt.ignore_prefixes.end(),
                                              [&](const std::string& p) { return t.name.starts_with(p); });
-            if (!ignored) file.fail("unexpected tensor '" + t.name + "' that the model does not have (LoadOptions::allow_extra ignores it)");
+            if (!ignored)
+                file.fail("unexpected tensor '" + t.name +
+                          "' that the model does not have (LoadOptions::allow_extra ignores it)");
         }
     }
     for (std::size_t i = 0; i < matched.size(); ++i) {

@@ -40,13 +40,13 @@ namespace diffuse::clip {
 template <int Vocab, int Ctx, int D, int Heads, int Layers, int Hidden = 4 * D, bool SeedHead = false,
           int HeadHidden = D>
 struct Config {
-    static constexpr int vocab_size = Vocab;      // token ids [0, vocab_size)
-    static constexpr int context_length = Ctx;    // tokens per prompt, start and end included
-    static constexpr int width = D;               // context width (the UNet's cross-attention Dkv)
+    static constexpr int vocab_size = Vocab;    // token ids [0, vocab_size)
+    static constexpr int context_length = Ctx;  // tokens per prompt, start and end included
+    static constexpr int width = D;             // context width (the UNet's cross-attention Dkv)
     static constexpr int heads = Heads;
     static constexpr int layers = Layers;
     static constexpr int mlp_hidden = Hidden;
-    static constexpr bool seed_head = SeedHead;   // the seed's Flatten → Dense → Dense → Reshape
+    static constexpr bool seed_head = SeedHead;  // the seed's Flatten → Dense → Dense → Reshape
     static constexpr int head_hidden = HeadHidden;
 };
 
@@ -95,13 +95,16 @@ struct SeedHead {
     Linear<T, Hidden, features> fc2;
 
     template <class V>
-    constexpr void visit(V& v) { v("fc1", fc1); v("fc2", fc2); }
+    constexpr void visit(V& v) {
+        v("fc1", fc1);
+        v("fc2", fc2);
+    }
 
     template <int N>
     struct Cache {
-        Tensor<T, N, features> in;    // the input flattened, padded rows zeroed
-        Tensor<T, N, Hidden> h, dh;   // fc1(in) and its gradient
-        Tensor<T, N, features> din;   // d(in)
+        Tensor<T, N, features> in;   // the input flattened, padded rows zeroed
+        Tensor<T, N, Hidden> h, dh;  // fc1(in) and its gradient
+        Tensor<T, N, features> din;  // d(in)
     };
 
     template <Shaped X, class M, Shaped Y, int N>
@@ -174,9 +177,9 @@ struct TextEncoder {
     template <int N>
     struct Workspace {
         using SeqN = Shape<N, Ctx, D>;
-        Tensor<std::int32_t, N, Ctx> ids;          // encode(): the prompts' token ids
-        Tensor<bool, N, Ctx> pad_mask;             // encode(): true where ids hold padding
-        Tensor<T, N, Ctx, D> context;              // encode(): the output
+        Tensor<std::int32_t, N, Ctx> ids;              // encode(): the prompts' token ids
+        Tensor<bool, N, Ctx> pad_mask;                 // encode(): true where ids hold padding
+        Tensor<T, N, Ctx, D> context;                  // encode(): the output
         std::array<Tensor<T, N, Ctx, D>, L + 1> acts;  // the embedding, then each layer's output
         std::array<typename LayerT::template Cache<SeqN>, L> layer;
         typename LayerNorm<T, D>::template Cache<SeqN> ln_final;
@@ -209,7 +212,7 @@ struct TextEncoder {
         check_shapes<Ids, Y, N>();
         static_assert(same_shape<shape_of<DY>, shape_of<Y>>,
                       "clip::TextEncoder: d(context) must have the context's shape [N, Ctx, D]");
-        auto* d = &ws.grad[0];      // d(current activation)
+        auto* d = &ws.grad[0];  // d(current activation)
         auto* spare = &ws.grad[1];
         d->fill(T(0));
         if constexpr (has_seed_head) {
@@ -243,8 +246,9 @@ struct TextEncoder {
 
     static void check_tokenizer(const text::Tokenizer& tokenizer) {
         if (tokenizer.vocab_size() > vocab_size)
-            throw std::invalid_argument("clip::TextEncoder: the tokenizer has " + std::to_string(tokenizer.vocab_size()) +
-                                        " ids, the token table " + std::to_string(vocab_size) + " rows");
+            throw std::invalid_argument("clip::TextEncoder: the tokenizer has " +
+                                        std::to_string(tokenizer.vocab_size()) + " ids, the token table " +
+                                        std::to_string(vocab_size) + " rows");
     }
 
     /// Backward after encode(): d(context) for ws.context.

@@ -28,7 +28,12 @@ struct FashionClassifier {
     ReLU<T> relu;
 
     template <class V>
-    constexpr void visit(V& v) { v("conv1", conv1); v("conv2", conv2); v("fc1", fc1); v("fc2", fc2); }
+    constexpr void visit(V& v) {
+        v("conv1", conv1);
+        v("conv2", conv2);
+        v("fc1", fc1);
+        v("fc2", fc2);
+    }
 
     /// Activations, their gradients and layer caches for a batch of N: one allocation
     /// (diffuse::make<Workspace<N>>()), reused every step.
@@ -41,7 +46,7 @@ struct FashionClassifier {
         Tensor<T, N, 14, 14, 32> p1;          // pooled
         Tensor<T, N, 14, 14, 64> c2, r2;
         Tensor<T, N, 7, 7, 64> p2;
-        Tensor<T, N, features> h, hr;         // fc1, ReLU
+        Tensor<T, N, features> h, hr;  // fc1, ReLU
         Tensor<T, N, classes> logits;
         typename Conv2d<T, 1, 32, 3>::template Cache<In> conv1_cache;
         typename Conv2d<T, 32, 64, 3>::template Cache<Mid> conv2_cache;
@@ -75,7 +80,10 @@ struct FashionClassifier {
     void backward(Workspace<N>& ws) const {
         for (auto* t : {&ws.dc1, &ws.dr1}) t->fill(0);
         for (auto* t : {&ws.dc2, &ws.dr2}) t->fill(0);
-        ws.dp1.fill(0); ws.dp2.fill(0); ws.dh.fill(0); ws.dhr.fill(0);
+        ws.dp1.fill(0);
+        ws.dp2.fill(0);
+        ws.dh.fill(0);
+        ws.dhr.fill(0);
         fc2.backward(ws.hr, ws.logits, ws.dlogits, ws.dhr);
         relu.backward(ws.h, ws.hr, ws.dhr, ws.dh);
         fc1.backward(flattened(ws.p2), ws.h, ws.dh, flattened(ws.dp2));

@@ -120,13 +120,18 @@ public:
     struct VaePart {
         Vae vae;
         template <class V>
-        constexpr void visit(V& v) { v("vae", vae); }
+        constexpr void visit(V& v) {
+            v("vae", vae);
+        }
     };
     struct DiffusionPart {
         Text text_encoder;
         Denoiser unet;
         template <class V>
-        constexpr void visit(V& v) { v("text_encoder", text_encoder); v("unet", unet); }
+        constexpr void visit(V& v) {
+            v("text_encoder", text_encoder);
+            v("unet", unet);
+        }
     };
 
     static constexpr std::size_t vae_parameter_count = Vae::parameter_count;
@@ -161,8 +166,10 @@ public:
 
     /// Fresh weights from `seed` (the two parts from independent streams).
     explicit LatentDiffusion(std::uint64_t seed = 0)
-        : vae_store(vae_part, stream_seed(seed, 1)), diffusion_store(diffusion_part, stream_seed(seed, 2)),
-          ema(diffusion_store), schedule(diffusion::NoiseSchedule::scaled_linear(UNetConfig::timesteps)) {}
+        : vae_store(vae_part, stream_seed(seed, 1)),
+          diffusion_store(diffusion_part, stream_seed(seed, 2)),
+          ema(diffusion_store),
+          schedule(diffusion::NoiseSchedule::scaled_linear(UNetConfig::timesteps)) {}
     LatentDiffusion(const LatentDiffusion&) = delete;
     LatentDiffusion& operator=(const LatentDiffusion&) = delete;
 
@@ -174,7 +181,7 @@ public:
     diffusion::NoiseSchedule schedule;
     text::Tokenizer tokenizer;  // the vocabulary the text encoder was trained on (learned from its captions)
     int image_border = 0;       // padding the data set put around its images (Fashion-MNIST: 2), to crop off
-    double latent_scale = 1;  // latent = posterior mean · latent_scale (unit variance for the UNet)
+    double latent_scale = 1;    // latent = posterior mean · latent_scale (unit variance for the UNet)
 
     Vae& vae() { return vae_part.vae; }
     const Vae& vae() const { return vae_part.vae; }
@@ -353,9 +360,7 @@ public:
         std::int64_t n = 0;
         try {
             n = std::stoll(updates);
-        } catch (const std::exception&) {
-            f.fail("ema_updates '" + updates + "' is not a number");
-        }
+        } catch (const std::exception&) { f.fail("ema_updates '" + updates + "' is not a number"); }
         io::read_store_buffer(f, vae_store, vae_store.values(), "");
         io::read_store_buffer(f, diffusion_store, diffusion_store.values(), "");
         if (n > 0) io::read_store_buffer(f, diffusion_store, ema.values(), "ema.");
@@ -366,9 +371,7 @@ public:
             text::Tokenizer t = text::Tokenizer::from_string(io::metadata_at(f, "tokenizer"));
             Text::check_tokenizer(t);
             tokenizer = std::move(t);
-        } catch (const std::invalid_argument& e) {
-            f.fail(std::string("tokenizer: ") + e.what());
-        }
+        } catch (const std::invalid_argument& e) { f.fail(std::string("tokenizer: ") + e.what()); }
         const auto border = f.metadata().find("image_border");  // absent: no padding
         image_border = border == f.metadata().end() ? 0 : std::atoi(border->second.c_str());
         if (image_border < 0 || 2 * image_border >= image_size)
@@ -394,8 +397,12 @@ private:
     struct EmaSwap {
         LatentDiffusion& m;
         bool on;
-        EmaSwap(LatentDiffusion& model, bool swap) : m(model), on(swap) { if (on) m.ema.swap_with(m.diffusion_store); }
-        ~EmaSwap() { if (on) m.ema.swap_with(m.diffusion_store); }
+        EmaSwap(LatentDiffusion& model, bool swap) : m(model), on(swap) {
+            if (on) m.ema.swap_with(m.diffusion_store);
+        }
+        ~EmaSwap() {
+            if (on) m.ema.swap_with(m.diffusion_store);
+        }
         EmaSwap(const EmaSwap&) = delete;
         EmaSwap& operator=(const EmaSwap&) = delete;
     };

@@ -92,8 +92,15 @@ struct SeedDiffusion {
 
     template <class V>
     constexpr void visit(V& v) {
-        v("conv_ip", conv_ip); v("encoder", encoder); v("clip", clip); v("time", time);
-        v("ca1", ca1); v("ca2", ca2); v("unet1", unet1); v("unet2", unet2); v("unet3", unet3);
+        v("conv_ip", conv_ip);
+        v("encoder", encoder);
+        v("clip", clip);
+        v("time", time);
+        v("ca1", ca1);
+        v("ca2", ca2);
+        v("unet1", unet1);
+        v("unet2", unet2);
+        v("unet3", unet3);
         v("decoder", decoder);
     }
 
@@ -109,14 +116,14 @@ struct SeedDiffusion {
         Tensor<std::int32_t, N> t;
         TensorOf<T, Image> target;
         // Activations, each beside its gradient.
-        TensorOf<T, Image> xi, dxi;                      // conv_ip
-        Tensor<T, N, h, h, 2 * L> moments, dmoments;     // encoder: mean | log-variance
-        TensorOf<T, Latent> mean, logvar, dmean, dlogvar; // the split; dlogvar stays zero (only the mean is used)
-        Tensor<T, N, L> temb, dtemb;                     // time
-        TensorOf<T, Latent> z, dz;                       // mean + temb
-        TensorOf<T, Latent> a1, da1, a2, da2;            // ca1, ca2
-        TensorOf<T, Latent> u1, du1, u2, du2, u3, du3;   // unet1..3
-        TensorOf<T, Image> y, dy;                        // decoder: the output
+        TensorOf<T, Image> xi, dxi;                        // conv_ip
+        Tensor<T, N, h, h, 2 * L> moments, dmoments;       // encoder: mean | log-variance
+        TensorOf<T, Latent> mean, logvar, dmean, dlogvar;  // the split; dlogvar stays zero (only the mean is used)
+        Tensor<T, N, L> temb, dtemb;                       // time
+        TensorOf<T, Latent> z, dz;                         // mean + temb
+        TensorOf<T, Latent> a1, da1, a2, da2;              // ca1, ca2
+        TensorOf<T, Latent> u1, du1, u2, du2, u3, du3;     // unet1..3
+        TensorOf<T, Image> y, dy;                          // decoder: the output
         TensorOf<T, Context> context, dcontext;
         // Layer caches.
         typename ConvIp::template Cache<Shape<N, S, S, Cin>> conv_ip;
@@ -184,7 +191,8 @@ private:
         for (int n = 0; n < N; ++n)
             for (int p = 0; p < P; ++p)
                 for (int c = 0; c < L; ++c)
-                    z.data()[(std::size_t(n) * P + p) * L + c] = mean.data()[(std::size_t(n) * P + p) * L + c] + temb.data()[n * L + c];
+                    z.data()[(std::size_t(n) * P + p) * L + c] =
+                        mean.data()[(std::size_t(n) * P + p) * L + c] + temb.data()[n * L + c];
     }
     template <class DZ, class DM, class DE>
     static void add_per_channel_backward(const DZ& dz, DM& dmean, DE& dtemb) {

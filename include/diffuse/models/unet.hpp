@@ -125,10 +125,9 @@ struct Geometry : LevelWidths<Cfg::widths> {
 };
 
 template <class T, class Cfg>
-using TimeEmbeddingOf =
-    std::conditional_t<Cfg::time_embedding == TimeKind::learned,
-                       LearnedTimeEmbedding<T, Cfg::timesteps, Cfg::time_features, Cfg::time_dim>,
-                       SinusoidalTimeEmbedding<T, Cfg::time_features, Cfg::time_dim>>;
+using TimeEmbeddingOf = std::conditional_t<Cfg::time_embedding == TimeKind::learned,
+                                           LearnedTimeEmbedding<T, Cfg::timesteps, Cfg::time_features, Cfg::time_dim>,
+                                           SinusoidalTimeEmbedding<T, Cfg::time_features, Cfg::time_dim>>;
 
 template <class Cfg, int N>
 using ContextShape = Shape<N, Cfg::context_length, Cfg::context_width>;
@@ -158,7 +157,9 @@ struct SkipUpLevel {
     Level level;
 
     template <class V>
-    constexpr void visit(V& v) { level.visit(v); }
+    constexpr void visit(V& v) {
+        level.visit(v);
+    }
 
     /// UShape: the input from below [N, S, S, Uin]; the skip is [N, S, S, W].
     template <class UShape>
@@ -248,8 +249,7 @@ struct UNet {
     struct UpStages {
         /// Up level L's stage: its input from below is [N, side, side, up_in(L)].
         template <int L>
-        using StageOf =
-            Stage<T, Up<L>, Shape<N, G::side(L), G::side(L), G::up_in(L)>, detail::ContextShape<Cfg, N>>;
+        using StageOf = Stage<T, Up<L>, Shape<N, G::side(L), G::side(L), G::up_in(L)>, detail::ContextShape<Cfg, N>>;
         using type = TupleOf<StageOf, levels>;
     };
 
@@ -260,7 +260,7 @@ struct UNet {
         typename TimeEmbedding::template Cache<Shape<N>> time;
         Tensor<T, N, Cfg::time_dim> temb, dtemb;  // time embedding, its gradient (from every residual block)
         typename ConvIn::template Cache<Latent> conv_in;
-        TensorOf<T, Top> h, dh;  // conv_in output, its gradient
+        TensorOf<T, Top> h, dh;                                   // conv_in output, its gradient
         Stages<T, Top, detail::ContextShape<Cfg, N>, Body> body;  // down levels and mid: outputs, gradients
         typename UpStages<N>::type up;                            // up levels, up.0 (the head's input) first
         typename Head::template Cache<Top> out;

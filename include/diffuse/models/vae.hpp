@@ -56,8 +56,7 @@ namespace diffuse::vae {
 // Configurations
 
 /// Widths: a std::array<int, levels> of channel counts, full resolution first (std::array{16, 32, 64}).
-template <int ImageSize, int ImageChannels, auto Widths, int LatentChannels, int ResBlocks, class Norm,
-          int Heads = 1>
+template <int ImageSize, int ImageChannels, auto Widths, int LatentChannels, int ResBlocks, class Norm, int Heads = 1>
 struct Config {
     static constexpr int image_size = ImageSize, image_channels = ImageChannels;
     static constexpr auto widths = Widths;
@@ -132,7 +131,12 @@ struct Encoder {
     Head out;
 
     template <class V>
-    constexpr void visit(V& v) { v("conv_in", conv_in); visit_numbered(v, "down", down); v("mid", mid); out.visit(v); }
+    constexpr void visit(V& v) {
+        v("conv_in", conv_in);
+        visit_numbered(v, "down", down);
+        v("mid", mid);
+        out.visit(v);
+    }
 
     /// Defined after the class (the type must be complete to be counted).
     static const std::size_t parameter_count;
@@ -199,8 +203,8 @@ struct Decoder {
     using ConvIn = Conv2d<T, L, G::last, 3>;
     using Mid = MidBlock<T, G::last, Cfg::heads, Norm>;
     template <int K>
-    using Level = UpLevel<ResStack<T, G::up_in(K), G::up_out(K), Cfg::res_blocks, Norm>, (K + 1 < levels),
-                          UpsampleNames::flat>;
+    using Level =
+        UpLevel<ResStack<T, G::up_in(K), G::up_out(K), Cfg::res_blocks, Norm>, (K + 1 < levels), UpsampleNames::flat>;
     using Levels = TupleOf<Level, levels>;
     using Head = OutputHead<T, G::width(0), Cimg, Norm>;
     /// What runs between conv_in and the head: mid, up.0 … up.L-1.
@@ -212,7 +216,12 @@ struct Decoder {
     Head out;
 
     template <class V>
-    constexpr void visit(V& v) { v("conv_in", conv_in); v("mid", mid); visit_numbered(v, "up", up); out.visit(v); }
+    constexpr void visit(V& v) {
+        v("conv_in", conv_in);
+        v("mid", mid);
+        visit_numbered(v, "up", up);
+        out.visit(v);
+    }
 
     /// Defined after the class (the type must be complete to be counted).
     static const std::size_t parameter_count;
@@ -274,8 +283,10 @@ inline constexpr double logvar_min = -30, logvar_max = 20;
 namespace detail {
 template <class M, class Z>
 constexpr void check_moments() {
-    static_assert(shape_of<M>::last == 2 * shape_of<Z>::last && same_shape<ReplaceLast<shape_of<M>, 1>, ReplaceLast<shape_of<Z>, 1>>,
-                  "vae::Gaussian: the moments must be the latent's shape with twice its channels (mean | log-variance)");
+    static_assert(
+        shape_of<M>::last == 2 * shape_of<Z>::last &&
+            same_shape<ReplaceLast<shape_of<M>, 1>, ReplaceLast<shape_of<Z>, 1>>,
+        "vae::Gaussian: the moments must be the latent's shape with twice its channels (mean | log-variance)");
 }
 /// body(mean, logvar, i, V{}) over every latent element: mean/logvar point at the pixel's halves,
 /// i the element's offset in the latent.
@@ -328,7 +339,8 @@ void reparameterize_backward(const M& moments, const E& eps, const DZ& dz, DM&& 
         const V lv = lanes::load<V>(m + li), gz = lanes::load<V>(g + i);
         const V sd = xsimd::exp(V(0.5) * detail::clamp_logvar(lv));
         lanes::store(dm + mi, lanes::load<V>(dm + mi) + gz);
-        lanes::store(dm + li, lanes::load<V>(dm + li) + detail::inside_logvar(lv, gz * lanes::load<V>(e + i) * V(0.5) * sd));
+        lanes::store(dm + li,
+                     lanes::load<V>(dm + li) + detail::inside_logvar(lv, gz * lanes::load<V>(e + i) * V(0.5) * sd));
     });
 }
 
@@ -338,8 +350,10 @@ void reparameterize_backward(const M& moments, const E& eps, const DZ& dz, DM&& 
 template <Shaped M, Shaped DM>
 auto kl_divergence(const M& moments, DM&& dmoments, typename std::remove_cvref_t<M>::value_type dkl = 1) {
     using T = std::remove_cv_t<typename std::remove_cvref_t<M>::value_type>;
-    static_assert(same_shape<shape_of<DM>, shape_of<M>>, "vae::kl_divergence: the gradient must have the moments' shape");
-    static_assert(shape_of<M>::last % 2 == 0, "vae::kl_divergence: the moments need an even channel count (mean | log-variance)");
+    static_assert(same_shape<shape_of<DM>, shape_of<M>>,
+                  "vae::kl_divergence: the gradient must have the moments' shape");
+    static_assert(shape_of<M>::last % 2 == 0,
+                  "vae::kl_divergence: the moments need an even channel count (mean | log-variance)");
     constexpr int L = shape_of<M>::last / 2;
     constexpr std::size_t n = shape_of<M>::size / 2;
     const T* m = moments.data();
@@ -392,17 +406,20 @@ struct AutoencoderKL {
     DecoderT decoder;
 
     template <class V>
-    constexpr void visit(V& v) { v("encoder", encoder); v("decoder", decoder); }
+    constexpr void visit(V& v) {
+        v("encoder", encoder);
+        v("decoder", decoder);
+    }
 
     /// Defined after the class (the type must be complete to be counted).
     static const std::size_t parameter_count;
 
     template <int N>
     struct Workspace {
-        Tensor<T, N, S, S, Cimg> x;              // input images in [-1, 1]
-        Tensor<T, N, h, h, 2 * L> moments;       // mean | log-variance
-        Tensor<T, N, h, h, L> eps, z;            // noise, sampled latent
-        Tensor<T, N, S, S, Cimg> recon;          // decoded
+        Tensor<T, N, S, S, Cimg> x;         // input images in [-1, 1]
+        Tensor<T, N, h, h, 2 * L> moments;  // mean | log-variance
+        Tensor<T, N, h, h, L> eps, z;       // noise, sampled latent
+        Tensor<T, N, S, S, Cimg> recon;     // decoded
         typename EncoderT::template Cache<N> enc;
         typename DecoderT::template Cache<N> dec;
         Tensor<T, N, S, S, Cimg> drecon;
@@ -418,7 +435,9 @@ struct AutoencoderKL {
 
     /// Fresh ε ~ N(0, 1) for the next forward (kept for backward).
     template <int N>
-    static void draw_noise(Workspace<N>& ws, Rng& rng) { fill_normal(ws.eps, rng); }
+    static void draw_noise(Workspace<N>& ws, Rng& rng) {
+        fill_normal(ws.eps, rng);
+    }
 
     /// ws.x → moments → z (with ws.eps) → recon; returns the losses (see the header comment).
     template <int N>

@@ -17,10 +17,10 @@
 
 #include <cstddef>
 
+#include "diffuse/core/lanes.hpp"
 #include "diffuse/core/parallel.hpp"
 #include "diffuse/core/simd.hpp"
 #include "diffuse/core/tensor.hpp"
-#include "diffuse/core/lanes.hpp"
 
 namespace diffuse {
 
@@ -30,19 +30,27 @@ struct ReLU {
     static constexpr const char* name = "ReLU";
     static constexpr bool derivative_from_output = true;
     template <class V>
-    static V f(V x) { return xsimd::max(x, V(0)); }
+    static V f(V x) {
+        return xsimd::max(x, V(0));
+    }
     /// s is the output y: y > 0 exactly where x > 0.
     template <class V>
-    static V df(V s) { return lanes::select(s > V(0), V(1), V(0)); }
+    static V df(V s) {
+        return lanes::select(s > V(0), V(1), V(0));
+    }
 };
 
 struct SiLU {
     static constexpr const char* name = "SiLU";
     static constexpr bool derivative_from_output = false;
     template <class V>
-    static V sigmoid(V x) { return V(1) / (V(1) + xsimd::exp(-x)); }
+    static V sigmoid(V x) {
+        return V(1) / (V(1) + xsimd::exp(-x));
+    }
     template <class V>
-    static V f(V x) { return x * sigmoid(x); }
+    static V f(V x) {
+        return x * sigmoid(x);
+    }
     template <class V>
     static V df(V x) {
         const V s = sigmoid(x);
@@ -53,14 +61,20 @@ struct SiLU {
 struct GELU {
     static constexpr const char* name = "GELU";
     static constexpr bool derivative_from_output = false;
-    static constexpr double kRsqrt2 = 0.70710678118654752440;     // 1/√2
-    static constexpr double kRsqrt2Pi = 0.39894228040143267794;   // 1/√(2π)
+    static constexpr double kRsqrt2 = 0.70710678118654752440;    // 1/√2
+    static constexpr double kRsqrt2Pi = 0.39894228040143267794;  // 1/√(2π)
     template <class V>
-    static V cdf(V x) { return V(0.5) * (V(1) + xsimd::erf(x * V(kRsqrt2))); }
+    static V cdf(V x) {
+        return V(0.5) * (V(1) + xsimd::erf(x * V(kRsqrt2)));
+    }
     template <class V>
-    static V f(V x) { return x * cdf(x); }
+    static V f(V x) {
+        return x * cdf(x);
+    }
     template <class V>
-    static V df(V x) { return cdf(x) + x * V(kRsqrt2Pi) * xsimd::exp(V(-0.5) * x * x); }
+    static V df(V x) {
+        return cdf(x) + x * V(kRsqrt2Pi) * xsimd::exp(V(-0.5) * x * x);
+    }
 };
 
 struct GELUTanh {
@@ -69,7 +83,9 @@ struct GELUTanh {
     static constexpr double kSqrt2OverPi = 0.79788456080286535588;  // √(2/π)
     static constexpr double kCubic = 0.044715;
     template <class V>
-    static V f(V x) { return V(0.5) * x * (V(1) + xsimd::tanh(V(kSqrt2OverPi) * (x + V(kCubic) * x * x * x))); }
+    static V f(V x) {
+        return V(0.5) * x * (V(1) + xsimd::tanh(V(kSqrt2OverPi) * (x + V(kCubic) * x * x * x)));
+    }
     template <class V>
     static V df(V x) {
         const V t = xsimd::tanh(V(kSqrt2OverPi) * (x + V(kCubic) * x * x * x));

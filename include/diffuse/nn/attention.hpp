@@ -79,14 +79,14 @@ struct MultiHeadAttention {
     template <class XShape, class CShape = XShape>
     struct Cache {
         static constexpr int N = XShape::first, Tq = XShape::template dim<1>, Tk = CShape::template dim<1>;
-        Tensor<T, N, Tq, D> q;                // projected queries, heads side by side
-        Tensor<T, N, Tk, D> k, v;             // projected keys and values
-        Tensor<T, N, Heads, Tq, Tk> p;        // attention probabilities
-        Tensor<T, N, Tq, D> ctx;              // attention context, the input of out_proj
+        Tensor<T, N, Tq, D> q;          // projected queries, heads side by side
+        Tensor<T, N, Tk, D> k, v;       // projected keys and values
+        Tensor<T, N, Heads, Tq, Tk> p;  // attention probabilities
+        Tensor<T, N, Tq, D> ctx;        // attention context, the input of out_proj
         // Backward scratch. dctx is overwritten by dq, head by head, once dctx_h is no longer needed.
-        Tensor<T, N, Tq, D> dctx;             // d(ctx), then dq
+        Tensor<T, N, Tq, D> dctx;  // d(ctx), then dq
         Tensor<T, N, Tk, D> dk, dv;
-        Tensor<T, N, Heads, Tq, Tk> ds;       // dP, then d(scaled scores)
+        Tensor<T, N, Heads, Tq, Tk> ds;  // dP, then d(scaled scores)
     };
 
     /// Cross attention: queries from x [N, Tq, D], keys and values from context [N, Tk, Dkv].
@@ -120,8 +120,8 @@ struct MultiHeadAttention {
                 softmax_row(Tk, row, row, scale);
             }
             // ctx_h[Tq, dh] = P[Tq, Tk] · v_h[Tk, dh]
-            gemm<Trans::N, Trans::N>(Tq, dh, Tk, ph, vh, ctx + std::size_t(n) * Tq * D + h * dh, Accumulate::no,
-                                     Tk, D, D);
+            gemm<Trans::N, Trans::N>(Tq, dh, Tk, ph, vh, ctx + std::size_t(n) * Tq * D + h * dh, Accumulate::no, Tk, D,
+                                     D);
         });
 
         out_proj.forward(cache.ctx, y);
@@ -195,9 +195,11 @@ private:
         using CS = shape_of<C>;
         static_assert(XS::rank == 3 && CS::rank == 3,
                       "MultiHeadAttention: the query input and the context must be token sequences [N, T, width]");
-        static_assert(XS::last == D, "MultiHeadAttention: the query input's last dimension must equal the model width D");
+        static_assert(XS::last == D,
+                      "MultiHeadAttention: the query input's last dimension must equal the model width D");
         static_assert(CS::last == Dkv, "MultiHeadAttention: the context's last dimension must equal Dkv");
-        static_assert(XS::first == CS::first, "MultiHeadAttention: query input and context must have the same batch size");
+        static_assert(XS::first == CS::first,
+                      "MultiHeadAttention: query input and context must have the same batch size");
         static_assert(same_shape<shape_of<Y>, XS>, "MultiHeadAttention: the output must have the query input's shape");
         static_assert(std::is_same_v<CacheT, Cache<XS, CS>>,
                       "MultiHeadAttention: the cache must be Cache<query shape, context shape>");

@@ -72,7 +72,10 @@ struct Conv2d {
     Param<T, Cout> bias{Init::FanIn(patch)};
 
     template <class V>
-    constexpr void visit(V& v) { v("weight", weight); v("bias", bias); }
+    constexpr void visit(V& v) {
+        v("weight", weight);
+        v("bias", bias);
+    }
 
     template <class XShape>
     using output_shape = WindowOutput<XShape, K, Stride, Pad, Cout>;
@@ -96,7 +99,8 @@ struct Conv2d {
                 T* col = cache.col.data() + std::size_t(s) * cache.col.size / C::slots;
                 T* yn = y.data() + std::size_t(n) * rows * Cout;
                 for (int i = 0; i < g; ++i)
-                    im2col<XS>(x.data() + std::size_t(n + i) * Geometry<XS>::in_image, col + std::size_t(i) * rows * patch);
+                    im2col<XS>(x.data() + std::size_t(n + i) * Geometry<XS>::in_image,
+                               col + std::size_t(i) * rows * patch);
                 fill_bias(g * rows, yn);
                 gemm<Trans::N, Trans::T>(g * rows, Cout, patch, col, weight.value_ptr, yn, Accumulate::yes);
             });
@@ -122,7 +126,8 @@ struct Conv2d {
         if constexpr (pointwise) {
             // dW[Cout, Cin] += dyᵀ[Cout, M] · x[M, Cin];  dx[M, Cin] += dy[M, Cout] · W[Cout, Cin]
             gemm<Trans::T, Trans::N>(Cout, Cin, M, dy.data(), x.data(), weight.grad_ptr, Accumulate::yes);
-            if (dx.data()) gemm<Trans::N, Trans::N>(M, Cin, Cout, dy.data(), weight.value_ptr, dx.data(), Accumulate::yes);
+            if (dx.data())
+                gemm<Trans::N, Trans::N>(M, Cin, Cout, dy.data(), weight.value_ptr, dx.data(), Accumulate::yes);
         } else {
             constexpr int rows = Geometry<XS>::rows;
             constexpr std::size_t wsize = std::size_t(Cout) * patch;
@@ -163,7 +168,7 @@ private:
         static constexpr int H = XS::template dim<1>, W = XS::template dim<2>;
         using AH = WindowAxis<H, K, Stride, Pad>;
         using AW = WindowAxis<W, K, Stride, Pad>;
-        static constexpr int rows = AH::out * AW::out;        // output pixels of one image
+        static constexpr int rows = AH::out * AW::out;  // output pixels of one image
         static constexpr std::size_t in_image = std::size_t(H) * W * Cin;
     };
 
@@ -205,7 +210,10 @@ private:
                 for (int kh = 0; kh < K; ++kh) {
                     const std::ptrdiff_t c = row + std::ptrdiff_t(kh) * K * Cin;
                     const int ih = G::AH::input(oh, kh);
-                    if (ih < 0 || ih >= G::H) { seg(c, -1, K * Cin); continue; }
+                    if (ih < 0 || ih >= G::H) {
+                        seg(c, -1, K * Cin);
+                        continue;
+                    }
                     if (k0 > 0) seg(c, -1, k0 * Cin);
                     if (k1 > k0)
                         seg(c + k0 * Cin, (std::ptrdiff_t(ih) * G::W + G::AW::input(ow, k0)) * Cin, (k1 - k0) * Cin);

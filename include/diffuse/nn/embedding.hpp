@@ -31,7 +31,9 @@ struct Embedding {
     Param<T, Vocab, D> weight{Init::Normal(1.0)};
 
     template <class V>
-    constexpr void visit(V& v) { v("weight", weight); }
+    constexpr void visit(V& v) {
+        v("weight", weight);
+    }
 
     template <class IdsShape>
     using output_shape = AppendLast<IdsShape, D>;
@@ -89,7 +91,10 @@ struct TokenPositionEmbedding {
     Embedding<T, Ctx, D> position;  // row t is the embedding of position t
 
     template <class V>
-    constexpr void visit(V& v) { v("token", token); v("position", position); }
+    constexpr void visit(V& v) {
+        v("token", token);
+        v("position", position);
+    }
 
     template <class IdsShape>
     using output_shape = AppendLast<IdsShape, D>;
@@ -114,7 +119,8 @@ struct TokenPositionEmbedding {
         const T* dyp = dy.data();
         parallel_for(Len, [&](int t) {
             for (int n = 0; n < N; ++n)
-                simd::add_to(std::size_t(D), dyp + (std::size_t(n) * Len + t) * D, position.weight.grad_ptr + std::size_t(t) * D);
+                simd::add_to(std::size_t(D), dyp + (std::size_t(n) * Len + t) * D,
+                             position.weight.grad_ptr + std::size_t(t) * D);
         });
     }
 
@@ -122,7 +128,8 @@ private:
     template <class Ids>
     static constexpr void check_shapes() {
         static_assert(shape_of<Ids>::rank == 2, "TokenPositionEmbedding: the ids must be [N, T]");
-        static_assert(shape_of<Ids>::last <= Ctx, "TokenPositionEmbedding: the sequence is longer than the context length");
+        static_assert(shape_of<Ids>::last <= Ctx,
+                      "TokenPositionEmbedding: the sequence is longer than the context length");
     }
 };
 

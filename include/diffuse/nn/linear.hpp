@@ -28,7 +28,10 @@ struct Linear {
     Param<T, Out> bias{Init::FanIn(In)};
 
     template <class V>
-    constexpr void visit(V& v) { v("weight", weight); v("bias", bias); }
+    constexpr void visit(V& v) {
+        v("weight", weight);
+        v("bias", bias);
+    }
 
     /// The output shape for an input shape: the last dimension becomes Out.
     template <class XShape>

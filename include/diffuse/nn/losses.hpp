@@ -25,9 +25,9 @@
 #include <string>
 #include <type_traits>
 
+#include "diffuse/core/lanes.hpp"
 #include "diffuse/core/simd.hpp"
 #include "diffuse/core/tensor.hpp"
-#include "diffuse/core/lanes.hpp"
 
 namespace diffuse {
 
@@ -129,7 +129,7 @@ detail::value_type_of<L> cross_entropy(const L& logits, const Lab& labels, DL&& 
 /// Per-sample weighted: mean of w_i · loss_i, weights [N].
 template <Shaped L, Shaped Lab, Shaped W, Shaped DL>
 detail::value_type_of<L> cross_entropy(const L& logits, const Lab& labels, const W& weights, DL&& dlogits,
-                               detail::value_type_of<L> dloss = 1) {
+                                       detail::value_type_of<L> dloss = 1) {
     detail::check_classification<L, Lab>();
     static_assert(same_shape<shape_of<W>, shape_of<Lab>>, "cross_entropy: weights must be [N], one per row");
     static_assert(same_shape<shape_of<L>, shape_of<DL>>, "cross_entropy: the gradient must have the logits' shape");

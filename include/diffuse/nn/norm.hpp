@@ -31,11 +31,11 @@
 #include <cmath>
 #include <cstddef>
 
+#include "diffuse/core/lanes.hpp"
 #include "diffuse/core/parallel.hpp"
 #include "diffuse/core/params.hpp"
 #include "diffuse/core/simd.hpp"
 #include "diffuse/core/tensor.hpp"
-#include "diffuse/core/lanes.hpp"
 
 namespace diffuse {
 
@@ -48,9 +48,9 @@ inline constexpr int kNormBlocks = 32;
 template <int Outer, int Rows, int Channels, int Groups>
 struct NormGeometry {
     static constexpr int outer = Outer, rows = Rows, channels = Channels, groups = Groups;
-    static constexpr int len = Channels / Groups;          // channels per group
-    static constexpr int units = Outer * Groups;           // (item, group) pairs
-    static constexpr int count = Rows * len;               // elements per unit
+    static constexpr int len = Channels / Groups;  // channels per group
+    static constexpr int units = Outer * Groups;   // (item, group) pairs
+    static constexpr int count = Rows * len;       // elements per unit
     static constexpr std::size_t item = std::size_t(Rows) * Channels;
     static constexpr int blocks = Outer < kNormBlocks ? Outer : kNormBlocks;
 
@@ -64,7 +64,9 @@ struct NormGeometry {
     }
     /// body(c, V{}) over the channels.
     template <class T, class F>
-    static void each_channel(F body) { lanes::each<T>(std::size_t(Channels), body); }
+    static void each_channel(F body) {
+        lanes::each<T>(std::size_t(Channels), body);
+    }
     /// Per-group sums of a per-channel array, in a fixed order.
     template <class T>
     static void group_sums(const T* per_channel, T* per_group) {
@@ -80,8 +82,8 @@ struct NormGeometry {
 /// What backward needs from forward, plus backward's scratch for its fixed-order reduction.
 template <class T, class G>
 struct NormCache {
-    Tensor<T, G::units> mean, rstd;                  // [outer, groups]
-    Tensor<T, G::blocks, 2, G::channels> partial;    // [blocks, (dweight, dbias), C]
+    Tensor<T, G::units> mean, rstd;                // [outer, groups]
+    Tensor<T, G::blocks, 2, G::channels> partial;  // [blocks, (dweight, dbias), C]
 };
 
 /// y = normalize(x) · w + b for every item; mean/rstd may be null (inference).
@@ -136,8 +138,7 @@ void norm_forward(const T* x, T* y, const T* w, const T* b, T eps, T* mean, T* r
 
 /// dx += ..., dw += Σ dy·x̂, db += Σ dy (see the header comment); dx may be null.
 template <class G, class T>
-void norm_backward(const T* x, const T* dy, T* dx, const T* w, const T* mean, const T* rstd, T* partial, T* dw,
-                   T* db) {
+void norm_backward(const T* x, const T* dy, T* dx, const T* w, const T* mean, const T* rstd, T* partial, T* dw, T* db) {
     using lanes::load;
     constexpr int C = G::channels;
     parallel_for(G::blocks, [&](int blk) {
@@ -233,7 +234,10 @@ struct Normalization {
     T eps = T(1e-5);
 
     template <class V>
-    constexpr void visit(V& v) { v("weight", weight); v("bias", bias); }
+    constexpr void visit(V& v) {
+        v("weight", weight);
+        v("bias", bias);
+    }
 
     template <class XShape>
     using output_shape = XShape;
@@ -246,15 +250,14 @@ struct Normalization {
     void forward(const X& x, Y&& y) const {
         Shapes::template check<X, Y>();
         norm_forward<typename Shapes::template geometry<shape_of<X>>>(x.data(), y.data(), weight.value_ptr,
-                                                                     bias.value_ptr, eps, static_cast<T*>(nullptr),
-                                                                     static_cast<T*>(nullptr));
+                                                                      bias.value_ptr, eps, static_cast<T*>(nullptr),
+                                                                      static_cast<T*>(nullptr));
     }
     template <Shaped X, Shaped Y>
     void forward(const X& x, Y&& y, Cache<shape_of<X>>& cache) const {
         Shapes::template check<X, Y>();
-        norm_forward<typename Shapes::template geometry<shape_of<X>>>(x.data(), y.data(), weight.value_ptr,
-                                                                     bias.value_ptr, eps, cache.mean.data(),
-                                                                     cache.rstd.data());
+        norm_forward<typename Shapes::template geometry<shape_of<X>>>(
+            x.data(), y.data(), weight.value_ptr, bias.value_ptr, eps, cache.mean.data(), cache.rstd.data());
     }
     /// Reads x and the cache's mean/rstd (not y); writes the cache's scratch.
     template <Shaped X, Shaped Y, Shaped DY, Shaped DX>

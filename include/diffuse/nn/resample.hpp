@@ -24,7 +24,7 @@ struct Upsample2x {
     template <Shaped X, Shaped Y>
     void forward(const X& x, Y&& y) const {
         check<X, Y>();
-        for_each_block<shape_of<X>>([&](std::size_t xi, const std::size_t (&yi)[4]) {
+        for_each_block<shape_of<X>>([&](std::size_t xi, const std::size_t(&yi)[4]) {
             for (std::size_t b : yi) std::copy_n(x.data() + xi, C<X>, y.data() + b);
         });
     }
@@ -35,7 +35,7 @@ struct Upsample2x {
         static_assert(same_shape<shape_of<DY>, shape_of<Y>> && same_shape<shape_of<DX>, shape_of<X>>,
                       "Upsample2x: gradients must have the shapes of their values");
         if (!dx.data()) return;
-        for_each_block<shape_of<X>>([&](std::size_t xi, const std::size_t (&yi)[4]) {
+        for_each_block<shape_of<X>>([&](std::size_t xi, const std::size_t(&yi)[4]) {
             for (std::size_t b : yi) simd::add_to(std::size_t(C<X>), dy.data() + b, dx.data() + xi);
         });
     }
@@ -56,7 +56,7 @@ private:
     static void for_each_block(F f) {
         constexpr int H = XS::template dim<1>, W = XS::template dim<2>;
         constexpr std::size_t C = XS::last, row = std::size_t(2 * W) * C;  // one output row
-        parallel_for(XS::first * H, [&](int r) {  // r = n·H + h
+        parallel_for(XS::first * H, [&](int r) {                           // r = n·H + h
             for (int w = 0; w < W; ++w) {
                 const std::size_t xi = (std::size_t(r) * W + w) * C;
                 const std::size_t y0 = std::size_t(2 * r) * row + std::size_t(2 * w) * C;

@@ -57,9 +57,9 @@ template <class T>
 inline void softmax_row_backward(int n, const T* y, const T* dy, T* dx, Accumulate acc, T scale = T(1)) {
     const T s = simd::dot(std::size_t(n), dy, y);
     if (acc == Accumulate::yes)
-        simd::map3(std::size_t(n), y, dy, dx, dx, [s, scale](auto yv, auto dyv, auto dxv) { return dxv + scale * yv * (dyv - s); });
-    else
-        simd::map2(std::size_t(n), y, dy, dx, [s, scale](auto yv, auto dyv) { return scale * yv * (dyv - s); });
+        simd::map3(std::size_t(n), y, dy, dx, dx,
+                   [s, scale](auto yv, auto dyv, auto dxv) { return dxv + scale * yv * (dyv - s); });
+    else simd::map2(std::size_t(n), y, dy, dx, [s, scale](auto yv, auto dyv) { return scale * yv * (dyv - s); });
 }
 
 /// Softmax over the last dimension of any tensor; rows run in parallel.
@@ -77,7 +77,8 @@ struct Softmax {
         constexpr int L = shape_of<X>::last;
         const T* xp = x.data();
         T* yp = y.data();
-        parallel_for(shape_of<X>::rows, [&](int r) { softmax_row(L, xp + std::size_t(r) * L, yp + std::size_t(r) * L); });
+        parallel_for(shape_of<X>::rows,
+                     [&](int r) { softmax_row(L, xp + std::size_t(r) * L, yp + std::size_t(r) * L); });
     }
 
     template <Shaped X, Shaped Y, Shaped DY, Shaped DX>

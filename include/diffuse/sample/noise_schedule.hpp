@@ -101,7 +101,10 @@ public:
     double sqrt_alpha_bar(int t) const { return std::sqrt(alpha_bar(t)); }
     double sqrt_one_minus_alpha_bar(int t) const { return std::sqrt(1 - alpha_bar(t)); }
     /// ab/(1 − ab); 0 where ab = 0 (zero terminal SNR).
-    double snr(int t) const { const double a = alpha_bar(t); return a / (1 - a); }
+    double snr(int t) const {
+        const double a = alpha_bar(t);
+        return a / (1 - a);
+    }
     /// sqrt((1 − ab)/ab), with ab at least kMinAlphaBar so that it stays finite.
     double sigma(int t) const { return sigma_of(alpha_bar(t)); }
 
@@ -186,7 +189,8 @@ void add_noise(const NoiseSchedule& s, const T* z0, const T* eps, const std::int
                T* zt) {
     detail::for_each_item(s, t, batch, item, [&](std::size_t o, double ab) {
         const T a(std::sqrt(ab)), b(std::sqrt(1 - ab));
-        simd::map2(item, z0 + o, eps + o, zt + o, [a, b](auto x, auto e) { return decltype(x)(a) * x + decltype(x)(b) * e; });
+        simd::map2(item, z0 + o, eps + o, zt + o,
+                   [a, b](auto x, auto e) { return decltype(x)(a) * x + decltype(x)(b) * e; });
     });
 }
 
@@ -195,9 +199,13 @@ template <class T>
 void training_target(const NoiseSchedule& s, Prediction p, const T* z0, const T* eps, const std::int32_t* t, int batch,
                      std::size_t item, T* target) {
     detail::for_each_item(s, t, batch, item, [&](std::size_t o, double ab) {
-        if (p == Prediction::epsilon) { std::copy(eps + o, eps + o + item, target + o); return; }
+        if (p == Prediction::epsilon) {
+            std::copy(eps + o, eps + o + item, target + o);
+            return;
+        }
         const T a(std::sqrt(ab)), b(std::sqrt(1 - ab));
-        simd::map2(item, z0 + o, eps + o, target + o, [a, b](auto x, auto e) { return decltype(x)(a) * e - decltype(x)(b) * x; });
+        simd::map2(item, z0 + o, eps + o, target + o,
+                   [a, b](auto x, auto e) { return decltype(x)(a) * e - decltype(x)(b) * x; });
     });
 }
 
@@ -226,23 +234,29 @@ void to_eps_x0(Prediction p, double ab, const T* z, const T* out, std::size_t n,
 template <Shaped Z0, Shaped E, Shaped TS, Shaped ZT>
 void add_noise(const NoiseSchedule& s, const Z0& z0, const E& eps, const TS& t, ZT&& zt) {
     using S = shape_of<Z0>;
-    static_assert(same_shape<S, shape_of<E>> && same_shape<S, shape_of<ZT>>, "add_noise: z0, eps and z_t must have one shape");
-    static_assert(shape_of<TS>::rank == 1 && shape_of<TS>::size == std::size_t(S::first), "add_noise: timesteps must be [N]");
+    static_assert(same_shape<S, shape_of<E>> && same_shape<S, shape_of<ZT>>,
+                  "add_noise: z0, eps and z_t must have one shape");
+    static_assert(shape_of<TS>::rank == 1 && shape_of<TS>::size == std::size_t(S::first),
+                  "add_noise: timesteps must be [N]");
     add_noise(s, z0.data(), eps.data(), t.data(), S::first, S::size / std::size_t(S::first), zt.data());
 }
 template <Shaped Z0, Shaped E, Shaped TS, Shaped Y>
 void training_target(const NoiseSchedule& s, Prediction p, const Z0& z0, const E& eps, const TS& t, Y&& target) {
     using S = shape_of<Z0>;
-    static_assert(same_shape<S, shape_of<E>> && same_shape<S, shape_of<Y>>, "training_target: z0, eps and target must have one shape");
-    static_assert(shape_of<TS>::rank == 1 && shape_of<TS>::size == std::size_t(S::first), "training_target: timesteps must be [N]");
+    static_assert(same_shape<S, shape_of<E>> && same_shape<S, shape_of<Y>>,
+                  "training_target: z0, eps and target must have one shape");
+    static_assert(shape_of<TS>::rank == 1 && shape_of<TS>::size == std::size_t(S::first),
+                  "training_target: timesteps must be [N]");
     training_target(s, p, z0.data(), eps.data(), t.data(), S::first, S::size / std::size_t(S::first), target.data());
 }
 
 /// Min-SNR-γ weights [N] for timesteps [N] (for the per-sample weighted MSE).
 template <Shaped TS, Shaped W>
 void min_snr_weights(const NoiseSchedule& s, const TS& t, double gamma, Prediction p, W&& w) {
-    static_assert(same_shape<shape_of<TS>, shape_of<W>> && shape_of<TS>::rank == 1, "min_snr_weights: timesteps and weights must both be [N]");
-    for (std::size_t i = 0; i < shape_of<TS>::size; ++i) w[i] = detail::elem_t<W>(min_snr_weight(s.snr(int(t[i])), gamma, p));
+    static_assert(same_shape<shape_of<TS>, shape_of<W>> && shape_of<TS>::rank == 1,
+                  "min_snr_weights: timesteps and weights must both be [N]");
+    for (std::size_t i = 0; i < shape_of<TS>::size; ++i)
+        w[i] = detail::elem_t<W>(min_snr_weight(s.snr(int(t[i])), gamma, p));
 }
 
 /// Training timesteps drawn uniformly from [0, T).

@@ -86,11 +86,20 @@ struct DenoiseCall {
 
     /// z and out as shaped views, e.g. call.input<2 * N, 8, 8, 4>(); throws if the size differs.
     template <int... D>
-    View<const T, D...> input() const { check(Shape<D...>::size); return View<const T, D...>(z); }
+    View<const T, D...> input() const {
+        check(Shape<D...>::size);
+        return View<const T, D...>(z);
+    }
     template <int... D>
-    View<T, D...> output() const { check(Shape<D...>::size); return View<T, D...>(out); }
+    View<T, D...> output() const {
+        check(Shape<D...>::size);
+        return View<T, D...>(out);
+    }
     template <int N>
-    View<const std::int32_t, N> timestep_view() const { check_batch(N); return View<const std::int32_t, N>(timesteps); }
+    View<const std::int32_t, N> timestep_view() const {
+        check_batch(N);
+        return View<const std::int32_t, N>(timesteps);
+    }
 
 private:
     void check(std::size_t n) const {
@@ -99,7 +108,9 @@ private:
                                         std::to_string(batch) + " x " + std::to_string(item_size));
     }
     void check_batch(int n) const {
-        if (n != batch) throw std::invalid_argument("DenoiseCall: " + std::to_string(n) + " timesteps for a batch of " + std::to_string(batch));
+        if (n != batch)
+            throw std::invalid_argument("DenoiseCall: " + std::to_string(n) + " timesteps for a batch of " +
+                                        std::to_string(batch));
     }
 };
 
@@ -110,8 +121,12 @@ namespace detail {
 inline int sampling_timestep(int T, int steps, Spacing spacing, int offset, int i) {
     int t = 0;
     switch (spacing) {
-        case Spacing::leading: t = (steps - 1 - i) * (T / steps) + offset; break;
-        case Spacing::trailing: t = int(std::nearbyint(T - i * (double(T) / steps))) - 1; break;
+        case Spacing::leading:
+            t = (steps - 1 - i) * (T / steps) + offset;
+            break;
+        case Spacing::trailing:
+            t = int(std::nearbyint(T - i * (double(T) / steps))) - 1;
+            break;
         case Spacing::linspace:
             t = steps == 1 ? 0 : int(std::nearbyint(double(T - 1) * (steps - 1 - i) / (steps - 1)));
             break;
@@ -123,8 +138,8 @@ inline int sampling_timestep(int T, int steps, Spacing spacing, int offset, int 
 }
 inline void check_step_count(int T, int steps) {
     if (steps < 1 || steps > T)
-        throw std::invalid_argument("sampling_timesteps: " + std::to_string(steps) + " steps of a " + std::to_string(T) +
-                                    "-step schedule");
+        throw std::invalid_argument("sampling_timesteps: " + std::to_string(steps) + " steps of a " +
+                                    std::to_string(T) + "-step schedule");
 }
 
 /// Karras et al.'s sigma i of n, from sigma_max down to sigma_min, evenly spaced in sigma^(1/rho).
@@ -153,9 +168,9 @@ inline std::vector<double> karras_sigmas(double sigma_min, double sigma_max, int
 
 /// One step of a run: where the model is evaluated and where the step goes.
 struct PlannedStep {
-    double t;              // model timestep (exact)
-    double alpha_bar;      // noise level of the model input
-    double alpha_bar_next; // DDPM/DDIM: after the step (1 at the end)
+    double t;                  // model timestep (exact)
+    double alpha_bar;          // noise level of the model input
+    double alpha_bar_next;     // DDPM/DDIM: after the step (1 at the end)
     double sigma, sigma_next;  // Euler: k-diffusion noise levels (sigma_next = 0 at the end)
 };
 
@@ -172,7 +187,8 @@ inline void plan_steps(const NoiseSchedule& s, const SamplerOptions& o, std::vec
     const double sigma_max = s.sigma(int(plan.front().t)), sigma_min = s.sigma(int(plan.back().t));
     const auto sigma_at = [&](int i) {
         if (i == n) return 0.0;
-        return o.karras_sigmas ? detail::karras_sigma(sigma_min, sigma_max, n, i) : s.sigma(int(plan[std::size_t(i)].t));
+        return o.karras_sigmas ? detail::karras_sigma(sigma_min, sigma_max, n, i)
+                               : s.sigma(int(plan[std::size_t(i)].t));
     };
     for (int i = 0; i < n; ++i) {  // step i reads the timestep of step i + 1, still unchanged
         const int t = int(plan[std::size_t(i)].t);
@@ -206,11 +222,11 @@ class SamplerWorkspace {
 public:
     int batch = 0;
     std::size_t item = 0, n = 0;
-    bool guided = false, both = false;   // guided: two branches; both: asked for in one call of 2N
-    AlignedBuffer<T> z, out;             // [2N, item]: room for both branches
-    AlignedBuffer<T> eps, x0, noise;     // [N, item]
-    std::vector<std::int32_t> timesteps; // [2N], of which [N] when the branches are asked for apart
-    std::vector<Rng> rngs;               // one stream per item
+    bool guided = false, both = false;    // guided: two branches; both: asked for in one call of 2N
+    AlignedBuffer<T> z, out;              // [2N, item]: room for both branches
+    AlignedBuffer<T> eps, x0, noise;      // [N, item]
+    std::vector<std::int32_t> timesteps;  // [2N], of which [N] when the branches are asked for apart
+    std::vector<Rng> rngs;                // one stream per item
     std::vector<PlannedStep> plan;
 
     /// Ready for a run: buffers for (b, it), flags, every item's stream at its start for `seed`.
@@ -246,7 +262,8 @@ namespace detail {
 
 /// The model output for latents zin [batch, item] at one planned step, guided, into run.out[0, n).
 template <class T, class Denoise>
-void evaluate(SamplerWorkspace<T>& r, const SamplerOptions& o, const PlannedStep& p, int step, const T* zin, Denoise& denoise) {
+void evaluate(SamplerWorkspace<T>& r, const SamplerOptions& o, const PlannedStep& p, int step, const T* zin,
+              Denoise& denoise) {
     const std::int32_t tint = std::int32_t(std::lround(p.t));
     std::fill_n(r.timesteps.begin(), (r.both ? 2 : 1) * r.batch, tint);
     DenoiseCall<T> call;
@@ -285,10 +302,12 @@ void evaluate(SamplerWorkspace<T>& r, const SamplerOptions& o, const PlannedStep
 template <class T>
 void clip_x0(SamplerWorkspace<T>& r, double c, double ab, const T* z) {
     const T lo(-c), hi(c);
-    simd::map(r.n, r.x0.data(), r.x0.data(), [lo, hi](auto x) { return xsimd::min(xsimd::max(x, decltype(x)(lo)), decltype(x)(hi)); });
+    simd::map(r.n, r.x0.data(), r.x0.data(),
+              [lo, hi](auto x) { return xsimd::min(xsimd::max(x, decltype(x)(lo)), decltype(x)(hi)); });
     if (ab >= 1) return;
     const T a(1 / std::sqrt(1 - ab)), b(std::sqrt(ab) / std::sqrt(1 - ab));
-    simd::map2(r.n, z, r.x0.data(), r.eps.data(), [a, b](auto zv, auto x) { return decltype(zv)(a) * zv - decltype(zv)(b) * x; });
+    simd::map2(r.n, z, r.x0.data(), r.eps.data(),
+               [a, b](auto zv, auto x) { return decltype(zv)(a) * zv - decltype(zv)(b) * x; });
 }
 
 }  // namespace detail
@@ -296,8 +315,8 @@ void clip_x0(SamplerWorkspace<T>& r, double c, double ab, const T* z) {
 /// Draws `batch` samples of `item_size` elements into out [batch, item_size] (see the header comment),
 /// with the buffers of `r` (allocates nothing when r has run this batch and item size before).
 template <class T, class Denoise>
-void sample(const NoiseSchedule& s, const SamplerOptions& o, int batch, std::size_t item_size, std::uint64_t seed, T* out,
-            Denoise&& denoise, SamplerWorkspace<T>& r) {
+void sample(const NoiseSchedule& s, const SamplerOptions& o, int batch, std::size_t item_size, std::uint64_t seed,
+            T* out, Denoise&& denoise, SamplerWorkspace<T>& r) {
     if (batch < 1 || item_size == 0) throw std::invalid_argument("sample: empty batch");
     if (!(o.guidance >= 0)) throw std::invalid_argument("sample: guidance must be >= 0");
     if (!(o.eta >= 0)) throw std::invalid_argument("sample: eta must be >= 0");
@@ -329,7 +348,8 @@ void sample(const NoiseSchedule& s, const SamplerOptions& o, int batch, std::siz
             case Method::ddpm: {  // posterior mean of q(z_prev | z_t, x0), plus its variance ("fixed_small")
                 const double alpha = ab / abn, beta = 1 - alpha;
                 const T c0(std::sqrt(abn) * beta / (1 - ab)), ct(std::sqrt(alpha) * (1 - abn) / (1 - ab));
-                simd::map2(n, r.x0.data(), out, out, [c0, ct](auto x0, auto z) { return decltype(z)(c0) * x0 + decltype(z)(ct) * z; });
+                simd::map2(n, r.x0.data(), out, out,
+                           [c0, ct](auto x0, auto z) { return decltype(z)(c0) * x0 + decltype(z)(ct) * z; });
                 if (abn < 1) {
                     const T sd(std::sqrt(std::max((1 - abn) / (1 - ab) * beta, 1e-20)));
                     r.draw_noise();
@@ -341,7 +361,8 @@ void sample(const NoiseSchedule& s, const SamplerOptions& o, int batch, std::siz
                 const double var = (1 - abn) / (1 - ab) * (1 - ab / abn);
                 const double sd = o.eta * std::sqrt(std::max(var, 0.0));
                 const T a(std::sqrt(abn)), b(std::sqrt(std::max(1 - abn - sd * sd, 0.0)));
-                simd::map2(n, r.x0.data(), r.eps.data(), out, [a, b](auto x0, auto e) { return decltype(x0)(a) * x0 + decltype(x0)(b) * e; });
+                simd::map2(n, r.x0.data(), r.eps.data(), out,
+                           [a, b](auto x0, auto e) { return decltype(x0)(a) * x0 + decltype(x0)(b) * e; });
                 if (sd > 0) {
                     r.draw_noise();
                     simd::axpy(n, T(sd), r.noise.data(), out);
@@ -368,8 +389,8 @@ void sample(const NoiseSchedule& s, const SamplerOptions& o, int batch, std::siz
 
 /// The same with a workspace of its own (allocated for the call).
 template <class T, class Denoise>
-void sample(const NoiseSchedule& s, const SamplerOptions& o, int batch, std::size_t item_size, std::uint64_t seed, T* out,
-            Denoise&& denoise) {
+void sample(const NoiseSchedule& s, const SamplerOptions& o, int batch, std::size_t item_size, std::uint64_t seed,
+            T* out, Denoise&& denoise) {
     SamplerWorkspace<T> r;
     sample(s, o, batch, item_size, seed, out, denoise, r);
 }

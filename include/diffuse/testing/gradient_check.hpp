@@ -49,9 +49,9 @@ inline std::vector<Probe> probes(ParamStore<double>& store) {
 }
 
 struct GradCheckOptions {
-    double step = 1e-5;          // central-difference step
-    double floor = 1e-3;         // denominators below this count as this (near-zero gradients)
-    std::uint64_t seed = 1234;   // for dy and the sentinel pre-fill
+    double step = 1e-5;         // central-difference step
+    double floor = 1e-3;        // denominators below this count as this (near-zero gradients)
+    std::uint64_t seed = 1234;  // for dy and the sentinel pre-fill
     /// Central differences on at most this many elements of each probe (0: all). For whole
     /// models: every parameter tensor is still checked, on an evenly spread sample of its
     /// elements that always includes the first and the last.
@@ -59,9 +59,9 @@ struct GradCheckOptions {
 };
 
 struct GradCheckReport {
-    double max_rel_error = 0;  // largest relative error over all checked elements
-    std::string worst;         // where it occurred
-    std::size_t checked = 0;   // elements compared
+    double max_rel_error = 0;           // largest relative error over all checked elements
+    std::string worst;                  // where it occurred
+    std::size_t checked = 0;            // elements compared
     std::vector<std::string> failures;  // sentinel / accumulation / NaN violations
     bool clean() const { return failures.empty(); }
     std::string summary() const {
@@ -143,7 +143,8 @@ GradCheckReport check_gradients(const std::vector<Probe>& probes, Y& y, Forward 
             p.value[i] = saved;
             const double numeric = (lp - lm) / (2 * h);
             const double a = analytic[k][i];
-            if (!std::isfinite(a)) rep.failures.push_back("non-finite gradient at " + p.name + "[" + std::to_string(i) + "]");
+            if (!std::isfinite(a))
+                rep.failures.push_back("non-finite gradient at " + p.name + "[" + std::to_string(i) + "]");
             const double rel = std::abs(a - numeric) / std::max({std::abs(a), std::abs(numeric), opt.floor});
             ++rep.checked;
             if (!(rel <= rep.max_rel_error)) {

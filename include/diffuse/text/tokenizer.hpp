@@ -127,7 +127,10 @@ public:
         char buf[max_word_bytes];
         while (i < n) {
             const auto c = static_cast<unsigned char>(text[i]);
-            if (is_space(c)) { ++i; continue; }
+            if (is_space(c)) {
+                ++i;
+                continue;
+            }
             if (!is_word_char(c, utf8_words)) {
                 buf[0] = lower(c);
                 if (!emit_unknown_or(word_id(std::string_view(buf, 1)), std::string_view(buf, 1), emit)) return;
@@ -144,7 +147,10 @@ public:
     /// All tokens of text, without start/end and without a length limit.
     std::vector<std::int32_t> tokens(std::string_view text) const {
         std::vector<std::int32_t> out;
-        tokenize(text, [&](std::int32_t id) { out.push_back(id); return true; });
+        tokenize(text, [&](std::int32_t id) {
+            out.push_back(id);
+            return true;
+        });
         return out;
     }
 
@@ -156,7 +162,10 @@ public:
         int k = 0;
         ids[k++] = start_id;
         tokenize(text, [&](std::int32_t id) {
-            if (k == Ctx - 1) { info.truncated = true; return false; }
+            if (k == Ctx - 1) {
+                info.truncated = true;
+                return false;
+            }
             ids[k++] = id;
             return true;
         });
@@ -194,7 +203,10 @@ public:
     /// How many tokens of text are <unk> or spelled-out bytes: what the model cannot read.
     int unknown_count(std::string_view text) const {
         int n = 0;
-        tokenize(text, [&](std::int32_t id) { n += id >= 3 && id < word_base(); return true; });
+        tokenize(text, [&](std::int32_t id) {
+            n += id >= 3 && id < word_base();
+            return true;
+        });
         return n;
     }
 
@@ -260,8 +272,9 @@ public:
             i = j + 1;
         }
         if (fields.empty() || (fields[0] != "words+unk" && fields[0] != "words+bytes"))
-            throw std::invalid_argument("Tokenizer::from_string: the vocabulary must start with its layout "
-                                        "('words+unk' or 'words+bytes')");
+            throw std::invalid_argument(
+                "Tokenizer::from_string: the vocabulary must start with its layout "
+                "('words+unk' or 'words+bytes')");
         const Unknown u = fields[0] == "words+unk" ? Unknown::token : Unknown::bytes;
         fields.erase(fields.begin());
         return Tokenizer(std::move(fields), u);
@@ -286,7 +299,10 @@ private:
         std::string piece;
         for (std::size_t i = 0; i < text.size();) {
             const auto c = static_cast<unsigned char>(text[i]);
-            if (is_space(c)) { ++i; continue; }
+            if (is_space(c)) {
+                ++i;
+                continue;
+            }
             piece.clear();
             if (!is_word_char(c, true)) {
                 piece += lower(c);
@@ -336,7 +352,7 @@ private:
         return true;
     }
 
-    std::vector<std::string> words_;                          // in id order
+    std::vector<std::string> words_;  // in id order
     Unknown unknown_;
     std::vector<std::pair<std::string, std::int32_t>> sorted_;  // (word, id) by word, for lookup
 };

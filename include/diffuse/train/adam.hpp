@@ -45,8 +45,16 @@ public:
     Adam(ParamStore<T>& store, AdamOptions opt = {}) : Adam(store.values(), store.grads(), store.size(), opt) {}
     /// Over any flat pair of value/gradient buffers of n elements.
     Adam(T* values, const T* grads, std::size_t n, AdamOptions opt = {})
-        : lr(opt.lr), beta1(opt.beta1), beta2(opt.beta2), eps(opt.eps), weight_decay(opt.weight_decay),
-          decoupled_weight_decay(opt.decoupled_weight_decay), p_(values), g_(grads), m_(n), v_(n) {}
+        : lr(opt.lr),
+          beta1(opt.beta1),
+          beta2(opt.beta2),
+          eps(opt.eps),
+          weight_decay(opt.weight_decay),
+          decoupled_weight_decay(opt.decoupled_weight_decay),
+          p_(values),
+          g_(grads),
+          m_(n),
+          v_(n) {}
 
     /// Hyperparameters: public so a schedule can set lr (or anything else) between steps.
     double lr, beta1, beta2, eps, weight_decay;
@@ -86,8 +94,8 @@ private:
         // are exact, so the unused form changes no bits).
         const double l2 = decoupled_weight_decay ? 0.0 : weight_decay;
         const double decay = decoupled_weight_decay ? 1 - lr * weight_decay : 1.0;
-        return {T(l2), T(decay), T(beta1), T(1 - beta1), T(beta2), T(1 - beta2), T(lr / bc1),
-                T(1 / std::sqrt(bc2)), T(eps)};
+        return {T(l2), T(decay), T(beta1), T(1 - beta1), T(beta2), T(1 - beta2), T(lr / bc1), T(1 / std::sqrt(bc2)),
+                T(eps)};
     }
 
     /// The fused update over [b, e): xsimd vector body, scalar tail. K is a batch or T itself.

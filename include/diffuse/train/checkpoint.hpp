@@ -30,7 +30,14 @@ namespace diffuse {
 
 namespace checkpoint_detail {
 enum Counter {
-    vae_steps, diffusion_steps, vae_adam_t, diffusion_adam_t, ema_updates, data_epoch, data_position, count
+    vae_steps,
+    diffusion_steps,
+    vae_adam_t,
+    diffusion_adam_t,
+    ema_updates,
+    data_epoch,
+    data_position,
+    count
 };
 }
 
@@ -85,8 +92,7 @@ void load_checkpoint(const std::string& path, LatentDiffusionTrainer<T, Preset, 
     const io::SafetensorsFile f(path);
     auto& m = tr.model;
     LatentDiffusion<T, Preset>::check_config(f);
-    if (io::metadata_at(f, "kind") != "checkpoint")
-        f.fail("holds weights only, not a training checkpoint");
+    if (io::metadata_at(f, "kind") != "checkpoint") f.fail("holds weights only, not a training checkpoint");
     if (io::metadata_at(f, "batch") != std::to_string(N))
         f.fail("was trained with batch " + io::metadata_at(f, "batch") + "; this program's batch is " +
                std::to_string(N) + " (a compile-time size)");

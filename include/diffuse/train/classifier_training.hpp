@@ -23,8 +23,8 @@ struct ClassifierTrainOptions {
     double lr = 1e-3;
     double final_lr_fraction = 0.02;  // cosine decay from lr to lr * this
     std::uint64_t seed = 1;
-    int limit = 0;                    // train on the first `limit` images (0: all)
-    bool flip = true;                 // random horizontal flips (clothes are left-right symmetric)
+    int limit = 0;     // train on the first `limit` images (0: all)
+    bool flip = true;  // random horizontal flips (clothes are left-right symmetric)
 };
 
 struct ClassifierProgress {
@@ -79,7 +79,8 @@ void train_classifier(const Model& model, ParamStore<T>& store, const io::Fashio
             store.zero_grad();
             model.backward(*ws);
             const double progress = double(step) / std::max(1, steps - 1);
-            adam.lr = opt.lr * (opt.final_lr_fraction + (1 - opt.final_lr_fraction) * 0.5 * (1 + std::cos(M_PI * progress)));
+            adam.lr =
+                opt.lr * (opt.final_lr_fraction + (1 - opt.final_lr_fraction) * 0.5 * (1 + std::cos(M_PI * progress)));
             adam.step();
             const bool epoch_end = b + 1 == steps_per_epoch;
             if ((report_every > 0 && (step + 1) % report_every == 0) || epoch_end) {
@@ -102,7 +103,8 @@ double evaluate_classifier(const Model& model, const io::FashionMnist& data, int
     int correct = 0;
     for (int b = 0; b < count; b += N) {
         const int n = std::min(N, count - b);
-        for (int i = 0; i < N; ++i) detail::load_image(data.images, b + std::min(i, n - 1), false, ws->x.data() + i * 28 * 28);
+        for (int i = 0; i < N; ++i)
+            detail::load_image(data.images, b + std::min(i, n - 1), false, ws->x.data() + i * 28 * 28);
         model.forward(*ws);
         for (int i = 0; i < n; ++i) {
             const T* row = ws->logits.data() + i * Model::classes;

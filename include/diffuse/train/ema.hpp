@@ -46,7 +46,9 @@ public:
     }
     /// The decay the next update of w will use.
     template <class T>
-    double next_decay(const EmaWeights<T>& w) const { return decay_at(w.update_count()); }
+    double next_decay(const EmaWeights<T>& w) const {
+        return decay_at(w.update_count());
+    }
 
     /// One update of w from the current parameters (after an optimizer step).
     template <class T>

@@ -10,9 +10,9 @@
 #include <cstddef>
 #include <type_traits>
 
+#include "diffuse/core/parallel.hpp"
 #include "diffuse/core/params.hpp"
 #include "diffuse/core/simd.hpp"
-#include "diffuse/core/parallel.hpp"
 
 namespace diffuse {
 

@@ -14,8 +14,8 @@
 //             one Adam with grad-norm clipping and LR warm-up; EMA (with warm-up) of both after each step.
 //
 // Images come from the data at the model's size and channels, or (Fashion-MNIST, served at 32×32 for
-// any preset) at a multiple of it, box-averaged down (Tiny: 8×8). Everything random is drawn from one Rng seeded by the options (VAE noise,
-// timesteps, diffusion noise) or from stateless per-image streams (shuffling, captions, dropout):
+// any preset) at a multiple of it, box-averaged down (Tiny: 8×8). Everything random is drawn from
+// one Rng seeded by the options (VAE noise, timesteps, diffusion noise) or from stateless per-image streams (shuffling, captions, dropout):
 // with the same seed and thread count a run is bitwise reproducible, and train/checkpoint.hpp
 // saves exactly the state needed to resume bit for bit (parameters, Adam moments and step counts,
 // EMA shadow and count, Rng state, data position, step counters, latent scale).
@@ -34,8 +34,8 @@
 
 #include "diffuse/core/rng.hpp"
 #include "diffuse/core/tensor.hpp"
-#include "diffuse/data/fashion_batches.hpp"
 #include "diffuse/data/caption_augment.hpp"
+#include "diffuse/data/fashion_batches.hpp"
 #include "diffuse/io/idx.hpp"
 #include "diffuse/models/latent_diffusion.hpp"
 #include "diffuse/sample/noise_schedule.hpp"
@@ -59,9 +59,9 @@ struct LatentDiffusionTrainOptions {
     double lr = 3e-4;
     std::int64_t warmup_steps = 200;
     double grad_clip = 1.0;
-    double ema_decay = 0.9999;   // warmed up: min(decay, (1 + n)/(10 + n))
+    double ema_decay = 0.9999;  // warmed up: min(decay, (1 + n)/(10 + n))
     double caption_dropout = 0.1;
-    double min_snr_gamma = 0;    // 0: plain MSE; e.g. 5: Min-SNR-5 weighting
+    double min_snr_gamma = 0;  // 0: plain MSE; e.g. 5: Min-SNR-5 weighting
 };
 
 /// [N, DS, DS, C] → [N, S, S, C], each output pixel the mean of its (DS/S)² block (summed in a fixed order).
@@ -115,8 +115,11 @@ public:
 
     /// The data set's images must have the preset's channels (Batches checks the shape).
     LatentDiffusionTrainer(Model& model, Source data, Options opt)
-        : model(model), options(opt), data(std::move(data), opt.seed, data::BatchOptions{opt.caption_dropout}),
-          rng(stream_seed(opt.seed, 3)), vae_adam(model.vae_store, {.lr = opt.vae_lr}),
+        : model(model),
+          options(opt),
+          data(std::move(data), opt.seed, data::BatchOptions{opt.caption_dropout}),
+          rng(stream_seed(opt.seed, 3)),
+          vae_adam(model.vae_store, {.lr = opt.vae_lr}),
           diffusion_adam(model.diffusion_store, {.lr = opt.lr}),
           ema(EmaOptions{.decay = opt.ema_decay, .warmup = true}) {
         const auto require = [](bool ok, const char* what) {
@@ -133,7 +136,7 @@ public:
     Data data;
     Rng rng;
     Adam<T> vae_adam, diffusion_adam;
-    Ema ema;  // the rule that averages model.ema, the model's EMA weights
+    Ema ema;                                          // the rule that averages model.ema, the model's EMA weights
     std::int64_t vae_steps = 0, diffusion_steps = 0;  // steps taken in each phase
     bool scale_measured = false;
     /// Distractor words for the diffusion phase's captions (off unless given a word list); each
@@ -170,7 +173,10 @@ public:
         for (int b = 0; b < options.scale_batches; ++b) {
             next_batch(ws.batch, ws.x);
             sample_latents(ws, T(1));
-            for (T v : ws.z0) { sum += double(v); sq += double(v) * double(v); }
+            for (T v : ws.z0) {
+                sum += double(v);
+                sq += double(v) * double(v);
+            }
         }
         const double n = double(options.scale_batches) * double(ws.z0.size);
         const double var = sq / n - (sum / n) * (sum / n);
@@ -196,8 +202,7 @@ public:
         diffusion::training_target(sched, Model::prediction, ws.z0, ws.noise, ws.t, ws.target);
         if (options.min_snr_gamma > 0)
             diffusion::min_snr_weights(sched, ws.t, options.min_snr_gamma, Model::prediction, ws.w);
-        else
-            ws.w.fill(T(1));
+        else ws.w.fill(T(1));
 
         const Text& text = model.text_encoder();
         const Denoiser& net = model.unet();
@@ -208,8 +213,8 @@ public:
 
         model.diffusion_store.zero_grad();
         ws.dctx.fill(T(0));
-        net.backward(ws.zt, ws.t, ws.text.context, ws.text.pad_mask, ws.y, ws.unet, ws.dy,
-                     View<T, N, h, h, L>(), ws.dctx);
+        net.backward(ws.zt, ws.t, ws.text.context, ws.text.pad_mask, ws.y, ws.unet, ws.dy, View<T, N, h, h, L>(),
+                     ws.dctx);
         text.encode_backward(ws.text, ws.dctx);
         s.grad_norm = double(clip_grad_norm(model.diffusion_store, T(options.grad_clip)));
         s.lr = diffusion_schedule()(diffusion_steps);
@@ -230,12 +235,12 @@ private:
     };
     struct DiffusionWorkspace {
         Tensor<T, N, DS, DS, C> batch;
-        Tensor<T, N, S, S, C> x;                                // images at the model's size
+        Tensor<T, N, S, S, C> x;  // images at the model's size
         typename Vae::EncoderT::template Cache<N> enc;
         Tensor<T, N, h, h, 2 * L> moments;
         Tensor<T, N, h, h, L> eps, z0, noise, zt, target, y, dy;  // eps: the VAE's sampling noise
         Tensor<std::int32_t, N> t;
-        Tensor<T, N> w;                                          // per-sample loss weights
+        Tensor<T, N> w;  // per-sample loss weights
         typename Text::template Workspace<N> text;
         Tensor<T, N, Ctx, D> dctx;
         typename Denoiser::template Workspace<N> unet;

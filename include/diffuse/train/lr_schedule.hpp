@@ -28,7 +28,8 @@ struct LrSchedule {
     double operator()(std::int64_t step) const {
         if (step < warmup_steps) return base_lr * double(step) / double(std::max<std::int64_t>(1, warmup_steps));
         if (kind == Kind::constant) return base_lr;
-        const double p = std::min(1.0, double(step - warmup_steps) / double(std::max<std::int64_t>(1, total_steps - warmup_steps)));
+        const double p =
+            std::min(1.0, double(step - warmup_steps) / double(std::max<std::int64_t>(1, total_steps - warmup_steps)));
         return min_lr + (base_lr - min_lr) * 0.5 * (1 + std::cos(std::numbers::pi * p));
     }
 };
