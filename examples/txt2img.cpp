@@ -122,8 +122,7 @@ int main(int argc, char** argv) {
     if (f.threads > 0) omp_set_num_threads(f.threads);
     try {
         const std::string weights = cli::diffusion_weights(f.weights, __FILE__);
-        return cli::with_preset(cli::preset_of(weights),
-                                [&]<class Preset>() { return run<Preset>(f, weights, raw); });
+        return cli::with_preset(cli::preset_of(weights), [&]<class Preset>() { return run<Preset>(f, weights, raw); });
     } catch (const std::exception& e) {
         std::fprintf(stderr, "txt2img: %s\n", e.what());
         return 1;
