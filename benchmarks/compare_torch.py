@@ -20,8 +20,8 @@ case it lists:
   4. each side's peak RSS during the timed rounds: VmHWM after freed memory is trimmed and "5" is
      written to clear_refs (so the torch side's checks of other variants do not count).
 
-PyTorch runs in its best configuration here: torch.set_num_threads(N) (1.13 otherwise starts with one
-thread here), mkldnn on, an optimized BLAS for its float32 matrix products (OpenBLAS when installed,
+PyTorch runs in its best configuration here: the fastest of torch.set_num_threads(1, 2, 4, ... up to N)
+per case (more threads are not always faster under passive waits), mkldnn on, an optimized BLAS for its float32 matrix products (OpenBLAS when installed,
 even if the system's libblas.so.3 is the reference BLAS; OPENBLAS_CORETYPE=SkylakeX on AVX-512 CPUs),
 the faster of contiguous NCHW and channels_last for every case with feature maps, the faster of
 torch.optim.Adam(foreach=True/False), forward-only cases under torch.inference_mode() in eval mode
@@ -69,6 +69,21 @@ def cpuinfo(key):
             if line.split(":")[0].strip() == key:
                 return line.split(":", 1)[1].strip()
     return ""
+
+
+def instruction_set():
+    """The widest vector instruction set the CPU has, as the tables are kept per kind of CPU."""
+    flags = cpuinfo("flags").split()
+    return "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
+
+
+def torch_thread_counts():
+    """1, 2, 4, ... up to ARGS.threads, and ARGS.threads itself."""
+    counts, n = {ARGS.threads}, 1
+    while n < ARGS.threads:
+        counts.add(n)
+        n *= 2
+    return sorted(counts)
 
 
 # ---- BLAS: decided before torch is imported -------------------------------------------------------
@@ -566,9 +581,11 @@ def run_case(name, cpp, tmp):
     R = RUNNERS[info["kind"]]
     weights = read_safetensors(ARGS.model)[0] if R.needs_weights else None
 
-    # Every torch variant: built fresh, checked, timed briefly; the fastest is rebuilt for the rounds.
+    # Every torch variant at every thread count: built fresh, checked, timed briefly; the fastest is
+    # rebuilt for the rounds.
     error, tensor, best = 0.0, "", None
-    for v in R.variants(info):
+    for v, threads in ((v, n) for v in R.variants(info) for n in torch_thread_counts()):
+        torch.set_num_threads(threads)
         r = R(info, inp, v, weights)
         t = time.perf_counter()
         mine = r.outputs()
@@ -581,11 +598,12 @@ def run_case(name, cpp, tmp):
             t = timed(r.step, 1)
             if t < 0.1:
                 t = min(t, timed(r.step, max(1, calls_for(t) // 3)))
-        note(f"  torch {variant_name(v)}: check {e:.2g} ({k}), {seconds_str(t)}")
+        note(f"  torch {variant_name(v)}, {threads} threads: check {e:.2g} ({k}), {seconds_str(t)}")
         if best is None or t < best[1]:
-            best = (v, t)
+            best = (v, t, threads)
         del r
         gc.collect()
+    torch.set_num_threads(best[2])
     r = R(info, inp, best[0], weights)
     del weights
     k_torch = 1
@@ -608,12 +626,14 @@ def run_case(name, cpp, tmp):
         torch_t.append(timed(r.step, k_torch))
     row = {
         "case": name, "info": info, "diffuse": statistics.median(cpp_t), "torch": statistics.median(torch_t),
-        "error": error, "tensor": tensor, "tol": R.tol, "variant": variant_name(best[0]),
+        "error": error, "tensor": tensor, "tol": R.tol,
+        "variant": f"{variant_name(best[0])}, {best[2]} thread{'s' if best[2] > 1 else ''}",
         "rss_cpp": status_kb(cpp.p.pid, "VmHWM") * 1024, "rss_torch": status_kb("self", "VmHWM") * 1024,
         "calls": (k_cpp, k_torch),
         "aux": [statistics.median(a[i] for a in aux_t) for i in range(len(aux_t[0]))] if aux_t[0] else [],
     }
     del r
+    torch.set_num_threads(ARGS.threads)
     return row
 
 
@@ -656,10 +676,12 @@ def report(rows, baselines, elapsed):
     lines = [
         "# diffuse vs PyTorch",
         "",
-        f"{datetime.datetime.now().strftime('%Y-%m-%d %H:%M')} · {cpu} ({os.cpu_count()} logical CPUs) · "
-        f"{ARGS.threads} threads on both sides, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')} · "
-        f"torch {torch.__version__}: set_num_threads({torch.get_num_threads()}), mkldnn {'on' if mkldnn else 'off'}, "
-        f"BLAS {blas_description()}; per case the faster of NCHW / channels_last and of Adam foreach=True / False "
+        f"{datetime.datetime.now().strftime('%Y-%m-%d %H:%M')} · {cpu} ({instruction_set()}, family "
+        f"{cpuinfo('cpu family')} model {cpuinfo('model')}; {os.cpu_count()} logical CPUs) · diffuse on "
+        f"{ARGS.threads} threads, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')} · "
+        f"torch {torch.__version__}: mkldnn {'on' if mkldnn else 'off'}, "
+        f"BLAS {blas_description()}; per case the fastest of set_num_threads({' / '.join(map(str, torch_thread_counts()))}), "
+        f"of NCHW / channels_last and of Adam foreach=True / False "
         f"(each checked; the one kept is in the last column); forward-only cases under inference_mode in eval mode "
         f"· {ARGS.rounds} alternating rounds of ≥ {ARGS.target:g} s per side (at least one call), medians",
         "",

@@ -1,5 +1,6 @@
 // diffuse::gemm: every transpose combination, overwrite and accumulate, row strides, sizes on both
-// sides of the parallel cut, against a double-precision loop; and the same bits for any thread count.
+// sides of the parallel cut, every register tile, against a double-precision loop; and the same bits
+// for any thread count and whichever tile computes an element.
 #include <doctest/doctest.h>
 
 #include <omp.h>
@@ -64,6 +65,9 @@ void check_shapes() {
         check_against_loop<TA, TB>(33, 70, 129, acc, 1);
         check_against_loop<TA, TB>(300, 130, 40, acc, 3);  // large enough to be cut into blocks of rows
         check_against_loop<TA, TB>(70, 520, 48, acc, 0);   // ... of columns
+        check_against_loop<TA, TB>(100, 16, 50, acc, 1);   // 16 columns: the one-vector tile
+        check_against_loop<TA, TB>(40, 144, 300, acc, 0);  // 144: the three-vector tile, two KC slices
+        check_against_loop<TA, TB>(29, 8, 20, acc, 2);
     }
     check_against_loop<TA, TB>(9, 4, 0, Accumulate::no, 1);  // K = 0: C = 0
 }
@@ -91,5 +95,23 @@ TEST_CASE("gemm: the same bits for 1, 2 and 3 threads") {
         CHECK(results[0] != o.C);
         CHECK(results[1] == results[0]);
         CHECK(results[2] == results[0]);
+    }
+}
+
+TEST_CASE("gemm: an element has the same bits whichever register tile computes it") {
+    // The tile is chosen from N: 16 columns of a 144-column product run a one-vector tile, 48 a
+    // three-vector one (AVX-512) and 64 a two-vector one, each a different shape from the whole's.
+    const int M = 90, N = 144, K = 600;
+    Operands o(M, N, K, Trans::N, Trans::N, 0, 9);
+    std::vector<float> whole(std::size_t(M) * N, 0.f);
+    gemm<Trans::N, Trans::N>(M, N, K, o.A.data(), o.B.data(), whole.data(), Accumulate::no);
+    for (int cols : {8, 16, 48, 64}) {
+        std::vector<float> part(std::size_t(M) * cols, 0.f);
+        gemm<Trans::N, Trans::N>(M, cols, K, o.A.data(), o.B.data(), part.data(), Accumulate::no, 0, N);
+        int same = 0;
+        for (int i = 0; i < M; ++i)
+            for (int j = 0; j < cols; ++j) same += part[std::size_t(i) * cols + j] == whole[std::size_t(i) * N + j];
+        INFO("columns ", cols);
+        CHECK(same == M * cols);
     }
 }

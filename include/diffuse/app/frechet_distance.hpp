@@ -10,6 +10,8 @@
 #ifndef DIFFUSE_APP_FRECHET_DISTANCE_HPP
 #define DIFFUSE_APP_FRECHET_DISTANCE_HPP
 
+#include "diffuse/core/intrinsics.hpp"
+
 #include <Eigen/Dense>
 #include <cstddef>
 #include <stdexcept>

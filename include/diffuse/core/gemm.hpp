@@ -17,6 +17,8 @@
 #ifndef DIFFUSE_CORE_GEMM_HPP
 #define DIFFUSE_CORE_GEMM_HPP
 
+#include "diffuse/core/intrinsics.hpp"
+
 #include <Eigen/Core>
 #include <algorithm>
 #include <cstddef>
@@ -94,9 +96,13 @@ void gemm(int M, int N, int K, const T* A, const T* B, T* C, Accumulate acc, int
     int blocks = 1;  // a power of two, so that 2, 4, 8... threads share the blocks evenly
     if (double(M) * N * K >= detail::kGemmParallelWork)
         while (blocks < detail::kGemmMaxBlocks && len / (2 * blocks) >= detail::kGemmBlock) blocks *= 2;
-    const int step = (len + blocks - 1) / blocks;
+    // Blocks of whole tiles, as even as whole tiles allow: a unit is the float tile's MR rows (its
+    // tile is chosen from N, the same in every row block) or 48 columns (a multiple of every NR).
+    const int unit = !std::is_same_v<T, float> ? 1 : by_rows ? detail::packed::tile_rows<T>(N) : 48;
+    const int units = (len + unit - 1) / unit;
     parallel_for(blocks, [&](int b) {
-        const int lo = b * step, n = std::min(len, lo + step) - lo;
+        const int lo = std::min(len, unit * (b * units / blocks)),
+                  n = std::min(len, unit * ((b + 1) * units / blocks)) - lo;
         if (n <= 0) return;
         if (by_rows) detail::gemm_add<TA, TB>(n, N, K, A + (TA == Trans::N ? lo * sa : lo), sa, B, sb, C + lo * sc, sc);
         else detail::gemm_add<TA, TB>(M, n, K, A, sa, B + (TB == Trans::N ? lo : lo * sb), sb, C + lo, sc);

@@ -1,23 +1,35 @@
 // The float GEMM kernel: C[M, N] += op(A)·op(B) on the calling thread, packed and blocked as in
-// BLIS (Goto's algorithm), with an xsimd micro-kernel of MR rows × NR = 2 vectors of columns.
+// BLIS (Goto's algorithm), with an xsimd micro-kernel of MR rows × NV vectors of columns.
 //
 // Why our own rather than Eigen's GEBP (which core/gemm.hpp still uses for double): Eigen's AVX2
 // float kernel tiles C's *columns* (our output channels) 24 at a time, so 16, 64 and 128 channels
 // leave a ragged remainder on every tile row, and it reached ~58 % of the FMA peak on our shapes.
-// Here a tile is 6 pixels × 16 channels (AVX2; × 32 with AVX-512): every power-of-two channel count
-// from 16 up fills whole tiles, and 12 accumulators + 2 B vectors + 1 broadcast fit 16 registers.
 //
 //   for each NC-wide block of columns, each KC-deep slice of K:    pack op(B) slice  (L3)
 //     for each MC-tall block of rows (read in place, L2):
 //       for each NR-wide panel of B, each MR-tall panel of A:      micro-kernel      (L1)
 //
+// The tile is chosen per product from N, among three per instruction set, sized so that the MR·NV
+// accumulators, NV B vectors and one broadcast fit the register file (16 vector registers with
+// AVX2, 32 with AVX-512):
+//
+//   NV = 1, 2, 3 vectors:   AVX2 (8 floats)  12×1,  6×2,  4×3     AVX-512 (16 floats)  12×1, 8×2, 8×3
+//
+// The one that pads N least to whole tiles wins, 2 vectors on a tie. So the VAE's 16 channels run a
+// 12×1 tile on AVX-512 instead of half-empty 8×2 ones (×1.8 measured), and its 144-long patches
+// (dW, dx) 8×3 tiles (×1.1–1.5); the wider channel counts keep the 2-vector tile (8×2 beat the 6×2
+// of AVX2 by 2–8 % on every shape measured on AVX-512; 12×2 or 14×2, using more of the registers,
+// lost: each tile row is one more stream of A through L1).
+//
 // A is not packed: the micro-kernel broadcasts from its rows where they lie (packing it cost more
 // than it saved at our sizes). B panels are zero-padded to whole tiles; a partial tile is computed
-// in full and only its valid part added to C. Each C element is the same sum in the same order wherever its tile falls
-// (one FMA chain per KC slice, added to C slice by slice), so any split of C across threads gives
-// the same bits.
+// in full and only its valid part added to C. Each C element is the same sum in the same order
+// whatever the tile and wherever it falls (one FMA chain per KC slice, added to C slice by slice),
+// so any split of C across threads gives the same bits.
 #ifndef DIFFUSE_CORE_GEMM_KERNEL_HPP
 #define DIFFUSE_CORE_GEMM_KERNEL_HPP
+
+#include "diffuse/core/intrinsics.hpp"
 
 #include <algorithm>
 #include <cstddef>
@@ -45,21 +57,27 @@ GemmScratch<T>& gemm_scratch() {
 
 namespace packed {
 
+/// Vector registers of the target: 32 with AVX-512, 16 with AVX2 or SSE.
 template <class T>
-struct Tiling {
+inline constexpr int vector_registers = sizeof(xsimd::batch<T>) == 64 ? 32 : 16;
+
+/// The register tile of NV vectors of columns, its rows MR, and the blocking around it.
+template <class T, int NV_>
+struct Tile {
     using V = xsimd::batch<T>;
     static constexpr int W = int(V::size);
-    static constexpr int MR = 6, NR = 2 * W;
-    static constexpr int KC = 256;      // A panel (MR·KC) + B panel (KC·NR) stay in L1
-    static constexpr int MC = 16 * MR;  // rows of A swept per B panel, 96: L2
+    static constexpr int NV = NV_, NR = NV * W;
+    static constexpr int MR = NV == 1 ? 12 : vector_registers<T> == 32 ? 8 : 12 / NV;  // see the top
+    static_assert(MR * NV + NV + 1 <= vector_registers<T>, "Tile: accumulators must fit the registers");
+    static constexpr int KC = 256;      // one KC slice of A rows and the B panel stay in L1
+    static constexpr int MC = 16 * MR;  // rows of A swept per B panel: L2
     static constexpr int NC = 64 * NR;  // packed B slice
 };
 
 /// Packs op(B)[k0 : k0+kc, j0 : j0+nc] as ⌈nc/NR⌉ panels, each [kc][NR] (column index fastest).
 /// op(B)[k, j] = B[k·ldb + j], or B[j·ldb + k] when TransB (B stored [N, K]).
-template <bool TransB, class T>
+template <int NR, bool TransB, class T>
 void pack_b(const T* B, std::ptrdiff_t ldb, int k0, int kc, int j0, int nc, T* dst) {
-    constexpr int NR = Tiling<T>::NR;
     for (int p = 0; p < nc; p += NR, dst += std::ptrdiff_t(kc) * NR) {
         const int cols = std::min(NR, nc - p);
         if (cols < NR) std::fill_n(dst, std::ptrdiff_t(kc) * NR, T(0));
@@ -79,50 +97,51 @@ void pack_b(const T* B, std::ptrdiff_t ldb, int k0, int kc, int j0, int nc, T* d
 /// A is read in place, not packed: row r, depth k at a[r·rs + k·ks] (rs = lda, ks = 1 for a
 /// row-major A; rs = 1, ks = lda for a transposed one). Rows past mr repeat row mr − 1 (valid
 /// memory; their results are dropped).
-template <class T>
+template <class Tl, class T>
 inline void micro_kernel(int kc, const T* a, std::ptrdiff_t rs, std::ptrdiff_t ks, const T* b, T* c, std::ptrdiff_t ldc,
                          int mr, int nr) {
-    using Tl = Tiling<T>;
     using V = typename Tl::V;
-    constexpr int MR = Tl::MR, NR = Tl::NR, W = Tl::W;
+    constexpr int MR = Tl::MR, NV = Tl::NV, NR = Tl::NR, W = Tl::W;
     const T* row[MR];
-#pragma GCC unroll 6
+#pragma GCC unroll 32
     for (int r = 0; r < MR; ++r) row[r] = a + std::min(r, mr - 1) * rs;
-    V acc0[MR], acc1[MR];
-#pragma GCC unroll 6
-    for (int r = 0; r < MR; ++r) acc0[r] = acc1[r] = V(T(0));
+    V acc[MR][NV];
+#pragma GCC unroll 32
+    for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) acc[r][v] = V(T(0));
     for (std::ptrdiff_t k = 0, at = 0; k < kc; ++k, at += ks, b += NR) {
-        const V b0 = V::load_aligned(b), b1 = V::load_aligned(b + W);
-#pragma GCC unroll 6
+        V bv[NV];
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) bv[v] = V::load_aligned(b + v * W);
+#pragma GCC unroll 32
         for (int r = 0; r < MR; ++r) {
             const V ar(row[r][at]);
-            acc0[r] = xsimd::fma(ar, b0, acc0[r]);
-            acc1[r] = xsimd::fma(ar, b1, acc1[r]);
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; ++v) acc[r][v] = xsimd::fma(ar, bv[v], acc[r][v]);
         }
     }
     if (mr == MR && nr == NR) {
-#pragma GCC unroll 6
-        for (int r = 0; r < MR; ++r) {
-            T* out = c + r * ldc;
-            (V::load_unaligned(out) + acc0[r]).store_unaligned(out);
-            (V::load_unaligned(out + W) + acc1[r]).store_unaligned(out + W);
-        }
+#pragma GCC unroll 32
+        for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; ++v) {
+                T* out = c + r * ldc + v * W;
+                (V::load_unaligned(out) + acc[r][v]).store_unaligned(out);
+            }
         return;
     }
     alignas(64) T tile[MR][NR];
-    for (int r = 0; r < MR; ++r) {
-        acc0[r].store_aligned(tile[r]);
-        acc1[r].store_aligned(tile[r] + W);
-    }
+    for (int r = 0; r < MR; ++r)
+        for (int v = 0; v < NV; ++v) acc[r][v].store_aligned(tile[r] + v * W);
     for (int r = 0; r < mr; ++r)
         for (int j = 0; j < nr; ++j) c[r * ldc + j] += tile[r][j];
 }
 
-/// C[M, N] += op(A)·op(B), all row-major with row strides lda, ldb, ldc.
-template <bool TransA, bool TransB, class T>
-void gemm_add(int M, int N, int K, const T* A, std::ptrdiff_t lda, const T* B, std::ptrdiff_t ldb, T* C,
-              std::ptrdiff_t ldc) {
-    using Tl = Tiling<T>;
+/// C[M, N] += op(A)·op(B) with register tile Tl, all row-major with row strides lda, ldb, ldc.
+template <class Tl, bool TransA, bool TransB, class T>
+void gemm_add_tiled(int M, int N, int K, const T* A, std::ptrdiff_t lda, const T* B, std::ptrdiff_t ldb, T* C,
+                    std::ptrdiff_t ldc) {
     constexpr int MR = Tl::MR, NR = Tl::NR;
     T* const bpack = GemmScratch<T>::fit(gemm_scratch<T>().b, std::size_t(Tl::NC) * Tl::KC);
     const std::ptrdiff_t rs = TransA ? 1 : lda, ks = TransA ? lda : 1;  // op(A)[i, k] = A[i·rs + k·ks]
@@ -130,17 +149,49 @@ void gemm_add(int M, int N, int K, const T* A, std::ptrdiff_t lda, const T* B, s
         const int nc = std::min(Tl::NC, N - jc);
         for (int pc = 0; pc < K; pc += Tl::KC) {
             const int kc = std::min(Tl::KC, K - pc);
-            pack_b<TransB>(B, ldb, pc, kc, jc, nc, bpack);
+            pack_b<NR, TransB>(B, ldb, pc, kc, jc, nc, bpack);
             for (int ic = 0; ic < M; ic += Tl::MC) {
                 const int mc = std::min(Tl::MC, M - ic);
                 for (int jr = 0; jr < nc; jr += NR) {
                     const T* bp = bpack + std::ptrdiff_t(jr / NR) * kc * NR;
                     for (int ir = ic; ir < ic + mc; ir += MR)
-                        micro_kernel(kc, A + ir * rs + pc * ks, rs, ks, bp, C + std::ptrdiff_t(ir) * ldc + jc + jr, ldc,
-                                     std::min(MR, ic + mc - ir), std::min(NR, nc - jr));
+                        micro_kernel<Tl>(kc, A + ir * rs + pc * ks, rs, ks, bp, C + std::ptrdiff_t(ir) * ldc + jc + jr,
+                                         ldc, std::min(MR, ic + mc - ir), std::min(NR, nc - jr));
                 }
             }
         }
+    }
+}
+
+/// The tile's vectors for N columns: the fewest padded columns, 2 vectors on a tie (see the top).
+template <class T>
+constexpr int tile_vectors(int N) {
+    constexpr int W = int(xsimd::batch<T>::size);
+    const auto padded = [&](int nv) { return (N + nv * W - 1) / (nv * W) * (nv * W); };
+    int best = 2;
+    for (int nv : {3, 1})
+        if (padded(nv) < padded(best)) best = nv;
+    return best;
+}
+
+/// The rows MR of the tile for N columns.
+template <class T>
+constexpr int tile_rows(int N) {
+    const int nv = tile_vectors<T>(N);
+    return nv == 1 ? Tile<T, 1>::MR : nv == 3 ? Tile<T, 3>::MR : Tile<T, 2>::MR;
+}
+
+/// C[M, N] += op(A)·op(B), all row-major with row strides lda, ldb, ldc.
+template <bool TransA, bool TransB, class T>
+void gemm_add(int M, int N, int K, const T* A, std::ptrdiff_t lda, const T* B, std::ptrdiff_t ldb, T* C,
+              std::ptrdiff_t ldc) {
+    switch (tile_vectors<T>(N)) {
+        case 1:
+            return gemm_add_tiled<Tile<T, 1>, TransA, TransB>(M, N, K, A, lda, B, ldb, C, ldc);
+        case 3:
+            return gemm_add_tiled<Tile<T, 3>, TransA, TransB>(M, N, K, A, lda, B, ldb, C, ldc);
+        default:
+            return gemm_add_tiled<Tile<T, 2>, TransA, TransB>(M, N, K, A, lda, B, ldb, C, ldc);
     }
 }
 

@@ -1,11 +1,16 @@
-// Element-wise maps and reductions through xsimd: a vector body, then a scalar tail.
-// The functors are generic lambdas that work on both xsimd::batch<T> and T, using the
+// Element-wise maps and reductions through xsimd: a vector body, then the tail (maps: through the
+// vector code on a padded copy; reductions: scalar). The functors are generic lambdas that work on
+// both xsimd::batch<T> and T, using the
 // xsimd:: math functions (which have scalar overloads), e.g.
 //     simd::map(n, x, y, [](auto v) { return v * (1 / (1 + xsimd::exp(-v))); });
 #ifndef DIFFUSE_CORE_SIMD_HPP
 #define DIFFUSE_CORE_SIMD_HPP
 
+#include "diffuse/core/intrinsics.hpp"
+
+#include <algorithm>
 #include <cstddef>
+#include <utility>
 #include <xsimd/xsimd.hpp>
 
 namespace diffuse::simd {
@@ -22,13 +27,29 @@ constexpr std::size_t vector_end(std::size_t n) {
     return n - n % width<T>;
 }
 
+/// The last n < width elements of a map, through the same vector code as the rest, on zero-padded
+/// copies: an element's result never depends on where it lies in the array (a scalar tail would
+/// round differently: xsimd's vector exp is not std::exp), so an item of a batch gets the same bits
+/// at any position and in a batch of any size.
+template <class T, class F, class... P, std::size_t... K>
+inline void map_tail(std::size_t n, T* out, F f, std::index_sequence<K...>, const P*... in) {
+    alignas(64) T pad[sizeof...(P) + 1][width<T>] = {};
+    (std::copy_n(in, n, pad[K]), ...);
+    f(batch<T>::load_aligned(pad[K])...).store_aligned(pad[sizeof...(P)]);
+    std::copy_n(pad[sizeof...(P)], n, out);
+}
+template <class T, class F, class... P>
+inline void map_tail(std::size_t n, T* out, F f, const P*... in) {
+    map_tail(n, out, f, std::index_sequence_for<P...>{}, in...);
+}
+
 /// y[i] = f(x[i])
 template <class T, class F>
 inline void map(std::size_t n, const T* x, T* y, F f) {
     std::size_t i = 0;
     for (const std::size_t nv = vector_end<T>(n); i < nv; i += width<T>)
         f(batch<T>::load_unaligned(x + i)).store_unaligned(y + i);
-    for (; i < n; ++i) y[i] = f(x[i]);
+    if (i < n) map_tail(n - i, y + i, f, x + i);
 }
 
 /// z[i] = f(x[i], y[i])
@@ -37,7 +58,7 @@ inline void map2(std::size_t n, const T* x, const T* y, T* z, F f) {
     std::size_t i = 0;
     for (const std::size_t nv = vector_end<T>(n); i < nv; i += width<T>)
         f(batch<T>::load_unaligned(x + i), batch<T>::load_unaligned(y + i)).store_unaligned(z + i);
-    for (; i < n; ++i) z[i] = f(x[i], y[i]);
+    if (i < n) map_tail(n - i, z + i, f, x + i, y + i);
 }
 
 /// w[i] = f(x[i], y[i], z[i])
@@ -47,7 +68,7 @@ inline void map3(std::size_t n, const T* x, const T* y, const T* z, T* w, F f) {
     for (const std::size_t nv = vector_end<T>(n); i < nv; i += width<T>)
         f(batch<T>::load_unaligned(x + i), batch<T>::load_unaligned(y + i), batch<T>::load_unaligned(z + i))
             .store_unaligned(w + i);
-    for (; i < n; ++i) w[i] = f(x[i], y[i], z[i]);
+    if (i < n) map_tail(n - i, w + i, f, x + i, y + i, z + i);
 }
 
 /// y += a * x

@@ -26,7 +26,7 @@
 // A training checkpoint adds optimizer and trainer state (train/checkpoint.hpp); load() ignores it.
 //
 // generate() runs in parts: encode_prompts (the prompts and the negative prompt into one context
-// and mask of 2N items), the sampler (sample/samplers.hpp) with ContextDenoiser, the callable that
+// and mask of 2N items; unguided, the prompts' N alone), the sampler (sample/samplers.hpp) with ContextDenoiser, the callable that
 // runs the UNet on that context for each call the sampler makes, then the decoder.
 //
 // Inference workspaces (SampleWorkspace<N>, CodecWorkspace<N>) are allocated once per batch size:
@@ -84,7 +84,8 @@ inline constexpr const char* kScheduleName = "scaled_linear";
 
 /// How images are drawn: the sampler's options (method, steps, guidance, eta, spacing, ...), the
 /// seed, and which weights. The model sets the sampler's `prediction` (its UNet's) and
-/// `batch_branches` (always on: both guidance branches run as one UNet call of 2N).
+/// `batch_branches` (always on: both guidance branches run as one UNet call of 2N; guidance 1 runs
+/// the prompts' branch alone, a call of N).
 struct SampleOptions {
     diffusion::SamplerOptions sampler{.guidance = 3};  // DDIM, 50 steps, guidance 3, eta 0
     std::uint64_t seed = 0;
@@ -151,18 +152,19 @@ public:
     struct SampleWorkspace {
         typename Text::template Workspace<N> text;
         // Guided sampling runs both branches as one UNet call of 2N (deeper GEMMs, half the calls):
-        // items [0, N) see the prompts, [N, 2N) the negative prompt (unguided: the prompts again).
+        // items [0, N) see the prompts, [N, 2N) the negative prompt. Unguided sampling runs N.
         Tensor<T, 2 * N, context_length, context_width> context;
         Tensor<bool, 2 * N, context_length> mask;
-        typename Denoiser::template Workspace<2 * N> unet;
-        Tensor<T, 2 * N, latent_size, latent_size, latent_channels> in, out;  // unguided: N items run twice
-        Tensor<std::int32_t, 2 * N> t;
+        // The UNet's caches for a call of 2N (guided) or N (unguided), each made on first use.
+        std::unique_ptr<typename Denoiser::template Workspace<2 * N>> unet_guided;
+        std::unique_ptr<typename Denoiser::template Workspace<N>> unet_unguided;
         Tensor<T, N, latent_size, latent_size, latent_channels> latents;
         typename Vae::DecoderT::template Cache<N> dec;
         diffusion::SamplerWorkspace<T> sampler;  // the sampler's buffers and plan, sized on the first call
     };
     template <int N>
-    static constexpr std::size_t sample_workspace_bytes = sizeof(SampleWorkspace<N>);
+    static constexpr std::size_t sample_workspace_bytes =
+        sizeof(SampleWorkspace<N>) + sizeof(typename Denoiser::template Workspace<2 * N>);  // guided
 
     /// Fresh weights from `seed` (the two parts from independent streams).
     explicit LatentDiffusion(std::uint64_t seed = 0)
@@ -246,9 +248,9 @@ public:
     }
 
     /// The text encoder's context and padding mask for N prompts (any sized range of strings) into
-    /// ws.context / ws.mask: items [0, N) the prompts, [N, 2N) the negative prompt when `guided`
-    /// (empty: the unconditional prompt), else the prompts again. Returns how many prompts were
-    /// truncated to the context length.
+    /// ws.context / ws.mask: items [0, N) the prompts, and [N, 2N) the negative prompt when `guided`
+    /// (empty: the unconditional prompt). Returns how many prompts were truncated to the context
+    /// length.
     template <int N, class Prompts>
     int encode_prompts(const Prompts& prompts, std::string_view negative, bool guided, SampleWorkspace<N>& ws) const {
         const Text& text = text_encoder();
@@ -262,34 +264,32 @@ public:
             std::array<std::string_view, N> neg;  // views, not copies: no allocation per call
             neg.fill(negative);
             truncated += text.template encode<N>(tokenizer, neg, ws.text);
+            keep(1);
         }
-        keep(1);
         return truncated;
     }
 
     /// The UNet as the sampler calls it (diffusion::DenoiseCall), on the context and mask that
-    /// encode_prompts left in the workspace: a call of 2N runs both guidance branches at once; a
-    /// call of N (unguided) runs as both halves of a call of 2N, the same items twice.
+    /// encode_prompts left in the workspace: a call of 2N runs both guidance branches at once, a
+    /// call of N (unguided) the prompts' half of the context alone.
     template <int N>
     struct ContextDenoiser {
         const Denoiser& net;
         SampleWorkspace<N>& ws;
 
         void operator()(const diffusion::DenoiseCall<T>& call) const {
-            if (call.batch == 2 * N) {  // both branches
-                net.forward(call.template input<2 * N, latent_size, latent_size, latent_channels>(),
-                            call.template timestep_view<2 * N>(), ws.context, ws.mask,
-                            call.template output<2 * N, latent_size, latent_size, latent_channels>(), ws.unet);
-                return;
-            }
-            // the conditional branch alone (unguided): as both halves of a call of 2N
-            const std::size_t half = std::size_t(N) * latent_elements;
-            (void)call.template input<N, latent_size, latent_size, latent_channels>();  // checks the size
-            std::copy_n(call.z, half, ws.in.data());
-            std::copy_n(call.z, half, ws.in.data() + half);
-            ws.t.fill(call.timesteps[0]);
-            net.forward(ws.in, ws.t, ws.context, ws.mask, ws.out, ws.unet);
-            std::copy_n(ws.out.data(), half, call.out);
+            if (call.batch == 2 * N) run<2 * N>(call, ws.context, ws.mask, ws.unet_guided);  // both branches
+            else
+                run<N>(call, View<const T, N, context_length, context_width>(ws.context.data()),  // the prompts
+                       View<const bool, N, context_length>(ws.mask.data()), ws.unet_unguided);
+        }
+        template <int B, class Context, class Mask, class W>
+        void run(const diffusion::DenoiseCall<T>& call, const Context& context, const Mask& mask,
+                 std::unique_ptr<W>& unet_ws) const {
+            if (!unet_ws) unet_ws = make<W>();
+            net.forward(call.template input<B, latent_size, latent_size, latent_channels>(),
+                        call.template timestep_view<B>(), context, mask,
+                        call.template output<B, latent_size, latent_size, latent_channels>(), *unet_ws);
         }
     };
 
