@@ -175,9 +175,12 @@ std::array<std::string, N> training_prompts() {
 struct DiffusionWeights {
     Model::DiffusionPart part;
     ParamStore<float> store;
+    text::Tokenizer tokenizer;  // the weights file's vocabulary
     void load(const std::string& path) {
         store.bind(part, 0);
-        io::read_store_buffer(io::SafetensorsFile(path), store, store.values(), "");
+        const io::SafetensorsFile f(path);
+        io::read_store_buffer(f, store, store.values(), "");
+        tokenizer = text::Tokenizer::from_string(io::metadata_at(f, "tokenizer"));
     }
     static constexpr std::size_t count = Model::diffusion_parameter_count;
 };
@@ -218,7 +221,7 @@ struct TrainCase : Case {
     std::string setup(const std::string& dir, const std::string& model_path) override {
         m.load(model_path);
         adam = std::make_unique<Adam<float>>(m.store, AdamOptions{.lr = LatentDiffusionTrainOptions{}.lr});
-        text::Tokenizer::encode_batch<N, Ctx>(training_prompts<N>(), w->text.ids.view(), w->text.pad_mask.view());
+        m.tokenizer.encode_batch<N, Ctx>(training_prompts<N>(), w->text.ids.view(), w->text.pad_mask.view());
         Rng rng(101);
         fill_normal(w->zt, rng);
         fill_normal(w->target, rng);
@@ -325,8 +328,8 @@ struct SampleCase : Case {
         };
         auto in_t = make<Inputs>();
         std::array<std::string, N> uncond;
-        text::Tokenizer::encode_batch<N, Ctx>(prompts, in_t->ids_cond.view(), in_t->mask_cond.view());
-        text::Tokenizer::encode_batch<N, Ctx>(uncond, in_t->ids_uncond.view(), in_t->mask_uncond.view());
+        model->tokenizer.encode_batch<N, Ctx>(prompts, in_t->ids_cond.view(), in_t->mask_cond.view());
+        model->tokenizer.encode_batch<N, Ctx>(uncond, in_t->ids_uncond.view(), in_t->mask_uncond.view());
         constexpr std::size_t item = Model::latent_elements;
         for (int i = 0; i < N; ++i) {
             Rng r = stream_rng(opt.seed, i);
