@@ -109,6 +109,15 @@ void gemm(int M, int N, int K, const T* A, const T* B, T* C, Accumulate acc, int
     });
 }
 
+/// C[M, N] += A·op(B) on the calling thread, where row i of A (K contiguous values) starts at
+/// a_row(i): A gathered from anywhere, such as the input pixels of an implicit im2col
+/// (nn/conv2d.hpp). Our packed kernel for float and double alike; ldb and ldc are row strides.
+template <Trans TB, class T, class ARow>
+void gemm_gathered(int M, int N, int K, ARow a_row, const T* B, int ldb, T* C, int ldc) {
+    if (M <= 0 || N <= 0 || K <= 0) return;
+    detail::packed::gemm_add_gathered<TB == Trans::T>(M, N, K, a_row, B, ldb, C, ldc);
+}
+
 }  // namespace diffuse
 
 #endif

@@ -94,17 +94,17 @@ void pack_b(const T* B, std::ptrdiff_t ldb, int k0, int kc, int j0, int nc, T* d
 }
 
 /// C[mr, nr] += op(A)[MR rows, kc] · (B panel), for an MR × NR tile of which mr × nr is valid.
-/// A is read in place, not packed: row r, depth k at a[r·rs + k·ks] (rs = lda, ks = 1 for a
-/// row-major A; rs = 1, ks = lda for a transposed one). Rows past mr repeat row mr − 1 (valid
-/// memory; their results are dropped).
-template <class Tl, class T>
-inline void micro_kernel(int kc, const T* a, std::ptrdiff_t rs, std::ptrdiff_t ks, const T* b, T* c, std::ptrdiff_t ldc,
-                         int mr, int nr) {
+/// A is read in place, not packed: tile row r, depth k at row_of(r)[k·ks] (ks = 1 for a row-major
+/// or gathered A, lda for a transposed one). Rows past mr repeat row mr − 1 (valid memory; their
+/// results are dropped).
+template <class Tl, class T, class RowOf>
+inline void micro_kernel(int kc, RowOf row_of, std::ptrdiff_t ks, const T* b, T* c, std::ptrdiff_t ldc, int mr,
+                         int nr) {
     using V = typename Tl::V;
     constexpr int MR = Tl::MR, NV = Tl::NV, NR = Tl::NR, W = Tl::W;
     const T* row[MR];
 #pragma GCC unroll 32
-    for (int r = 0; r < MR; ++r) row[r] = a + std::min(r, mr - 1) * rs;
+    for (int r = 0; r < MR; ++r) row[r] = row_of(std::min(r, mr - 1));
     V acc[MR][NV];
 #pragma GCC unroll 32
     for (int r = 0; r < MR; ++r)
@@ -138,13 +138,13 @@ inline void micro_kernel(int kc, const T* a, std::ptrdiff_t rs, std::ptrdiff_t k
         for (int j = 0; j < nr; ++j) c[r * ldc + j] += tile[r][j];
 }
 
-/// C[M, N] += op(A)·op(B) with register tile Tl, all row-major with row strides lda, ldb, ldc.
-template <class Tl, bool TransA, bool TransB, class T>
-void gemm_add_tiled(int M, int N, int K, const T* A, std::ptrdiff_t lda, const T* B, std::ptrdiff_t ldb, T* C,
-                    std::ptrdiff_t ldc) {
+/// C[M, N] += op(A)·op(B) with register tile Tl, C and B row-major with row strides ldc, ldb;
+/// op(A)[i, k] at a_row(i, k)[0], and op(A)[i, k + j] at a_row(i, k)[j·ks].
+template <class Tl, bool TransB, class T, class ARow>
+void gemm_add_rows(int M, int N, int K, ARow a_row, std::ptrdiff_t ks, const T* B, std::ptrdiff_t ldb, T* C,
+                   std::ptrdiff_t ldc) {
     constexpr int MR = Tl::MR, NR = Tl::NR;
     T* const bpack = GemmScratch<T>::fit(gemm_scratch<T>().b, std::size_t(Tl::NC) * Tl::KC);
-    const std::ptrdiff_t rs = TransA ? 1 : lda, ks = TransA ? lda : 1;  // op(A)[i, k] = A[i·rs + k·ks]
     for (int jc = 0; jc < N; jc += Tl::NC) {
         const int nc = std::min(Tl::NC, N - jc);
         for (int pc = 0; pc < K; pc += Tl::KC) {
@@ -155,12 +155,23 @@ void gemm_add_tiled(int M, int N, int K, const T* A, std::ptrdiff_t lda, const T
                 for (int jr = 0; jr < nc; jr += NR) {
                     const T* bp = bpack + std::ptrdiff_t(jr / NR) * kc * NR;
                     for (int ir = ic; ir < ic + mc; ir += MR)
-                        micro_kernel<Tl>(kc, A + ir * rs + pc * ks, rs, ks, bp, C + std::ptrdiff_t(ir) * ldc + jc + jr,
-                                         ldc, std::min(MR, ic + mc - ir), std::min(NR, nc - jr));
+                        micro_kernel<Tl>(
+                            kc, [&](int r) { return a_row(ir + r, pc); }, ks, bp,
+                            C + std::ptrdiff_t(ir) * ldc + jc + jr, ldc, std::min(MR, ic + mc - ir),
+                            std::min(NR, nc - jr));
                 }
             }
         }
     }
+}
+
+/// C[M, N] += op(A)·op(B) with register tile Tl, all row-major with row strides lda, ldb, ldc.
+template <class Tl, bool TransA, bool TransB, class T>
+void gemm_add_tiled(int M, int N, int K, const T* A, std::ptrdiff_t lda, const T* B, std::ptrdiff_t ldb, T* C,
+                    std::ptrdiff_t ldc) {
+    const std::ptrdiff_t rs = TransA ? 1 : lda, ks = TransA ? lda : 1;  // op(A)[i, k] = A[i·rs + k·ks]
+    gemm_add_rows<Tl, TransB>(
+        M, N, K, [=](int i, int k) { return A + i * rs + k * ks; }, ks, B, ldb, C, ldc);
 }
 
 /// The tile's vectors for N columns: the fewest padded columns, 2 vectors on a tie (see the top).
@@ -192,6 +203,21 @@ void gemm_add(int M, int N, int K, const T* A, std::ptrdiff_t lda, const T* B, s
             return gemm_add_tiled<Tile<T, 3>, TransA, TransB>(M, N, K, A, lda, B, ldb, C, ldc);
         default:
             return gemm_add_tiled<Tile<T, 2>, TransA, TransB>(M, N, K, A, lda, B, ldb, C, ldc);
+    }
+}
+
+/// C[M, N] += A·op(B), row i of A being K contiguous values at a_row(i): rows gathered from anywhere
+/// (nn/conv2d.hpp's implicit im2col). Any T: the same packed kernel for float and double.
+template <bool TransB, class T, class ARow>
+void gemm_add_gathered(int M, int N, int K, ARow a_row, const T* B, std::ptrdiff_t ldb, T* C, std::ptrdiff_t ldc) {
+    const auto row = [&](int i, int k) { return a_row(i) + k; };
+    switch (tile_vectors<T>(N)) {
+        case 1:
+            return gemm_add_rows<Tile<T, 1>, TransB>(M, N, K, row, 1, B, ldb, C, ldc);
+        case 3:
+            return gemm_add_rows<Tile<T, 3>, TransB>(M, N, K, row, 1, B, ldb, C, ldc);
+        default:
+            return gemm_add_rows<Tile<T, 2>, TransB>(M, N, K, row, 1, B, ldb, C, ldc);
     }
 }
 
