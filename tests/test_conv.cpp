@@ -172,16 +172,14 @@ TEST_CASE("Conv2d: the column buffer holds a group of images, never the batch") 
     static_assert(Small::slots == conv_default_slots && Big::slots == conv_default_slots);
     static_assert(Small::images == 1 && Big::images == 1);  // 256 rows an image: one GEMM each
     CHECK(sizeof(Big) == sizeof(Small));
-    // per slot: columns and a weight-gradient partial; once: the flipped weights [9·16, 32]
-    constexpr std::size_t flipped = 9 * 16 * 32;
-    CHECK(sizeof(Small) == (conv_default_slots * (16 * 16 * 9 * 16 + 32 * 9 * 16) + flipped) * sizeof(float));
-    CHECK(sizeof(L::Cache<Shape<1, 16, 16, 16>>) == (16 * 16 * 9 * 16 + 32 * 9 * 16 + flipped) * sizeof(float));
+    CHECK(sizeof(Small) == conv_default_slots * (16 * 16 * 9 * 16 + 32 * 9 * 16) * sizeof(float));
+    CHECK(sizeof(L::Cache<Shape<1, 16, 16, 16>>) == (16 * 16 * 9 * 16 + 32 * 9 * 16) * sizeof(float));
     // 4×4 images (16 rows) go 16 to a GEMM, however large the batch
     using Group = L::Cache<Shape<64, 4, 4, 16>>;
     using Huge = L::Cache<Shape<1024, 4, 4, 16>>;
     static_assert(Group::images == kConvGemmRows / 16 && Huge::images == Group::images);
     CHECK(sizeof(Huge) == sizeof(Group));
-    CHECK(sizeof(Group) == (conv_default_slots * (16 * 16 * 9 * 16 + 32 * 9 * 16) + flipped) * sizeof(float));
+    CHECK(sizeof(Group) == conv_default_slots * (16 * 16 * 9 * 16 + 32 * 9 * 16) * sizeof(float));
 }
 
 TEST_CASE("Conv2d: results are bitwise the same for any thread count") {

@@ -23,6 +23,7 @@
 #include <cstddef>
 #include <type_traits>
 
+#include "diffuse/core/aligned_buffer.hpp"
 #include "diffuse/core/gemm.hpp"
 #include "diffuse/core/parallel.hpp"
 #include "diffuse/core/params.hpp"
@@ -39,15 +40,22 @@ inline constexpr int conv_default_slots = 4;
 inline constexpr int kConvGemmRows = 256;
 
 namespace detail {
-/// Conv2d scratch: a group of Images images' columns per slot, each slot's weight-gradient partial,
-/// and the weights flipped for the input gradient.
+/// Conv2d scratch: a group of Images images' columns per slot, and each slot's weight-gradient partial.
 template <class T, int Slots, int Images, int Rows, int Patch, int Cout>
 struct ConvColumns {
     static constexpr int slots = Slots, images = Images;
     Tensor<T, Slots, Images * Rows, Patch> col;  // [S, G·Ho·Wo, K·K·Cin]
     Tensor<T, Slots, Cout, Patch> dweight;       // [S, Cout, K·K·Cin]
-    Tensor<T, Patch, Cout> flipped;              // [Cin, K, K, Cout]: W[o, K-1-kh, K-1-kw, c]
 };
+/// The calling thread's buffer for a conv's flipped weights (read by the whole team during one
+/// backward call): grown to the largest conv seen, never shrunk, like the GEMM's packing buffers.
+/// Not in the cache, which would hold a copy of every conv's weights (a 50 % larger workspace for
+/// the Seed preset at batch 1).
+template <class T>
+T* flipped_weights_buffer(std::size_t n) {
+    thread_local AlignedBuffer<T> buffer;
+    return GemmScratch<T>::fit(buffer, n);
+}
 /// Images per GEMM for `rows` output pixels an image and N images over `slots` slots.
 constexpr int conv_group(int rows, int n, int slots) {
     const int per_slot = slots > 0 ? (n + slots - 1) / slots : 1;
@@ -148,8 +156,8 @@ struct Conv2d {
             constexpr int rows = Geometry<XS>::rows;
             constexpr std::size_t wsize = std::size_t(Cout) * patch;
             for (int s = 0; s < C::slots; ++s) std::fill_n(cache.dweight.data() + s * wsize, wsize, T(0));
-            if constexpr (implicit_dx<XS>())
-                if (dx.data()) flip_weights(cache.flipped.data());
+            T* const flipped = implicit_dx<XS>() && dx.data() ? detail::flipped_weights_buffer<T>(wsize) : nullptr;
+            if (flipped) flip_weights(flipped);
             for_each_group<XS, C>([&](int s, int n, int g) {
                 T* col = cache.col.data() + std::size_t(s) * cache.col.size / C::slots;
                 const T* dyn = dy.data() + std::size_t(n) * rows * Cout;
@@ -163,7 +171,7 @@ struct Conv2d {
                 if constexpr (implicit_dx<XS>()) {
                     // dx is the convolution of dy, zero-bordered, with the flipped weights: the forward's
                     // implicit GEMM, its columns the padded dy in the slot's buffer (col is spent)
-                    convolve_padded<XS, Cout, Cin>(dyn, g, cache.flipped.data(), col, dx.data() + image(0));
+                    convolve_padded<XS, Cout, Cin>(dyn, g, flipped, col, dx.data() + image(0));
                 } else {
                     // dcol[g·rows, patch] = dy[g·rows, Cout] · W[Cout, patch], folded back onto the images
                     gemm<Trans::N, Trans::N>(g * rows, patch, Cout, dyn, weight.value_ptr, col, Accumulate::no);
