@@ -185,25 +185,30 @@ constexpr int tile_vectors(int N) {
     return best;
 }
 
+/// f.template operator()<Tile<T, NV>>() for the tile of N columns: the one place NV becomes a type.
+template <class T, class F>
+decltype(auto) with_tile(int N, F f) {
+    switch (tile_vectors<T>(N)) {
+        case 1:
+            return f.template operator()<Tile<T, 1>>();
+        case 3:
+            return f.template operator()<Tile<T, 3>>();
+        default:
+            return f.template operator()<Tile<T, 2>>();
+    }
+}
+
 /// The rows MR of the tile for N columns.
 template <class T>
-constexpr int tile_rows(int N) {
-    const int nv = tile_vectors<T>(N);
-    return nv == 1 ? Tile<T, 1>::MR : nv == 3 ? Tile<T, 3>::MR : Tile<T, 2>::MR;
+int tile_rows(int N) {
+    return with_tile<T>(N, []<class Tl>() { return Tl::MR; });
 }
 
 /// C[M, N] += op(A)·op(B), all row-major with row strides lda, ldb, ldc.
 template <bool TransA, bool TransB, class T>
 void gemm_add(int M, int N, int K, const T* A, std::ptrdiff_t lda, const T* B, std::ptrdiff_t ldb, T* C,
               std::ptrdiff_t ldc) {
-    switch (tile_vectors<T>(N)) {
-        case 1:
-            return gemm_add_tiled<Tile<T, 1>, TransA, TransB>(M, N, K, A, lda, B, ldb, C, ldc);
-        case 3:
-            return gemm_add_tiled<Tile<T, 3>, TransA, TransB>(M, N, K, A, lda, B, ldb, C, ldc);
-        default:
-            return gemm_add_tiled<Tile<T, 2>, TransA, TransB>(M, N, K, A, lda, B, ldb, C, ldc);
-    }
+    with_tile<T>(N, [&]<class Tl>() { gemm_add_tiled<Tl, TransA, TransB>(M, N, K, A, lda, B, ldb, C, ldc); });
 }
 
 /// C[M, N] += A·op(B), row i of A being K contiguous values at a_row(i): rows gathered from anywhere
@@ -211,14 +216,7 @@ void gemm_add(int M, int N, int K, const T* A, std::ptrdiff_t lda, const T* B, s
 template <bool TransB, class T, class ARow>
 void gemm_add_gathered(int M, int N, int K, ARow a_row, const T* B, std::ptrdiff_t ldb, T* C, std::ptrdiff_t ldc) {
     const auto row = [&](int i, int k) { return a_row(i) + k; };
-    switch (tile_vectors<T>(N)) {
-        case 1:
-            return gemm_add_rows<Tile<T, 1>, TransB>(M, N, K, row, 1, B, ldb, C, ldc);
-        case 3:
-            return gemm_add_rows<Tile<T, 3>, TransB>(M, N, K, row, 1, B, ldb, C, ldc);
-        default:
-            return gemm_add_rows<Tile<T, 2>, TransB>(M, N, K, row, 1, B, ldb, C, ldc);
-    }
+    with_tile<T>(N, [&]<class Tl>() { gemm_add_rows<Tl, TransB>(M, N, K, row, 1, B, ldb, C, ldc); });
 }
 
 }  // namespace packed
