@@ -7,9 +7,13 @@
 //
 //   train --data fashion-mnist                      (the default; preset default)
 //   train --data DIR --preset rgb32 --on-error skip (a folder of images + DIR/metadata.jsonl)
+//   mpirun -np 4 train ...                          (data parallel, when built with MPI)
 //
-// The batch size is a compile-time constant (kBatch): every workspace is sized by it.
+// The batch size is a compile-time constant (kBatch): every workspace is sized by it. Under mpirun
+// each rank trains a replica on its own kBatch images of a global batch of kBatch · ranks, gradients
+// averaged over the ranks (dist/mpi.hpp); rank 0 alone logs and writes grids and checkpoints.
 #include <omp.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -34,6 +38,10 @@
 
 #include "common/cli.hpp"
 #include "common/colour_flag.hpp"
+
+#ifdef DIFFUSE_WITH_MPI
+#include "diffuse/dist/mpi.hpp"
+#endif
 
 namespace {
 
@@ -104,11 +112,12 @@ public:
     static constexpr int S = Model::image_size, C = Model::image_channels;
     static constexpr bool fashion = std::is_same_v<Source, data::FashionSource>;
 
-    explicit Program(const Args& a) : args_(a) {}
+    /// With `parallel`, this process is one rank of a data-parallel run (rank 0 writes the files).
+    Program(const Args& a, DataParallel<float>* parallel) : args_(a), parallel_(parallel) {}
 
     int run() {
         namespace fs = std::filesystem;
-        fs::create_directories(args_.out_dir);
+        if (leader()) fs::create_directories(args_.out_dir);
         LatentDiffusionTrainOptions opt = args_.train;
         opt.seed = std::uint64_t(args_.seed);
         if (!args_.resume.empty()) {  // the data order and noise streams follow the checkpoint's seed
@@ -119,9 +128,15 @@ public:
                 std::printf("resuming with the checkpoint's seed %s (not --seed %llu)\n", saved.c_str(),
                             (unsigned long long)opt.seed);
             opt.seed = std::stoull(saved);
+            const auto& meta = f.metadata();  // another global batch is allowed: say so
+            const long saved_global =
+                std::stol(io::metadata_at(f, "batch")) * (meta.contains("ranks") ? std::stol(meta.at("ranks")) : 1L);
+            if (saved_global != long(kBatch) * ranks())
+                std::printf("the checkpoint was trained with a global batch of %ld; this run's is %d\n", saved_global,
+                            kBatch * ranks());
         }
         model_ = std::make_unique<Model>(opt.seed);
-        trainer_ = std::make_unique<Trainer>(*model_, load_data<Source, S, C>(args_), opt);
+        trainer_ = std::make_unique<Trainer>(*model_, load_data<Source, S, C>(args_), opt, parallel_);
         Trainer& tr = *trainer_;
         grid_prompts_ = grid_prompts();
         if constexpr (fashion) model_->image_border = data::kPadding;  // 28x28 images padded to 32x32
@@ -134,6 +149,7 @@ public:
             model_->tokenizer =
                 text::Tokenizer::learn(captions, std::size_t(Model::Text::vocab_size - 4));  // 4: the special ids
         }
+        tr.synchronize();  // every rank from rank 0's weights, EMA and moments
         std::printf("tokenizer: %zu words learned from the captions (room for %d)\n", model_->tokenizer.words().size(),
                     Model::Text::vocab_size - 4);
         if (!args_.distractor_words.empty() && args_.distractor.probability > 0) {
@@ -142,9 +158,12 @@ public:
             std::printf("distractors: %zu words from %s in %.0f%% of captions\n", tr.distractors.size(),
                         args_.distractor_words.c_str(), 100 * args_.distractor.probability);
         }
-        std::printf("preset %s: VAE %zu parameters, text encoder + UNet %zu; batch %d (compile-time); %d threads\n",
+        std::printf("preset %s: VAE %zu parameters, text encoder + UNet %zu; batch %d (compile-time)",
                     latent_diffusion::preset_name<Preset>(), model_->vae_store.count(), model_->diffusion_store.count(),
-                    kBatch, omp_get_max_threads());
+                    kBatch);
+        if (ranks() > 1) std::printf(" on each of %d ranks (global batch %d)", ranks(), tr.data.global_batch());
+        std::printf("; %d thread%s%s\n", omp_get_max_threads(), omp_get_max_threads() > 1 ? "s" : "",
+                    ranks() > 1 ? " each" : "");
         std::printf("training workspaces: VAE %.1f MB, text encoder %.1f MB, UNet %.1f MB\n",
                     Model::Vae::template workspace_bytes<kBatch> / 1e6,
                     Model::Text::template workspace_bytes<kBatch> / 1e6,
@@ -159,6 +178,7 @@ public:
         }
         diffusion_phase();
         checkpoint();
+        if (!leader()) return 0;
         const std::string weights = args_.out_dir + "/diffusion.safetensors";
         model_->save(weights);
         write_samples(args_.out_dir + "/samples_final.png");
@@ -167,6 +187,13 @@ public:
     }
 
 private:
+    bool leader() const { return !parallel_ || parallel_->rank() == 0; }
+    int ranks() const { return parallel_ ? parallel_->ranks() : 1; }
+    /// Images per second over all ranks.
+    double images_per_second(double seconds_per_step) const {
+        return seconds_per_step > 0 ? trainer_->data.global_batch() / seconds_per_step : 0.0;
+    }
+
     /// Every caption the data set can give an image (what the tokenizer learns from).
     std::vector<std::string> training_captions() const {
         std::vector<std::string> out;
@@ -210,14 +237,14 @@ private:
             if (step % args_.log_every == 0 || step == total) {
                 const double per = meter.per_step(step);
                 std::printf("vae  %6lld/%lld  loss %.5f (reconstruction %.5f, KL %.3f)  lr %.2e  %.0f img/s  %s left\n",
-                            step, total, loss / n, rec / n, kl / n, s.lr, per > 0 ? kBatch / per : 0.0,
+                            step, total, loss / n, rec / n, kl / n, s.lr, images_per_second(per),
                             fmt_duration(per * double(total - step)).c_str());
                 std::fflush(stdout);
                 loss = rec = kl = 0, n = 0;
             }
             if (args_.checkpoint_every > 0 && step % args_.checkpoint_every == 0 && step < total) checkpoint();
         }
-        write_reconstructions(args_.out_dir + "/vae_reconstructions.png");
+        if (leader()) write_reconstructions(args_.out_dir + "/vae_reconstructions.png");
         tr.scale_measured = false;  // the VAE changed: measure (and checkpoint) again
     }
 
@@ -234,13 +261,13 @@ private:
             if (step % args_.log_every == 0 || step == total) {
                 const double per = meter.per_step(step);
                 std::printf("diff %6lld/%lld  loss %.5f  grad norm %.3f  lr %.2e  %.0f img/s  %s left\n", step, total,
-                            loss / n, norm / n, s.lr, per > 0 ? kBatch / per : 0.0,
+                            loss / n, norm / n, s.lr, images_per_second(per),
                             fmt_duration(per * double(total - step)).c_str());
                 std::fflush(stdout);
                 loss = norm = 0, n = 0;
             }
             if (args_.checkpoint_every > 0 && step % args_.checkpoint_every == 0 && step < total) checkpoint();
-            if (args_.sample_every > 0 && step % args_.sample_every == 0 && step < total) {
+            if (leader() && args_.sample_every > 0 && step % args_.sample_every == 0 && step < total) {
                 char name[64];
                 std::snprintf(name, sizeof name, "/samples_%07lld.png", step);
                 write_samples(args_.out_dir + name);
@@ -249,6 +276,7 @@ private:
     }
 
     void checkpoint() {
+        if (!leader()) return;
         const std::string path = args_.out_dir + "/checkpoint.safetensors";
         save_checkpoint(path, *trainer_);
         std::printf("checkpoint %s (VAE step %lld, diffusion step %lld)\n", path.c_str(),
@@ -309,6 +337,7 @@ private:
     }
 
     Args args_;
+    DataParallel<float>* parallel_;
     std::vector<std::string> grid_prompts_;
     std::unique_ptr<Model> model_;
     std::unique_ptr<Trainer> trainer_;
@@ -381,16 +410,37 @@ int main(int argc, char** argv) {
     if (a.out_dir.empty()) cli.fail("--out-dir must not be empty");
     if (a.threads > 0) omp_set_num_threads(a.threads);
 
+    // Flags are checked first, on every rank; MPI starts only under mpirun (a plain run needs none).
+    DataParallel<float>* parallel = nullptr;
+#ifdef DIFFUSE_WITH_MPI
+    std::unique_ptr<dist::Mpi> mpi;
+    std::unique_ptr<dist::MpiDataParallel<float>> mpi_parallel;
+    if (dist::launched_by_mpirun()) {
+        mpi = std::make_unique<dist::Mpi>(argc, argv);
+        if (mpi->size() > 1) {
+            mpi_parallel = std::make_unique<dist::MpiDataParallel<float>>();
+            parallel = mpi_parallel.get();
+            std::fprintf(stderr, "rank %d of %d: pid %ld, OpenMP threads %d\n", mpi->rank(), mpi->size(),
+                         (long)getpid(), omp_get_max_threads());
+            if (mpi->rank() != 0 && !std::freopen("/dev/null", "w", stdout))  // rank 0 alone logs
+                mpi->abort("cannot silence stdout");
+        }
+    }
+#endif
+
     try {
         if (is_fashion(a.data)) {
-            if (a.preset == "tiny") return Program<presets::Tiny, data::FashionSource>(a).run();
-            return Program<presets::Default, data::FashionSource>(a).run();
+            if (a.preset == "tiny") return Program<presets::Tiny, data::FashionSource>(a, parallel).run();
+            return Program<presets::Default, data::FashionSource>(a, parallel).run();
         }
-        if (a.preset == "tiny") return Program<presets::Tiny, data::ImageFolder>(a).run();
-        if (a.preset == "rgb32") return Program<presets::Rgb32, data::ImageFolder>(a).run();
-        if (a.preset == "rgb64") return Program<presets::Rgb64, data::ImageFolder>(a).run();
-        return Program<presets::Default, data::ImageFolder>(a).run();
+        if (a.preset == "tiny") return Program<presets::Tiny, data::ImageFolder>(a, parallel).run();
+        if (a.preset == "rgb32") return Program<presets::Rgb32, data::ImageFolder>(a, parallel).run();
+        if (a.preset == "rgb64") return Program<presets::Rgb64, data::ImageFolder>(a, parallel).run();
+        return Program<presets::Default, data::ImageFolder>(a, parallel).run();
     } catch (const std::exception& e) {
+#ifdef DIFFUSE_WITH_MPI
+        if (parallel) mpi->abort(std::string("train: ") + e.what());  // the other ranks must not wait
+#endif
         std::fprintf(stderr, "train: %s\n", e.what());
         return 1;
     }

@@ -174,3 +174,51 @@ TEST_CASE("Batches: checks the source's shape and size") {
     CHECK_THROWS_AS(b.seek(0, 3), std::out_of_range);
     CHECK_THROWS_AS(b.seek(-1, 0), std::out_of_range);
 }
+
+TEST_CASE("Batches: the shards of R ranks are the global batch of one process, and resume at any rank count") {
+    const io::FashionMnist data = synthetic(37);  // global batch 8: 4 batches an epoch, 5 images dropped
+    const BatchOptions one{0.3, {}};
+    CaptionedBatches<float, 8> whole(data, 5, one);
+    CaptionedBatches<float, 4> r0(data, 5, {0.3, {0, 2}}), r1(data, 5, {0.3, {1, 2}});
+    CHECK(r0.global_batch() == 8);
+    CHECK(r1.batches_per_epoch() == whole.batches_per_epoch());
+    auto w = make<Tensor<float, 8, 32, 32, 1>>();
+    auto a = make<Tensor<float, 4, 32, 32, 1>>(), b = make<Tensor<float, 4, 32, 32, 1>>();
+    std::array<std::string, 8> cw;
+    std::array<std::string, 4> ca, cb;
+    std::int32_t lw[8], la[4], lb[4];
+    for (int step = 0; step < 9; ++step) {  // crosses two epoch ends
+        CAPTURE(step);
+        whole.next(w->view(), cw, lw);
+        r0.next(a->view(), ca, la);
+        r1.next(b->view(), cb, lb);
+        const std::size_t half = sizeof(float) * a->size;
+        REQUIRE(std::memcmp(w->data(), a->data(), half) == 0);  // rank 0: the first half
+        REQUIRE(std::memcmp(w->data() + a->size, b->data(), half) == 0);
+        for (int i = 0; i < 4; ++i) {
+            REQUIRE(cw[std::size_t(i)] == ca[std::size_t(i)]);
+            REQUIRE(cw[std::size_t(i) + 4] == cb[std::size_t(i)]);
+            REQUIRE((lw[i] == la[i] && lw[i + 4] == lb[i]));
+        }
+        REQUIRE((r0.epoch() == whole.epoch() && r0.offset() == whole.offset() && r1.offset() == whole.offset()));
+    }
+
+    // A position saved by 1 rank × batch 4 (offset 12, not a multiple of the new global batch)
+    // resumes on 2 ranks × 4 at image 12 of the same epoch's order.
+    CaptionedBatches<float, 4> single(data, 5, one);
+    for (int i = 0; i < 3; ++i) single.next(a->view(), ca, la);
+    REQUIRE(single.offset() == 12);
+    CaptionedBatches<float, 4> resumed(data, 5, {0.3, {1, 2}});
+    resumed.seek_offset(single.epoch(), single.offset());
+    resumed.next(b->view(), cb, lb);
+    for (int i = 0; i < 4; ++i) CHECK(lb[i] == data.labels.labels[std::size_t(single.order(12 + 4 + i))]);
+    CHECK(resumed.offset() == 20);
+    resumed.next(b->view(), cb, lb);  // images [20, 28); [28, 36) is the epoch's last global batch
+    CHECK((resumed.epoch() == 0 && resumed.offset() == 28));
+    resumed.next(b->view(), cb, lb);
+    CHECK((resumed.epoch() == 1 && resumed.offset() == 0));
+
+    CHECK_THROWS_AS((CaptionedBatches<float, 4>(data, 5, {0, {2, 2}})), std::invalid_argument);
+    CHECK_THROWS_AS((CaptionedBatches<float, 4>(data, 5, {0, {0, 0}})), std::invalid_argument);
+    CHECK_THROWS_AS((CaptionedBatches<float, 16>(data, 5, {0, {0, 3}})), std::invalid_argument);  // 37 / 3 < 16
+}

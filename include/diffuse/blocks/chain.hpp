@@ -4,8 +4,10 @@
 //   Stage<T, Block, XShape, CShape>   a block's cache, its output y and the gradient dy of y
 //   Stages<T, XShape, CShape, std::tuple<B...>>   the std::tuple of the stages of blocks B... from XShape
 //   chain_forward(blocks, x, cond, stages)                  stage i reads stage i-1's y (stage 0 reads x)
-//   chain_backward(blocks, x, cond, stages, dx, dcond)      last block first, each from its stage's dy,
-//                                                           adding into the previous stage's dy (dx)
+//   chain_backward(blocks, x, cond, stages, dx, dcond[, done])
+//                                                           last block first, each from its stage's dy,
+//                                                           adding into the previous stage's dy (dx);
+//                                                           done(block) after each block's backward
 //   zero_stage_grads(stages)                                every dy, and every block's shared grads
 //
 // blocks is a std::tuple of references to the blocks (chain_of(...)), each with the interface of ResStack
@@ -19,6 +21,7 @@
 #include <type_traits>
 #include <utility>
 
+#include "diffuse/core/params.hpp"
 #include "diffuse/core/tensor.hpp"
 
 namespace diffuse {
@@ -112,9 +115,9 @@ void chain_forward(const Blocks& blocks, const X& x, const Cond& cond, StageTupl
 }
 
 /// Needs every stage's dy complete (the last one's from the chain's consumer).
-template <class Blocks, class X, class Cond, class StageTuple, class DX, class DCond>
-void chain_backward(const Blocks& blocks, const X& x, const Cond& cond, StageTuple& stages, DX&& dx,
-                    const DCond& dcond) {
+template <class Blocks, class X, class Cond, class StageTuple, class DX, class DCond, class Done = NoGradHook>
+void chain_backward(const Blocks& blocks, const X& x, const Cond& cond, StageTuple& stages, DX&& dx, const DCond& dcond,
+                    const Done& done = {}) {
     constexpr std::size_t n = std::tuple_size_v<StageTuple>;
     [&]<std::size_t... K>(std::index_sequence<K...>) {
         auto step = [&]<std::size_t I>(std::integral_constant<std::size_t, I>) {
@@ -123,6 +126,7 @@ void chain_backward(const Blocks& blocks, const X& x, const Cond& cond, StageTup
             else
                 std::get<I>(blocks).backward(std::get<I - 1>(stages).y, cond, s.y, s.cache, s.dy,
                                              std::get<I - 1>(stages).dy, dcond);
+            done(std::get<I>(blocks));
         };
         (step(std::integral_constant<std::size_t, n - 1 - K>{}), ...);
     }

@@ -203,6 +203,49 @@ struct CountVisitor {
 };
 }  // namespace detail
 
+/// Where a part's gradients lie in its store's flat buffer: [first, last) of the bytes its Params'
+/// gradients span, padding included (bind() lays a part's Params out contiguously, in visit order). For hooks that
+/// act as soon as a backward pass has finished a part (dist/: gradient buckets); allocates nothing.
+struct GradSpan {
+    const void* first = nullptr;
+    const void* last = nullptr;
+};
+namespace detail {
+struct SpanVisitor {
+    const char* first = nullptr;
+    const char* last = nullptr;
+    template <class X>
+    void operator()(std::string_view, X& x) {
+        if constexpr (is_param<X>::value) {
+            // Up to the next Param's start (each starts on a kAlign boundary): a part's span meets
+            // the next part's, with no gap of padding between them.
+            const std::size_t bytes = X::size * sizeof(typename X::value_type);
+            const char* b = reinterpret_cast<const char*>(x.grad_ptr);
+            const char* e = b + (bytes + kAlign - 1) / kAlign * kAlign;
+            if (!first || b < first) first = b;
+            if (!last || e > last) last = e;
+        } else x.visit(*this);
+    }
+    template <class X>
+    void operator()(std::string_view name, int, X& x) {
+        (*this)(name, x);
+    }
+};
+}  // namespace detail
+
+template <class Part>
+GradSpan grad_span(const Part& part) {
+    detail::SpanVisitor v;
+    const_cast<Part&>(part).visit(v);  // visit() only reads the Params' pointers here
+    return {v.first, v.last};
+}
+
+/// The hook a backward pass calls with each part it has finished (a default that does nothing).
+struct NoGradHook {
+    template <class Part>
+    void operator()(const Part&) const {}
+};
+
 template <class Model>
 constexpr std::size_t param_count() {
     Model m{};

@@ -10,6 +10,11 @@
 //
 // Random streams under the seed: 0 is the epoch's permutation, 1 is the source's caption draw for
 // (epoch, index), 2 is the dropout decision for (epoch, index).
+//
+// Data parallelism (dist/): with a Shard {rank, ranks}, a step's global batch is ranks · N images
+// taken in the epoch's order, and rank r serves images [r·N, (r+1)·N) of it: the shards are
+// disjoint, and their union is what one process with batch ranks · N would see. The position in an
+// epoch is counted in images (offset()), so a checkpoint resumes with any number of ranks.
 #ifndef DIFFUSE_DATA_BATCHES_HPP
 #define DIFFUSE_DATA_BATCHES_HPP
 
@@ -60,8 +65,14 @@ concept CaptionedImageSource = requires(const S& s, int i, T* dst, std::string& 
     { s.label(i) } -> std::convertible_to<std::int32_t>;
 };
 
+/// This process's part of a global batch: rank r of `ranks` processes.
+struct Shard {
+    int rank = 0, ranks = 1;
+};
+
 struct BatchOptions {
     double empty_caption_prob = 0;  // classifier-free-guidance dropout: this share of captions is ""
+    Shard shard{};
 };
 
 /// Shuffled batches of N images [N, H, W, C] from a source, with their captions (and labels).
@@ -80,36 +91,52 @@ public:
                                         std::to_string(source_.height()) + "x" + std::to_string(source_.channels()) +
                                         ", the batches want " + std::to_string(W) + "x" + std::to_string(H) + "x" +
                                         std::to_string(C) + " (width x height x channels)");
-        if (source_.size() < N)
+        if (opt_.shard.ranks < 1 || opt_.shard.rank < 0 || opt_.shard.rank >= opt_.shard.ranks)
+            throw std::invalid_argument("Batches: rank " + std::to_string(opt_.shard.rank) + " of " +
+                                        std::to_string(opt_.shard.ranks) + " does not exist");
+        if (source_.size() / opt_.shard.ranks < N)
             throw std::invalid_argument("Batches: " + std::to_string(source_.size()) +
-                                        " images are fewer than one batch of " + std::to_string(N));
+                                        " images are fewer than one batch of " + std::to_string(N) + " on each of " +
+                                        std::to_string(opt_.shard.ranks) + " ranks");
         seek(0, 0);
     }
 
     const Source& source() const { return source_; }
     std::uint64_t seed() const { return seed_; }
     int size() const { return source_.size(); }
-    int batches_per_epoch() const { return size() / N; }
+    /// Images of one step over all ranks.
+    int global_batch() const { return N * opt_.shard.ranks; }
+    const Shard& shard() const { return opt_.shard; }
+    int batches_per_epoch() const { return size() / global_batch(); }
     std::int64_t epoch() const { return epoch_; }
-    /// Index of the next batch within the epoch.
-    int position() const { return next_; }
+    /// Index of the next (global) batch within the epoch.
+    int position() const { return next_ / global_batch(); }
+    /// Images of the epoch's order that earlier steps took (all ranks'): what a checkpoint saves.
+    int offset() const { return next_; }
     /// The data set's image index at position i of the current epoch's order.
     int order(int i) const { return order_[std::size_t(i)]; }
 
     /// Continue from batch b of epoch e (a fresh run is seek(0, 0)).
     void seek(std::int64_t e, int b) {
-        if (e < 0 || b < 0 || b > batches_per_epoch())
+        if (b < 0 || b > batches_per_epoch())
             throw std::out_of_range("Batches: no batch " + std::to_string(b) + " in epoch " + std::to_string(e));
+        seek_offset(e, b * global_batch());
+    }
+    /// Continue at image `images` of epoch e's order (a position saved with another number of ranks).
+    void seek_offset(std::int64_t e, int images) {
+        if (e < 0 || images < 0 || images > size())
+            throw std::out_of_range("Batches: no image " + std::to_string(images) + " in epoch " + std::to_string(e));
         if (order_.empty() || e != epoch_) shuffle(e);
-        next_ = b;
+        next_ = images;
+        if (epoch_done()) seek_offset(epoch_ + 1, 0);
     }
 
     /// Fills the next batch (labels may be null). After an epoch's last batch, epoch() and
-    /// position() already name the next epoch's first batch: what a checkpoint saves.
+    /// offset() already name the next epoch's first batch: what a checkpoint saves.
     void next(Images images, Captions& captions, std::int32_t* labels = nullptr) {
-        if (next_ == batches_per_epoch()) seek(epoch_ + 1, 0);
-        fill(next_++, images, captions, labels);
-        if (next_ == batches_per_epoch()) seek(epoch_ + 1, 0);
+        fill(next_ + opt_.shard.rank * N, images, captions, labels);
+        next_ += global_batch();
+        if (epoch_done()) seek_offset(epoch_ + 1, 0);
     }
 
 private:
@@ -121,9 +148,13 @@ private:
         epoch_ = e;
     }
 
-    void fill(int b, Images images, Captions& captions, std::int32_t* labels) const {
+    /// Too few images left for another global batch (the rest of the epoch is dropped).
+    bool epoch_done() const { return next_ + global_batch() > size(); }
+
+    /// The N images at `first` of the epoch's order.
+    void fill(int first, Images images, Captions& captions, std::int32_t* labels) const {
         for (int i = 0; i < N; ++i) {
-            const int idx = order_[std::size_t(b) * N + std::size_t(i)];
+            const int idx = order_[std::size_t(first) + std::size_t(i)];
             source_.image(idx, images.item(i).data());
             // Written in place into a string reserved for the longest caption (a no-op after the
             // first batch), and cleared rather than replaced when dropped: no allocation per batch.

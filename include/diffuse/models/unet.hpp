@@ -284,10 +284,13 @@ struct UNet {
     }
 
     /// Mirrors forward (ws as forward left it). Adds into dz, dcontext and every parameter gradient;
-    /// a null dz or dcontext view skips it. Timesteps and the mask get none.
-    template <Shaped Z, Shaped TS, Shaped C, class M, Shaped Y, int N, Shaped DY, Shaped DZ, Shaped DC>
+    /// a null dz or dcontext view skips it. Timesteps and the mask get none. done(part) is called as
+    /// each part's gradients are final (out, each up level, mid, each down level, conv_in,
+    /// time_embedding): data-parallel training starts reducing them while the rest runs.
+    template <Shaped Z, Shaped TS, Shaped C, class M, Shaped Y, int N, Shaped DY, Shaped DZ, Shaped DC,
+              class Done = NoGradHook>
     void backward(const Z& z, const TS& t, const C& context, const M& mask, const Y& y, Workspace<N>& ws, const DY& dy,
-                  DZ&& dz, DC&& dcontext) const {
+                  DZ&& dz, DC&& dcontext, const Done& done = {}) const {
         check<Z, TS, C, Y, N>();
         static_assert(same_shape<shape_of<DY>, shape_of<Y>> && same_shape<shape_of<DZ>, shape_of<Z>> &&
                           same_shape<shape_of<DC>, shape_of<C>>,
@@ -299,12 +302,15 @@ struct UNet {
 
         auto& top = std::get<0>(ws.up);
         out.backward(top.y, y, ws.out, dy, top.dy);
+        done(out);
         const auto cond = conditioning(cview(ws.temb), cview(context), mask);
         const auto dcond = conditioning_grads(mview(ws.dtemb), ViewOf<T, shape_of<C>>(dcontext.data()));
-        up_backward<0>(cond, ws, dcond);
-        chain_backward(chain_of(down, mid), ws.h, cond, ws.body, ws.dh, dcond);
+        up_backward<0>(cond, ws, dcond, done);
+        chain_backward(chain_of(down, mid), ws.h, cond, ws.body, ws.dh, dcond, done);
         conv_in.backward(z, ws.h, ws.conv_in, ws.dh, dz);
+        done(conv_in);
         time_embedding.backward(t, ws.temb, ws.time, ws.dtemb);
+        done(time_embedding);
     }
 
 private:
@@ -346,12 +352,13 @@ private:
         if constexpr (L > 0) up_forward<L - 1>(cond, ws);
     }
     /// Up levels in reverse execution order: level 0 first.
-    template <int L, class Cond, int N, class DCond>
-    void up_backward(const Cond& cond, Workspace<N>& ws, const DCond& dcond) const {
+    template <int L, class Cond, int N, class DCond, class Done>
+    void up_backward(const Cond& cond, Workspace<N>& ws, const DCond& dcond, const Done& done) const {
         auto& s = std::get<L>(ws.up);
         std::get<L>(up).backward(below<L>(ws).y, skip<L>(ws), cond, s.y, s.cache, s.dy, mview(below<L>(ws).dy),
                                  mview(skip_grad<L>(ws)), dcond);
-        if constexpr (L + 1 < levels) up_backward<L + 1>(cond, ws, dcond);
+        done(std::get<L>(up));
+        if constexpr (L + 1 < levels) up_backward<L + 1>(cond, ws, dcond, done);
     }
 };
 

@@ -6,13 +6,16 @@
 //   optim.diffusion.m.<name>, optim.diffusion.v.<name>   Adam moments of text encoder + UNet
 //   ema.<name>                                          EMA shadow (always, even before its first update)
 //   trainer.counters   I64 [7]: vae steps, diffusion steps, VAE Adam t, diffusion Adam t, EMA updates,
-//                      data epoch, data position (next batch)
+//                      data epoch, data position (images of the epoch's order taken, by all ranks)
 //   trainer.flags      U8 [1]: latent scale measured
-//   trainer.rng.state  U64 [4], trainer.rng.spare F64 [1], trainer.rng.has_spare U8 [1]
-//   __metadata__: the weights' (format, config, ...), plus kind = "checkpoint", batch, seed and the
-//                 training options (for the record).
-// Loading checks the preset, the batch size and every tensor's name and shape, naming the tensor
-// that does not fit.
+//   __metadata__: the weights' (format, config, ...), plus kind = "checkpoint", batch (per rank),
+//                 ranks, data_position = "images", seed and the training options (for the record).
+// The trainer's random draws are stateless streams (no generator state to save), and the data
+// position counts images, so a run resumes with any number of data-parallel ranks. Checkpoints
+// from before (data position in batches, a trainer.rng.* generator) still load.
+// Loading checks the preset and every tensor's name and shape, naming the tensor that does not fit.
+// The batch may differ (another per-rank batch or number of ranks): the data position counts images
+// and nothing else in the state depends on the batch, so the run goes on with the new global batch.
 #ifndef DIFFUSE_TRAIN_CHECKPOINT_HPP
 #define DIFFUSE_TRAIN_CHECKPOINT_HPP
 
@@ -60,18 +63,15 @@ void save_checkpoint(const std::string& path, const LatentDiffusionTrainer<T, Pr
     counters[cd::diffusion_adam_t] = tr.diffusion_adam.step_count();
     counters[cd::ema_updates] = m.ema.update_count();
     counters[cd::data_epoch] = tr.data.epoch();
-    counters[cd::data_position] = tr.data.position();
+    counters[cd::data_position] = tr.data.offset();
     w.add("trainer.counters", {cd::count}, counters.data());
     const std::uint8_t flags = tr.scale_measured ? 1 : 0;
     w.add("trainer.flags", {1}, &flags);
-    const Rng::State rs = tr.rng.state();
-    const std::uint8_t has_spare = rs.has_spare ? 1 : 0;
-    w.add("trainer.rng.state", {4}, rs.s);
-    w.add("trainer.rng.spare", {1}, &rs.spare);
-    w.add("trainer.rng.has_spare", {1}, &has_spare);
 
     w.set_metadata("kind", "checkpoint");
     w.set_metadata("batch", std::to_string(N));
+    w.set_metadata("ranks", std::to_string(tr.data.shard().ranks));
+    w.set_metadata("data_position", "images");
     w.set_metadata("seed", std::to_string(tr.options.seed));
     const auto& o = tr.options;  // for the record (a resumed run takes its options from its caller)
     char buf[320];
@@ -84,8 +84,7 @@ void save_checkpoint(const std::string& path, const LatentDiffusionTrainer<T, Pr
     w.save(path);
 }
 
-/// Restores model + trainer from a checkpoint written by save_checkpoint for the same preset and
-/// batch. The trainer must have been built with the same data and options (seed) as the saved run.
+/// Restores model + trainer from a checkpoint written by save_checkpoint for the same preset. The trainer must have been built with the same data and options (seed) as the saved run.
 template <class T, class Preset, int N, class Source>
 void load_checkpoint(const std::string& path, LatentDiffusionTrainer<T, Preset, N, Source>& tr) {
     namespace cd = checkpoint_detail;
@@ -93,9 +92,6 @@ void load_checkpoint(const std::string& path, LatentDiffusionTrainer<T, Preset, 
     auto& m = tr.model;
     LatentDiffusion<T, Preset>::check_config(f);
     if (io::metadata_at(f, "kind") != "checkpoint") f.fail("holds weights only, not a training checkpoint");
-    if (io::metadata_at(f, "batch") != std::to_string(N))
-        f.fail("was trained with batch " + io::metadata_at(f, "batch") + "; this program's batch is " +
-               std::to_string(N) + " (a compile-time size)");
     const auto check = [&](const char* name, io::DType dtype, std::int64_t n) {
         const io::TensorEntry& t = f.at(name);
         if (t.dtype != dtype || t.shape != std::vector<std::int64_t>{n})
@@ -104,9 +100,6 @@ void load_checkpoint(const std::string& path, LatentDiffusionTrainer<T, Preset, 
     };
     check("trainer.counters", io::DType::I64, cd::count);
     check("trainer.flags", io::DType::U8, 1);
-    check("trainer.rng.state", io::DType::U64, 4);
-    check("trainer.rng.spare", io::DType::F64, 1);
-    check("trainer.rng.has_spare", io::DType::U8, 1);
 
     m.read_weights(f);  // checks the format and preset first
     io::read_store_buffer(f, m.diffusion_store, m.ema.values(), "ema.");
@@ -117,26 +110,23 @@ void load_checkpoint(const std::string& path, LatentDiffusionTrainer<T, Preset, 
 
     std::array<std::int64_t, cd::count> c{};
     f.read("trainer.counters", c.data(), c.size());
-    std::uint8_t flags = 0, has_spare = 0;
+    std::uint8_t flags = 0;
     f.read("trainer.flags", &flags, 1);
-    Rng::State rs{};
-    f.read("trainer.rng.state", rs.s, 4);
-    f.read("trainer.rng.spare", &rs.spare, 1);
-    f.read("trainer.rng.has_spare", &has_spare, 1);
-    rs.has_spare = has_spare != 0;
 
-    if (c[cd::data_position] < 0 || c[cd::data_position] > tr.data.batches_per_epoch() || c[cd::data_epoch] < 0)
-        f.fail("data position (epoch " + std::to_string(c[cd::data_epoch]) + ", batch " +
-               std::to_string(c[cd::data_position]) + ") does not fit this data set of " +
-               std::to_string(tr.data.batches_per_epoch()) + " batches per epoch");
+    // Older checkpoints (one process) count the data position in batches of N.
+    const auto& meta = f.metadata();
+    const bool in_images = meta.contains("data_position") && meta.at("data_position") == "images";
+    const std::int64_t offset = in_images ? c[cd::data_position] : c[cd::data_position] * N;
+    if (offset < 0 || offset > tr.data.size() || c[cd::data_epoch] < 0)
+        f.fail("data position (epoch " + std::to_string(c[cd::data_epoch]) + ", image " + std::to_string(offset) +
+               ") does not fit this data set of " + std::to_string(tr.data.size()) + " images");
     tr.vae_steps = c[cd::vae_steps];
     tr.diffusion_steps = c[cd::diffusion_steps];
     tr.vae_adam.set_step_count(c[cd::vae_adam_t]);
     tr.diffusion_adam.set_step_count(c[cd::diffusion_adam_t]);
     m.ema.set_update_count(c[cd::ema_updates]);
-    tr.data.seek(c[cd::data_epoch], int(c[cd::data_position]));
+    tr.data.seek_offset(c[cd::data_epoch], int(offset));
     tr.scale_measured = flags != 0;
-    tr.rng.set_state(rs);
 }
 
 }  // namespace diffuse

@@ -14,11 +14,18 @@
 //             one Adam with grad-norm clipping and LR warm-up; EMA (with warm-up) of both after each step.
 //
 // Images come from the data at the model's size and channels, or (Fashion-MNIST, served at 32×32 for
-// any preset) at a multiple of it, box-averaged down (Tiny: 8×8). Everything random is drawn from
-// one Rng seeded by the options (VAE noise, timesteps, diffusion noise) or from stateless per-image streams (shuffling, captions, dropout):
-// with the same seed and thread count a run is bitwise reproducible, and train/checkpoint.hpp
-// saves exactly the state needed to resume bit for bit (parameters, Adam moments and step counts,
-// EMA shadow and count, Rng state, data position, step counters, latent scale).
+// any preset) at a multiple of it, box-averaged down (Tiny: 8×8). Everything random comes from
+// stateless streams keyed by (seed, purpose, step, the image's index in the global batch): shuffling,
+// captions, dropout, the VAE's sampling noise, timesteps and diffusion noise. So with the same seed
+// and thread count a run is bitwise reproducible; an image's draws do not depend on how a global
+// batch is split across data-parallel ranks (train/data_parallel.hpp); and train/checkpoint.hpp saves
+// exactly the state needed to resume bit for bit (parameters, Adam moments and step counts, EMA
+// shadow and count, data position, step counters, latent scale) — there is no generator to carry.
+//
+// With a DataParallel of R ranks, each rank holds a replica and takes images [r·N, (r+1)·N) of every
+// global batch of R·N; gradients are averaged over the ranks (the UNet's as its backward pass
+// finishes each part) before clipping, so every rank takes the same step; losses are reported as the
+// global batch's.
 //
 // Workspaces are allocated on a phase's first step, once; later steps allocate nothing (the
 // captions are written into strings reserved for the longest one; tests/test_allocations.cpp).
@@ -40,6 +47,7 @@
 #include "diffuse/models/latent_diffusion.hpp"
 #include "diffuse/sample/noise_schedule.hpp"
 #include "diffuse/train/adam.hpp"
+#include "diffuse/train/data_parallel.hpp"
 #include "diffuse/train/ema.hpp"
 #include "diffuse/train/grad_clip.hpp"
 #include "diffuse/train/lr_schedule.hpp"
@@ -113,12 +121,15 @@ public:
         double grad_norm = 0, lr = 0;
     };
 
-    /// The data set's images must have the preset's channels (Batches checks the shape).
-    LatentDiffusionTrainer(Model& model, Source data, Options opt)
+    /// The data set's images must have the preset's channels (Batches checks the shape). With
+    /// `parallel`, this process is one of its ranks (it must outlive the trainer).
+    LatentDiffusionTrainer(Model& model, Source data, Options opt, DataParallel<T>* parallel = nullptr)
         : model(model),
           options(opt),
-          data(std::move(data), opt.seed, data::BatchOptions{opt.caption_dropout}),
-          rng(stream_seed(opt.seed, 3)),
+          parallel(parallel),
+          data(std::move(data), opt.seed,
+               data::BatchOptions{opt.caption_dropout,
+                                  parallel ? data::Shard{parallel->rank(), parallel->ranks()} : data::Shard{}}),
           vae_adam(model.vae_store, {.lr = opt.vae_lr}),
           diffusion_adam(model.diffusion_store, {.lr = opt.lr}),
           ema(EmaOptions{.decay = opt.ema_decay, .warmup = true}) {
@@ -133,8 +144,8 @@ public:
 
     Model& model;
     Options options;
+    DataParallel<T>* parallel;  // null: one process
     Data data;
-    Rng rng;
     Adam<T> vae_adam, diffusion_adam;
     Ema ema;                                          // the rule that averages model.ema, the model's EMA weights
     std::int64_t vae_steps = 0, diffusion_steps = 0;  // steps taken in each phase
@@ -151,13 +162,18 @@ public:
         if (!vae_ws_) vae_ws_ = make<VaeWorkspace>();
         auto& ws = *vae_ws_;
         next_batch(ws.batch, ws.vae.x);
-        Vae::draw_noise(ws.vae, rng);
+        fill_normal_per_image(ws.vae.eps, kVaeNoise, vae_steps);
         const Vae& vae = model.vae();
         const T beta(options.kl_weight);
         const auto l = vae.forward(ws.vae, beta);
-        model.vae_store.zero_grad();
+        auto& store = model.vae_store;
+        store.zero_grad();
+        if (parallel) parallel->begin(store.grads(), store.size());
         vae.backward(ws.vae, beta);
-        VaeStats s{double(l.total), double(l.reconstruction), double(l.kl), 0, vae_schedule()(vae_steps)};
+        if (parallel) parallel->average();
+        std::array<double, 3> loss{double(l.total), double(l.reconstruction), double(l.kl)};
+        global_mean(loss);
+        VaeStats s{loss[0], loss[1], loss[2], 0, vae_schedule()(vae_steps)};
         s.grad_norm = double(clip_grad_norm(model.vae_store, T(options.vae_grad_clip)));
         vae_adam.lr = s.lr;
         vae_adam.step();
@@ -169,17 +185,18 @@ public:
     /// batches (sums in double, in order). Returns the scale.
     double measure_latent_scale() {
         auto& ws = diffusion_ws();
-        double sum = 0, sq = 0;
+        std::array<double, 2> moments{};  // Σ z, Σ z²
         for (int b = 0; b < options.scale_batches; ++b) {
             next_batch(ws.batch, ws.x);
-            sample_latents(ws, T(1));
+            sample_latents(ws, T(1), kScaleNoise, b);
             for (T v : ws.z0) {
-                sum += double(v);
-                sq += double(v) * double(v);
+                moments[0] += double(v);
+                moments[1] += double(v) * double(v);
             }
         }
+        global_mean(moments);  // per rank's batches: the mean over ranks is over all images
         const double n = double(options.scale_batches) * double(ws.z0.size);
-        const double var = sq / n - (sum / n) * (sum / n);
+        const double mean = moments[0] / n, var = moments[1] / n - mean * mean;
         if (!(var > 0)) throw std::runtime_error("measure_latent_scale: the VAE's latents have no variance");
         model.latent_scale = 1 / std::sqrt(var);
         scale_measured = true;
@@ -191,13 +208,12 @@ public:
         auto& ws = diffusion_ws();
         next_batch(ws.batch, ws.x);
         for (int i = 0; i < N; ++i) {
-            Rng r = stream_rng(options.seed, 4, std::uint64_t(diffusion_steps), std::uint64_t(i));
+            Rng r = stream_rng(options.seed, 4, std::uint64_t(diffusion_steps), first_image() + std::uint64_t(i));
             distractors.apply(captions_[std::size_t(i)], r);
         }
-        sample_latents(ws, T(model.latent_scale));
+        sample_latents(ws, T(model.latent_scale), kLatentNoise, diffusion_steps);
         const auto& sched = model.schedule;
-        diffusion::draw_timesteps(sched, rng, ws.t);
-        fill_normal(ws.noise, rng);
+        draw_timesteps_and_noise(ws, sched.steps());
         diffusion::add_noise(sched, ws.z0, ws.noise, ws.t, ws.zt);
         diffusion::training_target(sched, Model::prediction, ws.z0, ws.noise, ws.t, ws.target);
         if (options.min_snr_gamma > 0)
@@ -211,11 +227,17 @@ public:
         DiffusionStats s;
         weighted_mse(ws, s);
 
-        model.diffusion_store.zero_grad();
+        auto& store = model.diffusion_store;
+        store.zero_grad();
         ws.dctx.fill(T(0));
+        if (parallel) parallel->begin(store.grads(), store.size());
         net.backward(ws.zt, ws.t, ws.text.context, ws.text.pad_mask, ws.y, ws.unet, ws.dy, View<T, N, h, h, L>(),
-                     ws.dctx);
+                     ws.dctx, ReportFinished<T>{parallel});
         text.encode_backward(ws.text, ws.dctx);
+        if (parallel) parallel->average();
+        std::array<double, 2> loss{s.loss, s.weighted_loss};
+        global_mean(loss);
+        s.loss = loss[0], s.weighted_loss = loss[1];
         s.grad_norm = double(clip_grad_norm(model.diffusion_store, T(options.grad_clip)));
         s.lr = diffusion_schedule()(diffusion_steps);
         diffusion_adam.lr = s.lr;
@@ -225,10 +247,50 @@ public:
         return s;
     }
 
+    /// Every rank takes rank 0's parameters, EMA shadow and Adam moments: at the start of a run and
+    /// after a resume, so the replicas start equal whatever each rank read. One process: nothing.
+    void synchronize() {
+        if (!parallel || parallel->ranks() == 1) return;
+        const auto all = [&](T* p, std::size_t n) { parallel->broadcast(p, n); };
+        all(model.vae_store.values(), model.vae_store.size());
+        all(model.diffusion_store.values(), model.diffusion_store.size());
+        all(model.ema.values(), model.diffusion_store.size());
+        for (Adam<T>* a : {&vae_adam, &diffusion_adam}) {
+            all(a->m(), a->size());
+            all(a->v(), a->size());
+        }
+    }
+
     /// The captions of the last batch (for logging).
     const std::array<std::string, N>& captions() const { return captions_; }
 
 private:
+    // The purposes of the per-image random streams (data::Batches uses 0, 1 and 2; 3 was a shared
+    // generator before the streams).
+    enum Stream : std::uint64_t { kVaeNoise = 5, kScaleNoise = 6, kLatentNoise = 7, kTimestepNoise = 8 };
+
+    /// The index in the global batch of this rank's first image.
+    std::uint64_t first_image() const { return std::uint64_t(data.shard().rank) * N; }
+
+    /// Item i of x [N, ...] ~ N(0, 1) from stream (seed, purpose, step, global index of image i).
+    template <class X>
+    void fill_normal_per_image(X& x, Stream purpose, std::int64_t step) const {
+        constexpr std::size_t item = shape_of<X>::size / N;
+        for (int i = 0; i < N; ++i) {
+            Rng r = stream_rng(options.seed, purpose, std::uint64_t(step), first_image() + std::uint64_t(i));
+            T* p = x.data() + std::size_t(i) * item;
+            for (std::size_t j = 0; j < item; ++j) p[j] = T(r.normal());
+        }
+    }
+
+    /// v ← its mean over the ranks (each rank's v a mean over its images: the global batch's mean).
+    template <std::size_t K>
+    void global_mean(std::array<double, K>& v) const {
+        if (!parallel || parallel->ranks() == 1) return;
+        parallel->sum(v.data(), int(K));
+        for (double& x : v) x /= parallel->ranks();
+    }
+
     struct VaeWorkspace {
         Tensor<T, N, DS, DS, C> batch;
         typename Vae::template Workspace<N> vae;
@@ -251,6 +313,18 @@ private:
         return *diff_ws_;
     }
 
+    /// Per image: its timestep, then its diffusion noise, from one stream of (step, global index).
+    void draw_timesteps_and_noise(DiffusionWorkspace& ws, int steps) const {
+        constexpr std::size_t item = std::size_t(h) * h * L;
+        for (int i = 0; i < N; ++i) {
+            Rng r = stream_rng(options.seed, kTimestepNoise, std::uint64_t(diffusion_steps),
+                               first_image() + std::uint64_t(i));
+            ws.t[std::size_t(i)] = std::int32_t(r.below(std::uint64_t(steps)));
+            T* p = ws.noise.data() + std::size_t(i) * item;
+            for (std::size_t j = 0; j < item; ++j) p[j] = T(r.normal());
+        }
+    }
+
     /// The next data batch into `full` [N, DS, DS, C], and at the model's size into x.
     template <class X>
     void next_batch(Tensor<T, N, DS, DS, C>& full, X& x) {
@@ -259,10 +333,10 @@ private:
         else box_downsample<T, N, S, C, DS>(cview(full), mview(x));
     }
 
-    /// ws.z0 = scale · (mean + σ·ε) from the frozen encoder.
-    void sample_latents(DiffusionWorkspace& ws, T scale) {
+    /// ws.z0 = scale · (mean + σ·ε) from the frozen encoder, ε from stream (purpose, step).
+    void sample_latents(DiffusionWorkspace& ws, T scale, Stream purpose, std::int64_t step) {
         model.vae().encoder.forward(ws.x, ws.moments, ws.enc);
-        fill_normal(ws.eps, rng);
+        fill_normal_per_image(ws.eps, purpose, step);
         vae::reparameterize(ws.moments, ws.eps, ws.z0);
         for (auto& v : ws.z0) v *= scale;
     }
