@@ -9,18 +9,18 @@
 //                 did not hide
 //   allreduce     MPI_Allreduce of 4 B … 64 MB over the ranks, median of repeats, read as
 //                 t(n) = a + n / B: a, the per-call latency, is the time of 4 bytes; B, the bus
-//                 bandwidth, the least-squares slope over all sizes
+//                 bandwidth, is read at the bucket size (4 MB), the messages training sends
 //
 // The scaling model is the textbook ring allreduce (Horovod's, NCCL's): on R ranks a buffer of n
 // bytes costs 2 (R − 1) α + 2 (R − 1) / R · n / β, where α (one hop's latency) and β (one link's
-// bandwidth) come from the fit on 2 ranks (a = 2α, B = β). A step computes for b · c seconds (b
+// bandwidth) come from the sweep on 2 ranks (a = 2α, B = β), or are typical figures of networks. A step computes for b · c seconds (b
 // images per rank, c seconds per image measured on one core) and reduces 4 P bytes in ⌈4P / s⌉
 // buckets of s bytes; its efficiency against perfect scaling, without any overlap, is
 // compute / (compute + allreduce). Both compute and bytes grow with the parameter count P, so the
 // bandwidth term's share does not depend on the model size: it depends on b, and the batch below
 // which communication dominates is printed. The latency term grows with the number of buckets.
-// Loopback shared memory is far faster than a network: pass --latency-us and --bandwidth-gbs to
-// model a cluster's links instead (e.g. 2 µs and 12.5 GB/s for 100 Gb/s InfiniBand).
+// Shared memory is not a network: the model also shows 100 Gb/s InfiniBand and 10 Gb/s Ethernet,
+// and --latency-us and --bandwidth-gbs add a row for the user's own links.
 //
 //   mpirun -np R bench_dist [--steps S] [--single IMAGES_PER_S] [--latency-us A --bandwidth-gbs B]
 #include <mpi.h>
@@ -133,14 +133,15 @@ std::vector<Point> allreduce_sweep() {
     return points;
 }
 
-/// t = a + bytes / bandwidth: a from the smallest size (an intercept fitted to all sizes would be
-/// swamped by the large ones), the bandwidth from the least-squares slope.
-void fit(const std::vector<Point>& p, double& a, double& bandwidth) {
-    double sx = 0, sy = 0, sxx = 0, sxy = 0;
-    for (const Point& q : p) sx += q.bytes, sy += q.seconds, sxx += q.bytes * q.bytes, sxy += q.bytes * q.seconds;
-    const double n = double(p.size()), slope = (n * sxy - sx * sy) / (n * sxx - sx * sx);
-    bandwidth = 1 / slope;
+/// t = a + bytes / bandwidth: a is the time of the smallest size, the bandwidth that of the bucket
+/// size, the messages a training step sends (larger ones fall out of cache, smaller ones are
+/// latency-bound).
+void fit(const std::vector<Point>& p, double bucket_bytes, double& a, double& bandwidth) {
     a = p.front().seconds;
+    const Point& q = *std::min_element(p.begin(), p.end(), [&](const Point& x, const Point& y) {
+        return std::abs(std::log(x.bytes / bucket_bytes)) < std::abs(std::log(y.bytes / bucket_bytes));
+    });
+    bandwidth = q.bytes / (q.seconds - a);
 }
 
 /// Ring allreduce seconds of `bytes` in `buckets` calls on R ranks.
@@ -166,8 +167,9 @@ void report(const Args& args, int ranks, const TrainFigures& f, const std::vecto
                 double(dist::MpiDataParallel<float>::kDefaultBucketBytes) / (1 << 20));
     if (ranks < 2) return;
 
+    const double bucket_bytes = double(dist::MpiDataParallel<float>::kDefaultBucketBytes);
     double a = 0, B = 0;
-    fit(sweep, a, B);
+    fit(sweep, bucket_bytes, a, B);
     std::printf("\n## MPI_Allreduce on %d ranks (float sum, in place, median)\n\n", ranks);
     Table ar({"bytes", "time", "bus bandwidth"}, {true, true, true});
     for (const Point& p : sweep)
@@ -176,35 +178,54 @@ void report(const Args& args, int ranks, const TrainFigures& f, const std::vecto
                                      : fmt("%.0f B", p.bytes),
                 fmt("%.1f µs", 1e6 * p.seconds), fmt("%.2f GB/s", p.bytes / p.seconds / 1e9)});
     ar.print();
-    std::printf("\nfit: latency a = %.1f µs a call, bandwidth B = %.2f GB/s (t = a + n / B)\n", 1e6 * a, B / 1e9);
+    std::printf(
+        "\nread as t = a + n / B: latency a = %.1f µs a call (4 B), bandwidth B = %.2f GB/s (at the %.0f MB "
+        "bucket size)\n",
+        1e6 * a, B / 1e9, bucket_bytes / (1 << 20));
 
-    // Ring parameters: measured (2 ranks: 2 hops of α, one pass of n at β) or the user's network.
-    double alpha = a / 2, beta = B;
-    const bool network = args.latency_us > 0 && args.bandwidth_gbs > 0;
-    if (network) alpha = args.latency_us * 1e-6, beta = args.bandwidth_gbs * 1e9;
+    // Links: this machine's (2 ranks: two hops of α, one pass of n at β), typical networks, the user's.
+    struct Links {
+        std::string name;
+        double alpha, beta;
+    };
+    std::vector<Links> links = {{"this machine (shared memory)", a / 2, B},
+                                {"100 Gb/s InfiniBand (assumed: 2 µs, 12.5 GB/s)", 2e-6, 12.5e9},
+                                {"10 Gb/s Ethernet (assumed: 25 µs, 1.25 GB/s)", 25e-6, 1.25e9}};
+    if (args.latency_us > 0 && args.bandwidth_gbs > 0)
+        links.push_back({fmt("given (%.1f µs, %.2f GB/s)", args.latency_us, args.bandwidth_gbs), args.latency_us * 1e-6,
+                         args.bandwidth_gbs * 1e9});
     // Seconds per image on one core: the 2-rank step less what it waited for, times its threads.
     const double per_image = (f.step_s - f.wait_s) * omp_get_max_threads() / (kGlobalBatch / ranks);
     const double P = double(f.gradient_bytes), buckets = double(f.buckets);
     std::printf(
-        "\n## Scaling model (ring allreduce, α = %.2f µs, β = %.2f GB/s%s; %.0f ms an image on one "
-        "core)\n\n",
-        1e6 * alpha, beta / 1e9, network ? ", given" : ", measured on this machine", 1e3 * per_image);
-    Table model({"ranks", "batch per rank", "compute", "allreduce", "efficiency", "comm dominates below"},
-                {true, true, true, true, true, true});
-    for (int R : {8, 64, 512})
-        for (int b : {4, 32}) {
-            const double compute = b * per_image, comm = ring_seconds(R, P, buckets, alpha, beta);
-            // comm = b* · per_image  ⇔  b* = comm / per_image images per rank
-            model.row({fmt("%d", R), fmt("%d", b), fmt("%.0f ms", 1e3 * compute), fmt("%.1f ms", 1e3 * comm),
-                       fmt("%.0f %%", 100 * compute / (compute + comm)), fmt("%.2f images", comm / per_image)});
+        "\n## Scaling model: ring allreduce of %.1f MB in %.0f buckets a step, %.1f ms an image on one core, "
+        "no overlap\n\n",
+        P / 1e6, buckets, 1e3 * per_image);
+    std::printf(
+        "Efficiency = compute / (compute + allreduce) at a batch of 4, 16 and 32 images per rank (one core "
+        "each).\n\n");
+    Table model({"links", "ranks", "allreduce", "batch 4", "batch 16", "batch 32", "comm dominates below"},
+                {false, true, true, true, true, true, true});
+    for (const Links& l : links)
+        for (int R : {8, 64, 512}) {
+            const double comm = ring_seconds(R, P, buckets, l.alpha, l.beta);
+            const auto efficiency = [&](int b) { return fmt("%.0f %%", 100 * b * per_image / (b * per_image + comm)); };
+            model.row({l.name, fmt("%d", R), fmt("%.1f ms", 1e3 * comm), efficiency(4), efficiency(16), efficiency(32),
+                       fmt("%.1f images", comm / per_image)});  // comm = b · per_image
         }
     model.print();
-    // Buckets: the latency of a bucket's 2 (R − 1) hops should cost under 10 % of its transfer time,
+    // Buckets: a bucket's latency, 2 (R − 1) α, should stay under 10 % of its transfer time,
     // 2 (R − 1) / R · s / β, so s ≥ 10 α β R; and there should be several buckets to overlap.
-    std::printf("\nbucket size: at least 10 α β R bytes so latency stays under 10 %% of a bucket's time: ");
-    for (int R : {8, 64, 512}) std::printf("%s%.2f MB at %d ranks", R > 8 ? ", " : "", 10 * alpha * beta * R / 1e6, R);
-    std::printf("; at most a quarter of the gradients (%.1f MB) so the backward pass has buckets to overlap.\n",
-                P / 4e6);
+    std::printf(
+        "\nBucket size: at least 10 α β R bytes, so a bucket's latency stays under 10 %% of its time, and "
+        "at most a quarter of the gradients (%.1f MB), so the backward pass has buckets to overlap. Where the "
+        "first exceeds the second, the ring is latency-bound: one bucket, or a tree allreduce.\n\n",
+        P / 4e6);
+    Table bucket({"links", "8 ranks", "64 ranks", "512 ranks"}, {false, true, true, true});
+    for (const Links& l : links)
+        bucket.row({l.name, fmt("%.2f MB", 80 * l.alpha * l.beta / 1e6), fmt("%.2f MB", 640 * l.alpha * l.beta / 1e6),
+                    fmt("%.2f MB", 5120 * l.alpha * l.beta / 1e6)});
+    bucket.print();
 }
 
 }  // namespace
