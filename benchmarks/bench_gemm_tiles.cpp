@@ -17,6 +17,8 @@
 #include "diffuse/core/gemm_kernel.hpp"
 #include "diffuse/core/rng.hpp"
 
+#include "bench_util.hpp"
+
 using namespace diffuse;
 using namespace diffuse::detail::packed;
 
@@ -82,21 +84,15 @@ double rate(const Product& p, const std::vector<float>& A, const std::vector<flo
 }
 
 /// A register-resident FMA loop: 16 independent chains, the core's FP32 peak.
+/// GFLOP/s of bench_util's FMA loop on this thread (best of 3): 12 chains fit AVX2's 16 registers,
+/// where 16 accumulators would spill and report a third of the peak.
 double fma_peak() {
-    using V = xsimd::batch<float>;
-    V acc[16];
-    for (int i = 0; i < 16; ++i) acc[i] = V(1.f + float(i) * 1e-7f);
-    const V m(0.999999f), c(1e-7f);
-    const long n = 50'000'000;
-    const auto t0 = std::chrono::steady_clock::now();
-    for (long k = 0; k < n; ++k)
-#pragma GCC unroll 16
-        for (int i = 0; i < 16; ++i) acc[i] = xsimd::fma(acc[i], m, c);
-    const double s = seconds_since(t0);
-    V sum(0.f);
-    for (const V& a : acc) sum += a;
-    if (xsimd::hadd(sum) == 0) std::puts("");  // keeps the loop
-    return 2.0 * 16 * V::size * n / s * 1e-9;
+    bench::FmaPeak peak;
+    peak.threads = 1;
+    peak.iters = 1 << 22;
+    double best = 1e30;
+    for (int r = 0; r < 3; ++r) best = std::min(best, bench::seconds([&] { peak.run(); }));
+    return peak.flops() / best * 1e-9;
 }
 
 template <class... Tiles>

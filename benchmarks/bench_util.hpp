@@ -1,7 +1,7 @@
 // Small helpers shared by the benchmarks: a wall-clock timer with median-of-k, interleaved rounds
 // (so load from other processes on a shared machine hits every case alike), result checks that
-// abort the run with a message, Markdown tables, peak RSS, and the plain fused loop that is Adam's
-// memory-bandwidth ceiling.
+// abort the run with a message, Markdown tables, peak RSS, the register-only FMA loop that is the
+// compute peak, and the plain fused loop that is Adam's memory-bandwidth ceiling.
 #ifndef DIFFUSE_BENCHMARKS_BENCH_UTIL_HPP
 #define DIFFUSE_BENCHMARKS_BENCH_UTIL_HPP
 
@@ -119,6 +119,47 @@ inline std::string fmt(const char* f, ...) {
 inline void check(bool ok, const std::string& what) {
     if (!ok) fail(what);
 }
+
+/// Each thread steps kChains independent vector FMA chains, held in registers, `iters` times.
+/// FLOPs = 2 · width · kChains · iters · threads. With m = 1 and c = 2^-10, every lane ends at
+/// exactly iters · 2^-10 (exact in float for iters ≤ 2^24), which is the check.
+struct FmaPeak {
+    static constexpr int kChains = 12;  // > latency × FMA ports, and fits AVX2's 16 registers
+    long iters = 1 << 20;
+    int threads = num_threads();
+    std::vector<float> lo, hi;
+    volatile float m_in = 1.0f, c_in = 0x1p-10f;  // volatile: the compiler must not fold the loop
+
+    void run() {
+        lo.assign(threads, 0);
+        hi.assign(threads, 0);
+        const float m = m_in, c = c_in;
+        parallel_for(threads, [&](int t) {
+            using B = simd::batch<float>;
+            B acc[kChains];
+            for (auto& x : acc) x = B(0.0f);
+            const B mv(m), cv(c);
+            for (long k = 0; k < iters; ++k)
+                for (int j = 0; j < kChains; ++j) acc[j] = xsimd::fma(acc[j], mv, cv);
+            alignas(64) float out[simd::width<float>];
+            float l = 1e30f, h = -1e30f;
+            for (auto& x : acc) {
+                x.store_aligned(out);
+                for (float v : out) l = std::min(l, v), h = std::max(h, v);
+            }
+            lo[t] = l;
+            hi[t] = h;
+        });
+    }
+    double flops() const { return 2.0 * simd::width<float> * kChains * double(iters) * threads; }
+    void check() {
+        run();
+        const float want = float(iters) * 0x1p-10f;
+        for (int t = 0; t < threads; ++t)
+            bench::check(lo[t] == want && hi[t] == want,
+                         fmt("FMA loop: thread %d lanes in [%g, %g], want %g", t, lo[t], hi[t], want));
+    }
+};
 
 /// Largest |got - want| over n values, relative to the largest |want| (so an all-small tensor
 /// is judged on its own scale), or to `floor` if that is larger (for a reference that is zero up
