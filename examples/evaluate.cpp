@@ -76,7 +76,8 @@ int main(int argc, char** argv) {
         .option("--wordings", wordings_path,
                 "also score the caption templates in this file (e.g. examples/data/heldout_wordings.txt)")
         .option("--steps", f.steps, "sampler steps")
-        .option("--sampler", f.sampler, "ddpm, ddim, euler or euler_a")
+        .option("--sampler", f.sampler, "ddpm, ddim, euler, euler_a, heun or dpmpp_2m")
+        .flag("--karras", f.karras, "Karras et al.'s sigmas (euler, euler_a, heun, dpmpp_2m)")
         .option("--guidance", f.guidance, "classifier-free guidance scale")
         .option("--seed", f.seed, "seed (each wording and class draws from its own stream)")
         .option("--weights", f.weights, "model weights (default: the shipped models/diffusion.safetensors)")
@@ -146,9 +147,7 @@ int main(int argc, char** argv) {
         }
 
         Model::SampleOptions opt;
-        opt.sampler.method = *cli::parse_sampler(f.sampler);
-        opt.sampler.steps = f.steps;
-        opt.sampler.guidance = f.guidance;
+        opt.sampler = cli::sampler_options(f);
         opt.use_ema = !raw;
         std::vector<app::WordingScore> scores;
         std::vector<float> images(std::size_t(f.n) * px), cropped(std::size_t(f.n) * side * side);

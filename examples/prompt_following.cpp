@@ -91,9 +91,7 @@ int run(const cli::Parser& cli, const Flags& f, const diffuse::data::ImageFolder
                  std::chrono::duration<double>(std::chrono::steady_clock::now() - load_start).count());
 
     typename Model::SampleOptions sample;
-    sample.sampler.method = *cli::parse_sampler(f.gen.sampler);
-    sample.sampler.steps = f.gen.steps;
-    sample.sampler.guidance = f.gen.guidance;
+    sample.sampler = cli::sampler_options(f.gen);
     sample.seed = std::uint64_t(f.gen.seed);
     app::PromptFollowingOptions opt;
     opt.names = f.names;
@@ -145,7 +143,8 @@ int main(int argc, char** argv) {
         .option("--names", f.names, "entries prompted, spread evenly over the data set")
         .option("--per-name", f.per_name, "images generated per entry")
         .option("--steps", f.gen.steps, "sampler steps")
-        .option("--sampler", f.gen.sampler, "ddpm, ddim, euler or euler_a")
+        .option("--sampler", f.gen.sampler, "ddpm, ddim, euler, euler_a, heun or dpmpp_2m")
+        .flag("--karras", f.gen.karras, "Karras et al.'s sigmas (euler, euler_a, heun, dpmpp_2m)")
         .option("--guidance", f.gen.guidance, "classifier-free guidance scale (1: prompt only, 0: unconditional)")
         .option("--seed", f.gen.seed, "seed; the same seed gives the same images")
         .option("--space", f.space, "where distances are measured: pixels (16x16 box average) or latent (the VAE's)")

@@ -44,9 +44,7 @@ int run(const cli::GenerationFlags& f, const std::string& weights, bool raw) {
     auto model = std::make_unique<Model>();
     model->load(weights);
     typename Model::SampleOptions opt;
-    opt.sampler.method = *cli::parse_sampler(f.sampler);
-    opt.sampler.steps = f.steps;
-    opt.sampler.guidance = f.guidance;
+    opt.sampler = cli::sampler_options(f);
     opt.seed = std::uint64_t(f.seed);
     opt.use_ema = !raw;
     if (!f.out_dir.empty()) std::filesystem::create_directories(f.out_dir);
@@ -103,7 +101,8 @@ int main(int argc, char** argv) {
         .option("--negative", f.negative, "steer away from this prompt (empty: the unconditional prompt)")
         .option("--n", f.n, "number of images")
         .option("--steps", f.steps, "sampler steps")
-        .option("--sampler", f.sampler, "ddpm, ddim, euler or euler_a")
+        .option("--sampler", f.sampler, "ddpm, ddim, euler, euler_a, heun or dpmpp_2m")
+        .flag("--karras", f.karras, "Karras et al.'s sigmas (euler, euler_a, heun, dpmpp_2m)")
         .option("--guidance", f.guidance, "classifier-free guidance scale (1: prompt only, 0: unconditional)")
         .option("--seed", f.seed, "seed; the same seed gives the same images")
         .option("--weights", f.weights, "model weights (default: the shipped models/diffusion.safetensors)")

@@ -62,7 +62,7 @@ TEST_CASE("txt2img flags: good ones pass, each bad one is named") {
     };
     CHECK(bad([](auto& f) { f.n = 0; }).find("--n") != std::string::npos);
     CHECK(bad([](auto& f) { f.steps = 0; }).find("--steps") != std::string::npos);
-    CHECK(bad([](auto& f) { f.sampler = "heun"; }).find("'heun' is not one of") != std::string::npos);
+    CHECK(bad([](auto& f) { f.sampler = "lms"; }).find("'lms' is not one of") != std::string::npos);
     CHECK(bad([](auto& f) { f.guidance = -0.5; }).find("--guidance") != std::string::npos);
     CHECK(bad([](auto& f) { f.guidance = std::nan(""); }).find("--guidance") != std::string::npos);
     CHECK(bad([](auto& f) { f.seed = -1; }).find("--seed") != std::string::npos);
@@ -102,8 +102,24 @@ TEST_CASE("sampler names") {
     CHECK(parse_sampler("ddim") == diffusion::Method::ddim);
     CHECK(parse_sampler("euler") == diffusion::Method::euler);
     CHECK(parse_sampler("euler_a") == diffusion::Method::euler_ancestral);
+    CHECK(parse_sampler("heun") == diffusion::Method::heun);
+    CHECK(parse_sampler("dpmpp_2m") == diffusion::Method::dpmpp_2m);
     CHECK_FALSE(parse_sampler("DDIM"));
     CHECK_FALSE(parse_sampler(""));
+
+    // --karras: the sigma-form samplers only; sampler_options carries every flag over.
+    GenerationFlags f;
+    f.prompt = "a bag";
+    f.grid = "g.png";
+    f.sampler = "dpmpp_2m";
+    f.karras = true;
+    f.steps = 12;
+    f.guidance = 2;
+    CHECK(validate(f).empty());
+    const diffusion::SamplerOptions o = sampler_options(f);
+    CHECK((o.method == diffusion::Method::dpmpp_2m && o.karras_sigmas && o.steps == 12 && o.guidance == 2));
+    f.sampler = "ddim";
+    CHECK(validate(f).find("--karras") != std::string::npos);
 }
 
 TEST_CASE("sample file names") {

@@ -16,13 +16,15 @@
 namespace cli {
 
 /// Command-line names of the samplers.
-inline constexpr std::string_view kSamplerNames = "ddpm, ddim, euler, euler_a";
+inline constexpr std::string_view kSamplerNames = "ddpm, ddim, euler, euler_a, heun, dpmpp_2m";
 
 inline std::optional<diffuse::diffusion::Method> parse_sampler(std::string_view name) {
     if (name == "ddpm") return diffuse::diffusion::Method::ddpm;
     if (name == "ddim") return diffuse::diffusion::Method::ddim;
     if (name == "euler") return diffuse::diffusion::Method::euler;
     if (name == "euler_a") return diffuse::diffusion::Method::euler_ancestral;
+    if (name == "heun") return diffuse::diffusion::Method::heun;
+    if (name == "dpmpp_2m") return diffuse::diffusion::Method::dpmpp_2m;
     return std::nullopt;
 }
 
@@ -32,6 +34,7 @@ struct GenerationFlags {
     int n = 16;
     int steps = 50;
     std::string sampler = "ddim";
+    bool karras = false;  // Karras et al.'s sigmas (the sigma-form samplers)
     double guidance = 3.0;
     long long seed = 0;
     int threads = 0;  // OpenMP threads; 0 = OpenMP's default
@@ -54,6 +57,16 @@ inline std::vector<std::string> read_prompts(const std::string& path) {
     return out;
 }
 
+/// The sampler the flags ask for (validate() first).
+inline diffuse::diffusion::SamplerOptions sampler_options(const GenerationFlags& f) {
+    diffuse::diffusion::SamplerOptions o;
+    o.method = *parse_sampler(f.sampler);
+    o.steps = f.steps;
+    o.guidance = f.guidance;
+    o.karras_sigmas = f.karras;
+    return o;
+}
+
 /// The first problem with the flags, or "" when they are fine. `need_output`: exactly one of
 /// --out-dir / --grid must be given (txt2img); evaluate writes its table and has only --grid.
 inline std::string validate(const GenerationFlags& f, bool need_output = true) {
@@ -62,6 +75,8 @@ inline std::string validate(const GenerationFlags& f, bool need_output = true) {
     if (f.n < 1) return "--n must be at least 1, not " + std::to_string(f.n);
     if (f.steps < 1) return "--steps must be at least 1, not " + std::to_string(f.steps);
     if (!parse_sampler(f.sampler)) return "--sampler '" + f.sampler + "' is not one of " + std::string(kSamplerNames);
+    if (f.karras && !diffuse::diffusion::sigma_form(*parse_sampler(f.sampler)))
+        return "--karras needs a sampler that steps over sigmas (euler, euler_a, heun, dpmpp_2m), not " + f.sampler;
     if (!std::isfinite(f.guidance)) return "--guidance must be a finite number, not " + std::to_string(f.guidance);
     if (!(f.guidance >= 0)) return "--guidance must not be negative (1 = no guidance, 0 = unconditional)";
     if (f.seed < 0) return "--seed must not be negative";

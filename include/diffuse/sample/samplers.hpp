@@ -1,5 +1,7 @@
-// Samplers for a trained denoiser: DDPM (ancestral), DDIM (eta), Euler and Euler ancestral
-// (k-diffusion), any number of steps, classifier-free guidance. They know nothing of the network:
+// Samplers for a trained denoiser: DDPM (ancestral), DDIM (eta), and in k-diffusion's sigma form
+// Euler, Euler ancestral, Heun (Karras et al. 2022, algorithm 2 without churn: second order, two
+// model calls a step but the last) and DPM-Solver++(2M) (Lu et al. 2022: second order from the
+// previous step's prediction, one call a step), any number of steps, classifier-free guidance. They know nothing of the network:
 // each step they call a user callback with a DenoiseCall and read back the model output.
 //
 //   sample(schedule, options, batch, item_size, seed, out, denoise [, workspace])
@@ -9,8 +11,8 @@
 // made per call or per step.
 //
 // The callback. It receives noisy latents z_t in the variance-preserving form the model was trained
-// on (z_t = sqrt(ab)·z0 + sqrt(1 − ab)·eps; the Euler samplers rescale their own state before the
-// call, diffusers' scale_model_input), one int32 timestep per item, and writes the model output
+// on (z_t = sqrt(ab)·z0 + sqrt(1 − ab)·eps; the sigma-form samplers rescale their own state before
+// the call, diffusers' scale_model_input), one int32 timestep per item, and writes the model output
 // (eps or v, SamplerOptions::prediction) for every item. `branch` says which text context to use:
 //   conditional    all items: the prompt
 //   unconditional  all items: the empty prompt, or a negative prompt — the callback decides
@@ -23,12 +25,13 @@
 //   leading   (S−1−i)·⌊T/S⌋ + offset     — diffusers' DDIM/DDPM default; never starts at T−1
 //   trailing  round(T − i·T/S) − 1       — the default here: starts at T−1, pure noise (Lin et al. 2024)
 //   linspace  round((T−1)·(S−1−i)/(S−1)) — diffusers' Euler default
-// Euler samplers step over the sigmas of those timesteps (or Karras et al.'s rho = 7 sigmas between
-// the same ends), then 0; the model's timestep for a sigma comes from log-sigma interpolation
+// The sigma-form samplers step over the sigmas of those timesteps (or Karras et al.'s rho = 7 sigmas
+// between the same ends: the usual partner of DPM-Solver++ at few steps), then 0; the model's timestep for a sigma comes from log-sigma interpolation
 // (NoiseSchedule::sigma_to_t), rounded to an int for the callback (its exact value is in `t`).
-// Every sampler starts from z_T ~ N(0, I) in the variance-preserving form (Euler: x = z_T·sqrt(1 + σ_max²),
-// which is exact; diffusers uses σ_max alone for linspace/trailing) and ends with the clean sample:
-// the last DDPM/DDIM step goes to alpha_bar = 1 (diffusers' set_alpha_to_one), Euler's to sigma 0.
+// Every sampler starts from z_T ~ N(0, I) in the variance-preserving form (sigma form: x = z_T·sqrt(1 +
+// σ_max²), which is exact; diffusers uses σ_max alone for linspace/trailing) and ends with the clean
+// sample: the last DDPM/DDIM step goes to alpha_bar = 1 (diffusers' set_alpha_to_one), the others'
+// to sigma 0, where every sigma-form sampler takes the prediction x0 itself (an Euler step).
 //
 // Determinism. Item i draws all its noise (z_T and every ancestral step) from its own stream
 // stream_rng(seed, i), created inside the call: the same seed gives bitwise the same samples on every
@@ -54,7 +57,13 @@
 
 namespace diffuse::diffusion {
 
-enum class Method { ddpm, ddim, euler, euler_ancestral };
+enum class Method { ddpm, ddim, euler, euler_ancestral, heun, dpmpp_2m };
+
+/// The samplers that step in k-diffusion's sigma form (x = z/sqrt(ab), x = x0 + σ·eps).
+constexpr bool sigma_form(Method m) { return m != Method::ddpm && m != Method::ddim; }
+
+/// Model calls of a run of `steps` steps (Heun corrects every step but the last, to sigma 0).
+constexpr int model_calls(Method m, int steps) { return m == Method::heun ? 2 * steps - 1 : steps; }
 enum class Spacing { leading, trailing, linspace };
 enum class Branch { conditional, unconditional, both };
 
@@ -67,7 +76,7 @@ struct SamplerOptions {
     double guidance = 1;         // classifier-free guidance scale; 1 = conditional branch only
     bool batch_branches = true;  // guided: one call of 2N rather than two calls of N
     double eta = 0;              // DDIM: 0 deterministic, 1 = DDPM's posterior variance
-    bool karras_sigmas = false;  // Euler: rho = 7 sigmas (Karras et al. 2022) between the same ends
+    bool karras_sigmas = false;  // sigma form: rho = 7 sigmas (Karras et al. 2022) between the same ends
     double clip_sample = 0;      // DDPM/DDIM: clamp the predicted x0 to [−c, c]; 0 = off
 };
 
@@ -171,7 +180,7 @@ struct PlannedStep {
     double t;                  // model timestep (exact)
     double alpha_bar;          // noise level of the model input
     double alpha_bar_next;     // DDPM/DDIM: after the step (1 at the end)
-    double sigma, sigma_next;  // Euler: k-diffusion noise levels (sigma_next = 0 at the end)
+    double sigma, sigma_next;  // sigma form: k-diffusion noise levels (sigma_next = 0 at the end)
 };
 
 /// The steps a sampler takes, into plan (resized to the step count: no allocation when its
@@ -179,11 +188,11 @@ struct PlannedStep {
 inline void plan_steps(const NoiseSchedule& s, const SamplerOptions& o, std::vector<PlannedStep>& plan) {
     const int T = s.steps(), n = o.steps;
     detail::check_step_count(T, n);
-    const bool euler = o.method == Method::euler || o.method == Method::euler_ancestral;
+    const bool euler = sigma_form(o.method);
     const auto t_at = [&](int i) { return detail::sampling_timestep(T, n, o.spacing, o.steps_offset, i); };
     plan.resize(std::size_t(n));
     for (int i = 0; i < n; ++i) plan[std::size_t(i)].t = t_at(i);  // checks every timestep first
-    // Euler: the sigmas of the timesteps, or Karras sigmas between the same ends; then 0.
+    // Sigma form: the sigmas of the timesteps, or Karras sigmas between the same ends; then 0.
     const double sigma_max = s.sigma(int(plan.front().t)), sigma_min = s.sigma(int(plan.back().t));
     const auto sigma_at = [&](int i) {
         if (i == n) return 0.0;
@@ -225,6 +234,7 @@ public:
     bool guided = false, both = false;    // guided: two branches; both: asked for in one call of 2N
     AlignedBuffer<T> z, out;              // [2N, item]: room for both branches
     AlignedBuffer<T> eps, x0, noise;      // [N, item]
+    AlignedBuffer<T> prev;                // [N, item]: DPM-Solver++'s previous x0, Heun's first slope
     std::vector<std::int32_t> timesteps;  // [2N], of which [N] when the branches are asked for apart
     std::vector<Rng> rngs;                // one stream per item
     std::vector<PlannedStep> plan;
@@ -240,6 +250,7 @@ public:
             eps = AlignedBuffer<T>(n);
             x0 = AlignedBuffer<T>(n);
             noise = AlignedBuffer<T>(n);
+            prev = AlignedBuffer<T>(n);
             timesteps.assign(2 * std::size_t(b), 0);
             rngs.assign(std::size_t(b), Rng());
         }
@@ -287,7 +298,7 @@ void evaluate(SamplerWorkspace<T>& r, const SamplerOptions& o, const PlannedStep
     }
     T* uncond = cond + r.n;
     if (r.both) {
-        if (zin != r.z.data()) std::copy(zin, zin + r.n, r.z.data());  // Euler's state already lives there
+        if (zin != r.z.data()) std::copy(zin, zin + r.n, r.z.data());  // the sigma-form input already lives there
         std::copy(zin, zin + r.n, r.z.data() + r.n);
         ask(r.z.data(), cond, 2 * r.batch, Branch::both);
     } else {
@@ -324,24 +335,30 @@ void sample(const NoiseSchedule& s, const SamplerOptions& o, int batch, std::siz
     plan_steps(s, o, r.plan);
     const std::vector<PlannedStep>& plan = r.plan;
     const std::size_t n = r.n;
-    const bool euler = o.method == Method::euler || o.method == Method::euler_ancestral;
+    const bool euler = sigma_form(o.method);
 
-    // The state: z (VP form) for DDPM/DDIM; x = z/sqrt(ab) (k-diffusion form) for Euler.
+    // The state: z (VP form) for DDPM/DDIM; x = z/sqrt(ab) (k-diffusion form) for the others.
     r.draw_noise();
     const T init(euler ? std::sqrt(1 + plan[0].sigma * plan[0].sigma) : 1.0);
     simd::map(n, r.noise.data(), out, [init](auto e) { return decltype(e)(init) * e; });
 
+    // The model's eps for sigma-form state x at planned step q, into r.eps (z = x·sqrt(ab): diffusers'
+    // scale_model_input).
+    const auto eps_at = [&](const T* x, const PlannedStep& q, int step) {
+        const T c(std::sqrt(q.alpha_bar));
+        simd::map(n, x, r.z.data(), [c](auto v) { return decltype(v)(c) * v; });
+        detail::evaluate(r, o, q, step, r.z.data(), denoise);
+        to_eps_x0(o.prediction, q.alpha_bar, r.z.data(), r.out.data(), n, r.eps.data(), static_cast<T*>(nullptr));
+    };
+
     for (std::size_t i = 0; i < plan.size(); ++i) {
         const PlannedStep& p = plan[i];
-        const T* zin = out;
-        if (euler) {  // scale_model_input: z = x/sqrt(1 + sigma²)
-            const T c(std::sqrt(p.alpha_bar));
-            simd::map(n, out, r.z.data(), [c](auto x) { return decltype(x)(c) * x; });
-            zin = r.z.data();
+        if (euler) eps_at(out, p, int(i));
+        else {
+            detail::evaluate(r, o, p, int(i), out, denoise);
+            to_eps_x0(o.prediction, p.alpha_bar, out, r.out.data(), n, r.eps.data(), r.x0.data());
+            if (o.clip_sample > 0) detail::clip_x0(r, o.clip_sample, p.alpha_bar, out);
         }
-        detail::evaluate(r, o, p, int(i), zin, denoise);
-        to_eps_x0(o.prediction, p.alpha_bar, zin, r.out.data(), n, r.eps.data(), euler ? nullptr : r.x0.data());
-        if (!euler && o.clip_sample > 0) detail::clip_x0(r, o.clip_sample, p.alpha_bar, zin);
 
         const double ab = p.alpha_bar, abn = p.alpha_bar_next;
         switch (o.method) {
@@ -372,6 +389,46 @@ void sample(const NoiseSchedule& s, const SamplerOptions& o, int batch, std::siz
             case Method::euler:  // d = (x − x0)/sigma is exactly the predicted eps
                 simd::axpy(n, T(p.sigma_next - p.sigma), r.eps.data(), out);
                 break;
+            case Method::heun: {  // Euler to sigma_next, then the trapezoid of both slopes (but to sigma 0)
+                const T h(p.sigma_next - p.sigma);
+                if (p.sigma_next == 0) {
+                    simd::axpy(n, h, r.eps.data(), out);
+                    break;
+                }
+                std::copy_n(r.eps.data(), n, r.prev.data());
+                simd::map2(n, out, r.eps.data(), r.noise.data(),
+                           [h](auto x, auto d) { return x + decltype(x)(h) * d; });
+                eps_at(r.noise.data(), plan[i + 1], int(i));  // plan[i + 1].sigma is p.sigma_next
+                const T half = h * T(0.5);
+                simd::map2(n, r.prev.data(), r.eps.data(), r.eps.data(), [](auto a, auto b) { return a + b; });
+                simd::axpy(n, half, r.eps.data(), out);
+                break;
+            }
+            case Method::dpmpp_2m: {  // in lambda = −log sigma: x' = (σ'/σ)·x − expm1(−h)·D
+                // D: this step's x0 = x − σ·eps, or with the previous step's x0 the second-order
+                // (1 + 1/2r)·x0 − (1/2r)·x0_prev, r = h_prev/h; to sigma 0 it is x0 itself.
+                const T sg(p.sigma);
+                simd::map2(n, out, r.eps.data(), r.x0.data(), [sg](auto x, auto e) { return x - decltype(x)(sg) * e; });
+                if (p.sigma_next == 0) {
+                    std::copy_n(r.x0.data(), n, out);
+                    break;
+                }
+                const double h = std::log(p.sigma / p.sigma_next);
+                const T ratio(p.sigma_next / p.sigma), gain(-std::expm1(-h));
+                if (i == 0) {
+                    simd::map2(n, out, r.x0.data(), out, [ratio, gain](auto x, auto d) {
+                        return decltype(x)(ratio) * x + decltype(x)(gain) * d;
+                    });
+                } else {
+                    const double rr = std::log(plan[i - 1].sigma / p.sigma) / h;  // r = h_prev / h
+                    const T c1(gain * T(1 + 1 / (2 * rr))), c0(gain * T(-1 / (2 * rr)));
+                    simd::map3(n, out, r.x0.data(), r.prev.data(), out, [ratio, c1, c0](auto x, auto d, auto dp) {
+                        return decltype(x)(ratio) * x + decltype(x)(c1) * d + decltype(x)(c0) * dp;
+                    });
+                }
+                std::copy_n(r.x0.data(), n, r.prev.data());
+                break;
+            }
             case Method::euler_ancestral: {
                 const double s0 = p.sigma, s1 = p.sigma_next;
                 const double up = std::min(s1, std::sqrt(s1 * s1 * (s0 * s0 - s1 * s1) / (s0 * s0)));
