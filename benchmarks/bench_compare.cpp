@@ -489,6 +489,12 @@ struct LinearK : Unary<Linear<float, In, Out>, Shape<N * T, In>, Shape<N * T, Ou
     static Json info() { return Json{}.str("kind", "linear").num("in", In).num("out", Out); }
 };
 
+/// SGEMM 1024³ side by side with torch's BLAS: a Linear 1024→1024 over 1024 rows is one such product
+/// forward (torch: addmm → OpenBLAS sgemm), and three backward (dX, dW; db is a column sum).
+struct SgemmK : LinearK<1, 1024, 1024, 1024> {
+    static std::string name() { return "SGEMM 1024³ (Linear 1024→1024 over 1024 rows)"; }
+};
+
 /// MultiHeadAttention: self (context = x) or cross, with or without a key padding mask.
 template <int N, int Tq, int Tk, int D, int Heads, bool Self, bool Masked>
 struct AttnK {
@@ -616,6 +622,7 @@ std::vector<Entry> cases() {
     add_layer<GroupNormK<N, 8, 64, 32>>(list);
     add_layer<LayerNormK<N, Ctx, D>>(list);
     add_layer<LinearK<N, Ctx, D, 4 * D>>(list);  // text encoder MLP fc1
+    add_layer<SgemmK>(list);                     // issue #15's SGEMM target against OpenBLAS
     return list;
 }
 
