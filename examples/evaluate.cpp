@@ -76,8 +76,9 @@ int main(int argc, char** argv) {
         .option("--wordings", wordings_path,
                 "also score the caption templates in this file (e.g. examples/data/heldout_wordings.txt)")
         .option("--steps", f.steps, "sampler steps")
-        .option("--sampler", f.sampler, "ddpm, ddim, euler, euler_a, heun or dpmpp_2m")
-        .flag("--karras", f.karras, "Karras et al.'s sigmas (euler, euler_a, heun, dpmpp_2m)")
+        .option("--sampler", f.sampler, "ddpm, ddim, euler, euler_a, heun or dpmpp_2m (DPM-Solver++ 2M)")
+        .option("--sigmas", f.sigmas,
+                "noise levels of euler, euler_a, heun and dpmpp_2m: karras (Karras et al.) or timesteps")
         .option("--guidance", f.guidance, "classifier-free guidance scale")
         .option("--seed", f.seed, "seed (each wording and class draws from its own stream)")
         .option("--weights", f.weights, "model weights (default: the shipped models/diffusion.safetensors)")

@@ -143,8 +143,9 @@ int main(int argc, char** argv) {
         .option("--names", f.names, "entries prompted, spread evenly over the data set")
         .option("--per-name", f.per_name, "images generated per entry")
         .option("--steps", f.gen.steps, "sampler steps")
-        .option("--sampler", f.gen.sampler, "ddpm, ddim, euler, euler_a, heun or dpmpp_2m")
-        .flag("--karras", f.gen.karras, "Karras et al.'s sigmas (euler, euler_a, heun, dpmpp_2m)")
+        .option("--sampler", f.gen.sampler, "ddpm, ddim, euler, euler_a, heun or dpmpp_2m (DPM-Solver++ 2M)")
+        .option("--sigmas", f.gen.sigmas,
+                "noise levels of euler, euler_a, heun and dpmpp_2m: karras (Karras et al.) or timesteps")
         .option("--guidance", f.gen.guidance, "classifier-free guidance scale (1: prompt only, 0: unconditional)")
         .option("--seed", f.gen.seed, "seed; the same seed gives the same images")
         .option("--space", f.space, "where distances are measured: pixels (16x16 box average) or latent (the VAE's)")

@@ -101,8 +101,9 @@ int main(int argc, char** argv) {
         .option("--negative", f.negative, "steer away from this prompt (empty: the unconditional prompt)")
         .option("--n", f.n, "number of images")
         .option("--steps", f.steps, "sampler steps")
-        .option("--sampler", f.sampler, "ddpm, ddim, euler, euler_a, heun or dpmpp_2m")
-        .flag("--karras", f.karras, "Karras et al.'s sigmas (euler, euler_a, heun, dpmpp_2m)")
+        .option("--sampler", f.sampler, "ddpm, ddim, euler, euler_a, heun or dpmpp_2m (DPM-Solver++ 2M)")
+        .option("--sigmas", f.sigmas,
+                "noise levels of euler, euler_a, heun and dpmpp_2m: karras (Karras et al.) or timesteps")
         .option("--guidance", f.guidance, "classifier-free guidance scale (1: prompt only, 0: unconditional)")
         .option("--seed", f.seed, "seed; the same seed gives the same images")
         .option("--weights", f.weights, "model weights (default: the shipped models/diffusion.safetensors)")

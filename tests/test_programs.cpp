@@ -107,19 +107,22 @@ TEST_CASE("sampler names") {
     CHECK_FALSE(parse_sampler("DDIM"));
     CHECK_FALSE(parse_sampler(""));
 
-    // --karras: the sigma-form samplers only; sampler_options carries every flag over.
+    // The default: DPM-Solver++(2M) on Karras sigmas, 20 steps; sampler_options carries every flag over.
     GenerationFlags f;
+    CHECK((f.sampler == "dpmpp_2m" && f.sigmas == "karras" && f.steps == 20));
     f.prompt = "a bag";
     f.grid = "g.png";
-    f.sampler = "dpmpp_2m";
-    f.karras = true;
+    f.sampler = "heun";
+    f.sigmas = "timesteps";
     f.steps = 12;
     f.guidance = 2;
     CHECK(validate(f).empty());
-    const diffusion::SamplerOptions o = sampler_options(f);
-    CHECK((o.method == diffusion::Method::dpmpp_2m && o.karras_sigmas && o.steps == 12 && o.guidance == 2));
-    f.sampler = "ddim";
-    CHECK(validate(f).find("--karras") != std::string::npos);
+    diffusion::SamplerOptions o = sampler_options(f);
+    CHECK((o.method == diffusion::Method::heun && !o.karras_sigmas && o.steps == 12 && o.guidance == 2));
+    f.sigmas = "karras";
+    CHECK(sampler_options(f).karras_sigmas);
+    f.sigmas = "Karras";
+    CHECK(validate(f).find("--sigmas 'Karras'") != std::string::npos);
 }
 
 TEST_CASE("sample file names") {
