@@ -75,9 +75,10 @@ struct FashionClassifier {
         fc2.forward(ws.hr, ws.logits);
     }
 
-    /// From ws.dlogits, accumulates every parameter gradient (the input gets none).
+    /// From ws.dlogits, accumulates every parameter gradient, and the input's into dx unless dx is
+    /// a null view (training needs none; a gradient check or an input attribution does).
     template <int N>
-    void backward(Workspace<N>& ws) const {
+    void backward(Workspace<N>& ws, View<T, N, side, side, 1> dx = {}) const {
         for (auto* t : {&ws.dc1, &ws.dr1}) t->fill(0);
         for (auto* t : {&ws.dc2, &ws.dr2}) t->fill(0);
         ws.dp1.fill(0);
@@ -92,7 +93,7 @@ struct FashionClassifier {
         conv2.backward(ws.p1, ws.c2, ws.conv2_cache, ws.dc2, ws.dp1);
         pool.backward(ws.r1, ws.p1, ws.pool1_cache, ws.dp1, ws.dr1);
         relu.backward(ws.c1, ws.r1, ws.dr1, ws.dc1);
-        conv1.backward(ws.x, ws.c1, ws.conv1_cache, ws.dc1, View<T, N, side, side, 1>());
+        conv1.backward(ws.x, ws.c1, ws.conv1_cache, ws.dc1, dx);
     }
 };
 
