@@ -17,6 +17,8 @@
 #include "diffuse/data/batches.hpp"
 #include "diffuse/data/fashion_batches.hpp"
 
+#include "test_skip.hpp"
+
 using namespace diffuse;
 using namespace diffuse::data;
 
@@ -157,10 +159,8 @@ TEST_CASE("Fashion-MNIST batches through data::Batches are bit-identical to the 
 
 TEST_CASE("Fashion-MNIST test split: the first batches are bit-identical to the previous CaptionedBatches") {
     const std::string dir = DIFFUSE_FASHION_MNIST_DIR;
-    if (!std::filesystem::exists(dir + "/t10k-images-idx3-ubyte.gz")) {
-        MESSAGE("Fashion-MNIST not found in " << dir << ": skipped");
-        return;
-    }
+    if (!std::filesystem::exists(dir + "/t10k-images-idx3-ubyte.gz"))
+        DIFFUSE_SKIP("Fashion-MNIST not found in " << dir);
     const io::FashionMnist data = io::load_fashion_mnist(io::Split::test, dir);
     compare<64>(data, 0, 0.1, 0, 0, 8);
     compare<64>(data, 42, 0.1, 5, 150, 8);  // epoch 5's last batches and epoch 6's first

@@ -12,6 +12,8 @@
 #include "diffuse/data/fashion_batches.hpp"
 #include "diffuse/text/tokenizer.hpp"
 
+#include "test_skip.hpp"
+
 using namespace diffuse;
 using namespace diffuse::data;
 using text::Tokenizer;
@@ -207,10 +209,8 @@ TEST_CASE("batches: caption dropout for classifier-free guidance at the requeste
 
 TEST_CASE("real Fashion-MNIST test split: batches hold the labelled images") {
     const std::string dir = DIFFUSE_FASHION_MNIST_DIR;
-    if (!std::filesystem::exists(dir + "/t10k-images-idx3-ubyte.gz")) {
-        MESSAGE("Fashion-MNIST not found in " << dir << ": skipped");
-        return;
-    }
+    if (!std::filesystem::exists(dir + "/t10k-images-idx3-ubyte.gz"))
+        DIFFUSE_SKIP("Fashion-MNIST not found in " << dir);
     io::FashionMnist raw = io::load_fashion_mnist(io::Split::test, dir);
     const io::FashionMnist copy = raw;
     CaptionedBatches<float, 32> d(std::move(raw), 1);

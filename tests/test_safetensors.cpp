@@ -16,6 +16,7 @@
 #include "diffuse/io/safetensors.hpp"
 
 #include "file_test_util.hpp"
+#include "test_skip.hpp"
 
 using namespace diffuse;
 using namespace diffuse::io;
@@ -499,10 +500,7 @@ TEST_CASE("safetensors: saving replaces the file atomically") {
 }
 
 TEST_CASE("safetensors: Python's standard library reads our files, and we read Python's") {
-    if (!fs::exists("/usr/bin/python3")) {
-        MESSAGE("skipped: /usr/bin/python3 is not installed");
-        return;
-    }
+    if (!fs::exists("/usr/bin/python3")) DIFFUSE_SKIP("/usr/bin/python3 is not installed");
     REQUIRE(fs::exists(kChecker));
     TempDir t;
     const std::vector<float> f{0.5f, -1.25f, 3.0f, 1e-3f, -0.0f, 65504.0f, 1e-8f, 0.1f, 70000.0f, -3.3e-5f};
