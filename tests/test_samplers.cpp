@@ -78,6 +78,11 @@ Moments moments(const std::vector<double>& x) {
     return {m, std::sqrt(q / double(x.size() - 1))};
 }
 
+/// The moment check every sampler must pass on N(mu, sd²) data: mean within 0.01, std within 3 %.
+bool moments_match(const Moments& got, double mu, double sd) {
+    return std::abs(got.mean - mu) < 0.01 && std::abs(got.std - sd) <= 0.03 * sd;
+}
+
 std::string name(Method m) {
     switch (m) {
         case Method::ddpm:
@@ -351,8 +356,7 @@ TEST_CASE("samplers reproduce a Gaussian data distribution's mean and std with i
         CAPTURE(int(c.p));
         MESSAGE(name(c.m) << " " << c.steps << " steps, eta " << c.eta << ", pred " << int(c.p) << ": mean " << got.mean
                           << " std " << got.std);
-        CHECK(std::abs(got.mean - mu) < 0.01);
-        CHECK(got.std == doctest::Approx(sd).epsilon(0.03));
+        CHECK(moments_match(got, mu, sd));
     }
 }
 
@@ -396,13 +400,44 @@ TEST_CASE("DDIM (eta 0) on Gaussian data is the affine map the exact recursion p
     }
 }
 
-TEST_CASE("a Gaussian-data sampler that is wrong fails the moment check (the test can fail)") {
-    // A denoiser for N(0.5, 0.3²) used on data it does not describe: its samples follow it, not mu = 0.
-    const NoiseSchedule sched;
+TEST_CASE("the moment check fails samplers that are wrong (the test above can fail)") {
+    const NoiseSchedule sched(BetaSchedule::linear);
+    constexpr int N = 4, M = 4096;
+    const double mu = 0.5, sd = 0.3;
+    const auto library = [&](SamplerOptions o, GaussianOracle oracle) {
+        std::vector<double> out(N * M);
+        sample(sched, o, N, M, 5, out.data(), oracle);
+        return moments(out);
+    };
     SamplerOptions o;
-    std::vector<double> out(4096);
-    sample(sched, o, 1, out.size(), 1, out.data(), GaussianOracle{0.5, 0.3});
-    CHECK(std::abs(moments(out).mean - 0.0) > 0.4);
+    o.method = Method::ddim;
+    o.steps = 1000;
+    REQUIRE(moments_match(library(o, GaussianOracle{mu, sd}), mu, sd));
+    // A sampler that reads a v-predicting model's output as epsilon.
+    CHECK_FALSE(moments_match(library(o, GaussianOracle{mu, sd, Prediction::v}), mu, sd));
+    // Too few steps: DDIM's discretization error at 10 steps (its std is far below sd).
+    o.steps = 10;
+    CHECK_FALSE(moments_match(library(o, GaussianOracle{mu, sd}), mu, sd));
+
+    // DDIM written out here, once right and once with a one-symbol slip (the noise coefficient
+    // taken at the current level instead of the next): the check passes the first, fails the second.
+    o.steps = 1000;
+    const auto hand_ddim = [&](bool slip) {
+        std::vector<double> z(N * M);
+        Rng rng(9);
+        for (double& v : z) v = rng.normal();
+        for (const PlannedStep& p : plan_steps(sched, o)) {
+            const double sa = std::sqrt(p.alpha_bar), sb = std::sqrt(1 - p.alpha_bar);
+            const double var = p.alpha_bar * sd * sd + 1 - p.alpha_bar;
+            for (double& v : z) {
+                const double eps = sb * (v - sa * mu) / var, x0 = (v - sb * eps) / sa;
+                v = std::sqrt(p.alpha_bar_next) * x0 + (slip ? sb : std::sqrt(1 - p.alpha_bar_next)) * eps;
+            }
+        }
+        return moments(z);
+    };
+    CHECK(moments_match(hand_ddim(false), mu, sd));
+    CHECK_FALSE(moments_match(hand_ddim(true), mu, sd));
 }
 
 TEST_CASE("DDPM equals DDIM with eta = 1 and Euler ancestral (same posterior, same noise draws)") {
