@@ -2,6 +2,7 @@
 // forward. The whole text encoder is tested in test_clip.cpp.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstdint>
@@ -145,5 +146,9 @@ TEST_CASE("clip::Layer: float forward matches a direct computation") {
     auto cache = make<decltype(layer)::Cache<Shape<2, 5, 8>>>();
     layer.forward(x, mask, y, *cache);
     const auto want = naive_layer(layer, x, mask);
-    for (std::size_t i = 0; i < want.size(); ++i) CHECK(y[i] == doctest::Approx(want[i]).epsilon(1e-4));
+    double worst = 0;
+    for (std::size_t i = 0; i < want.size(); ++i)
+        worst = std::max(worst, std::abs(double(y[i]) - want[i]) / std::max(1.0, std::abs(want[i])));
+    MESSAGE("float forward error " << worst);
+    CHECK(worst < 2e-6);  // measured 2.3e-7 (AVX-512, Zen 4): float rounding only
 }
