@@ -5,10 +5,14 @@
 
 #include <omp.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <memory>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "diffuse/io/idx.hpp"
@@ -71,22 +75,26 @@ std::vector<double> diffusion_steps(Trainer& t, int n) {
 
 bool same_bits(const float* a, const float* b, std::size_t n) { return std::memcmp(a, b, n * sizeof(float)) == 0; }
 
-void check_same_state(Run& a, Run& b) {
+/// The first piece of training state in which two runs differ, or "" when they are bitwise equal.
+std::string state_difference(Run& a, Run& b) {
     const Model &ma = *a.model, &mb = *b.model;
-    CHECK(same_bits(ma.vae_store.values(), mb.vae_store.values(), ma.vae_store.size()));
-    CHECK(same_bits(ma.diffusion_store.values(), mb.diffusion_store.values(), ma.diffusion_store.size()));
-    CHECK(same_bits(ma.ema.values(), mb.ema.values(), ma.ema.size()));
-    CHECK(same_bits(a.trainer->vae_adam.m(), b.trainer->vae_adam.m(), a.trainer->vae_adam.size()));
-    CHECK(same_bits(a.trainer->vae_adam.v(), b.trainer->vae_adam.v(), a.trainer->vae_adam.size()));
-    CHECK(same_bits(a.trainer->diffusion_adam.m(), b.trainer->diffusion_adam.m(), a.trainer->diffusion_adam.size()));
-    CHECK(same_bits(a.trainer->diffusion_adam.v(), b.trainer->diffusion_adam.v(), a.trainer->diffusion_adam.size()));
-    CHECK(ma.latent_scale == mb.latent_scale);
-    CHECK(ma.ema.update_count() == mb.ema.update_count());
-    CHECK(a.trainer->vae_steps == b.trainer->vae_steps);
-    CHECK(a.trainer->diffusion_steps == b.trainer->diffusion_steps);
-    CHECK(a.trainer->data.epoch() == b.trainer->data.epoch());
-    CHECK(a.trainer->data.position() == b.trainer->data.position());
+    const Trainer &ta = *a.trainer, &tb = *b.trainer;
+    if (!same_bits(ma.vae_store.values(), mb.vae_store.values(), ma.vae_store.size())) return "VAE parameters";
+    if (!same_bits(ma.diffusion_store.values(), mb.diffusion_store.values(), ma.diffusion_store.size()))
+        return "diffusion parameters";
+    if (!same_bits(ma.ema.values(), mb.ema.values(), ma.ema.size())) return "EMA weights";
+    if (!same_bits(ta.vae_adam.m(), tb.vae_adam.m(), ta.vae_adam.size())) return "VAE Adam m";
+    if (!same_bits(ta.vae_adam.v(), tb.vae_adam.v(), ta.vae_adam.size())) return "VAE Adam v";
+    if (!same_bits(ta.diffusion_adam.m(), tb.diffusion_adam.m(), ta.diffusion_adam.size())) return "diffusion Adam m";
+    if (!same_bits(ta.diffusion_adam.v(), tb.diffusion_adam.v(), ta.diffusion_adam.size())) return "diffusion Adam v";
+    if (ma.latent_scale != mb.latent_scale) return "latent scale";
+    if (ma.ema.update_count() != mb.ema.update_count()) return "EMA update count";
+    if (ta.vae_steps != tb.vae_steps || ta.diffusion_steps != tb.diffusion_steps) return "step counts";
+    if (ta.data.epoch() != tb.data.epoch() || ta.data.position() != tb.data.position()) return "data position";
+    return "";
 }
+
+void check_same_state(Run& a, Run& b) { CHECK(state_difference(a, b) == ""); }
 
 std::string temp_path(const char* name) { return (std::filesystem::temp_directory_path() / name).string(); }
 
@@ -137,6 +145,39 @@ TEST_CASE("checkpoint: a resumed run that skipped the checkpoint would differ (t
     b.trainer->vae_step();  // one step more than a
     const double la = a.trainer->vae_step().loss, lb = b.trainer->vae_step().loss;
     CHECK(la != lb);
+}
+
+TEST_CASE("checkpoint: a resume that loses any one piece of the state is caught (the test above can fail)") {
+    constexpr int kDiff = 6;
+    const std::string path = temp_path("diffuse_test_resume_loss.safetensors");
+    Run straight;
+    vae_steps(*straight.trainer, 2);
+    straight.trainer->measure_latent_scale();
+    diffusion_steps(*straight.trainer, kDiff / 2);
+    save_checkpoint(path, *straight.trainer);
+    const std::vector<double> rest = diffusion_steps(*straight.trainer, kDiff - kDiff / 2);
+    const auto resume = [&](const std::function<void(Run&)>& forget) {
+        auto r = std::make_unique<Run>();
+        load_checkpoint(path, *r->trainer);
+        forget(*r);
+        const bool same_losses = diffusion_steps(*r->trainer, kDiff - kDiff / 2) == rest;
+        return same_losses && state_difference(straight, *r).empty();
+    };
+    CHECK(resume([](Run&) {}));  // the whole state: the same run
+    // Each resume below restores the checkpoint, then loses one piece, as a loader that skipped it would.
+    const std::pair<const char*, std::function<void(Run&)>> losses[] = {
+        {"diffusion Adam m",
+         [](Run& r) { std::fill_n(r.trainer->diffusion_adam.m(), r.trainer->diffusion_adam.size(), 0.0f); }},
+        {"diffusion Adam v",
+         [](Run& r) { std::fill_n(r.trainer->diffusion_adam.v(), r.trainer->diffusion_adam.size(), 0.0f); }},
+        {"EMA weights",
+         [](Run& r) { std::copy_n(r.model->diffusion_store.values(), r.model->ema.size(), r.model->ema.values()); }},
+        {"data position", [](Run& r) { r.trainer->data.seek(0, 0); }},
+        {"step count (noise streams, learning-rate schedule)", [](Run& r) { r.trainer->diffusion_steps = 0; }},
+        {"latent scale", [](Run& r) { r.model->latent_scale = 1; }},
+    };
+    for (const auto& [what, forget] : losses) CHECK_MESSAGE(!resume(forget), "lost: ", what);
+    std::filesystem::remove(path);
 }
 
 TEST_CASE("checkpoint: loading names what does not fit") {
