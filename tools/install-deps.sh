@@ -4,6 +4,7 @@
 # and for the side-by-side benchmarks.
 set -euo pipefail
 pkgs=(g++ cmake make libeigen3-dev libxsimd-dev doctest-dev zlib1g-dev libpng-dev libjpeg62-turbo-dev wamerican clang-format-14 dataset-fashion-mnist
+  libcli11-dev  # the example programs' command-line parser
   libopenmpi-dev openmpi-bin)  # Open MPI: optional data-parallel training (include/diffuse/dist/) and its tests
 [[ "${1:-}" == "--torch" ]] && pkgs+=(python3-torch)
 missing=()
