@@ -18,13 +18,17 @@
 #ifndef DIFFUSE_APP_IMAGE_EDIT_HPP
 #define DIFFUSE_APP_IMAGE_EDIT_HPP
 
+#include <algorithm>
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
+#include "diffuse/app/generation.hpp"
 #include "diffuse/app/images.hpp"
 #include "diffuse/core/tensor.hpp"
 #include "diffuse/io/byte_image.hpp"
@@ -83,7 +87,7 @@ template <class Model, class Prompts, Shaped X, Shaped Y>
 int img2img(Model& model, const X& inputs, const Prompts& prompts, std::string_view negative,
             const typename Model::SampleOptions& opt, double strength, Y&& images,
             typename Model::template SampleWorkspace<shape_of<X>::first>& ws) {
-    using T = typename shape_of<X>::value_type;
+    using T = typename std::remove_cvref_t<X>::value_type;
     constexpr int N = shape_of<X>::first, h = Model::latent_size, L = Model::latent_channels;
     auto latents = make<Tensor<T, N, h, h, L>>();
     const diffusion::RunControl<T> control = diffusion::img2img_start(strength, opt.sampler.steps, latents->data());
@@ -100,7 +104,7 @@ template <class Model, class Prompts, Shaped X, Shaped M, Shaped Y>
 int inpaint(Model& model, const X& inputs, const M& masks, const Prompts& prompts, std::string_view negative,
             const typename Model::SampleOptions& opt, const InpaintOptions& edit, Y&& images,
             typename Model::template SampleWorkspace<shape_of<X>::first>& ws) {
-    using T = typename shape_of<X>::value_type;
+    using T = typename std::remove_cvref_t<X>::value_type;
     constexpr int N = shape_of<X>::first, S = Model::image_size, C = Model::image_channels;
     constexpr int h = Model::latent_size, L = Model::latent_channels;
     static_assert(same_shape<shape_of<M>, Shape<N, S, S>>, "inpaint: masks must be [N, image_size, image_size]");
@@ -124,6 +128,31 @@ int inpaint(Model& model, const X& inputs, const M& masks, const Prompts& prompt
             paste_back(images.data() + at * C, inputs.data() + at * C, masks.data() + at, std::size_t(S) * S, C,
                        images.data() + at * C);
         }
+    return truncated;
+}
+
+/// n edits of one input image [S, S, C] for one prompt, in batches of K (the sampling workspace's
+/// compile-time size): chunk i runs edit(inputs, prompts, options, images, ws) on K copies of the
+/// input with the seed app::chunk_seed(opt.seed, i), as generate_in_chunks does; the last chunk's
+/// extra images are dropped. Writes [n, S, S, C] to out. Returns whether a prompt was truncated.
+template <int K, class Model, class T, class Edit>
+bool edit_in_chunks(const T* input, const std::string& prompt, const typename Model::SampleOptions& opt, int n, T* out,
+                    Edit edit) {
+    constexpr int S = Model::image_size, C = Model::image_channels;
+    constexpr std::size_t image = std::size_t(S) * S * C;
+    auto ws = make<typename Model::template SampleWorkspace<K>>();
+    auto inputs = make<Tensor<T, K, S, S, C>>();
+    auto images = make<Tensor<T, K, S, S, C>>();
+    for (int k = 0; k < K; ++k) std::copy(input, input + image, inputs->data() + std::size_t(k) * image);
+    std::array<std::string, K> prompts;
+    prompts.fill(prompt);
+    bool truncated = false;
+    for (const Chunk& c : plan_chunks(n, K)) {
+        typename Model::SampleOptions o = opt;
+        o.seed = chunk_seed(opt.seed, c.index);
+        truncated |= edit(*inputs, prompts, o, images->view(), *ws) > 0;
+        std::copy(images->data(), images->data() + std::size_t(c.count) * image, out + std::size_t(c.begin) * image);
+    }
     return truncated;
 }
 
