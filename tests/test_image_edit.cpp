@@ -112,6 +112,35 @@ TEST_CASE("img2img: every sampler starts at plan[first]'s level from the noised 
     }
 }
 
+TEST_CASE("img2img: partial runs of every sampler land on the single data point with its exact denoiser") {
+    // Whatever the start, an exact denoiser of one point predicts it at every step; a sampler that
+    // starts part-way with stale state (DPM-Solver++'s previous x0 from a step it never took) misses.
+    const NoiseSchedule sched(BetaSchedule::scaled_linear);
+    constexpr int N = 2, M = 6;
+    std::vector<double> point(M), clean(N * M);
+    for (int k = 0; k < M; ++k) point[std::size_t(k)] = 0.25 * k - 0.6;
+    for (std::size_t i = 0; i < clean.size(); ++i) clean[i] = std::cos(double(i)) * 1.5;
+    for (Method m : kMethods)
+        for (double s : {0.3, 0.6, 0.95}) {
+            CAPTURE(int(m));
+            CAPTURE(s);
+            const auto oracle = [&](const DenoiseCall<double>& c) {
+                const double sa = std::sqrt(c.alpha_bar), sb = std::sqrt(1 - c.alpha_bar);
+                for (int i = 0; i < c.batch; ++i)
+                    for (int k = 0; k < M; ++k) c.out[i * M + k] = (c.z[i * M + k] - sa * point[std::size_t(k)]) / sb;
+            };
+            std::vector<double> out(N * M);
+            SamplerWorkspace<double> ws;
+            sample(sched, options(m, 10), N, M, 5, out.data(), oracle, ws, img2img_start(s, 10, clean.data()),
+                   [](const RunLevel<double>&) {});
+            double worst = 0;
+            for (int i = 0; i < N; ++i)
+                for (int k = 0; k < M; ++k)
+                    worst = std::max(worst, std::abs(out[std::size_t(i * M + k)] - point[std::size_t(k)]));
+            CHECK(worst < 1e-9);
+        }
+}
+
 TEST_CASE("img2img at strength 1 is bitwise the plain run, for every sampler") {
     const NoiseSchedule sched(BetaSchedule::scaled_linear);
     constexpr int N = 3, M = 7;
@@ -268,6 +297,66 @@ TEST_CASE("RePaint jumps change the result and cost (jumps + 1) model calls a st
         CHECK(std::abs(mean - mu) < 0.01);
         CHECK(sdev == doctest::Approx(sd).epsilon(0.04));
     }
+}
+
+TEST_CASE("a partial run does not depend on what its workspace ran before, for every sampler") {
+    // DPM-Solver++ must start a partial run first order: a previous x0 left by an earlier run is stale.
+    const NoiseSchedule sched(BetaSchedule::scaled_linear);
+    constexpr int N = 2, M = 9;
+    std::vector<double> clean(N * M, -0.8);
+    for (Method m : kMethods)
+        for (int jumps : {0, 1}) {
+            CAPTURE(int(m));
+            CAPTURE(jumps);
+            RunControl<double> c = img2img_start(0.5, 12, clean.data());
+            c.jumps = jumps;
+            std::vector<double> fresh(N * M), reused(N * M);
+            GaussianOracle oracle;
+            SamplerWorkspace<double> a, b;
+            sample(sched, options(m, 12), N, M, 8, fresh.data(), oracle, a, c, [](const RunLevel<double>&) {});
+            sample(sched, options(m, 12), N, M, 99, reused.data(), oracle, b);  // leaves its state in b
+            sample(sched, options(m, 12), N, M, 8, reused.data(), oracle, b, c, [](const RunLevel<double>&) {});
+            CHECK(std::memcmp(fresh.data(), reused.data(), fresh.size() * sizeof(double)) == 0);
+        }
+}
+
+TEST_CASE("RePaint with DPM-Solver++(2M): a redone step uses the previous step's x0, as the first try did") {
+    // Calls with one jump: (step i, x_i), then the redo (step i, x_i'), then (step i + 1, x_{i+1}).
+    // x_{i+1} is the second-order step from x_i' with D = x0(x_i') and D_prev = x0 of step i − 1's
+    // last call, computed here by hand from the exact denoiser of N(mu, s²).
+    const NoiseSchedule sched(BetaSchedule::scaled_linear);
+    constexpr int N = 1, M = 4, steps = 8;
+    GaussianOracle oracle;
+    oracle.mu = 0.4;
+    oracle.s = 0.7;
+    oracle.record = true;
+    std::vector<double> out(N * M);
+    SamplerWorkspace<double> ws;
+    RunControl<double> c;
+    c.jumps = 1;
+    sample(sched, options(Method::dpmpp_2m, steps), N, M, 3, out.data(), oracle, ws, c, [](const RunLevel<double>&) {});
+    REQUIRE(oracle.calls == 2 * steps);
+    const auto sigma = [](double ab) { return std::sqrt((1 - ab) / ab); };
+    const auto x0 = [&](std::size_t call, int k) {  // the exact x0 of a call's input
+        const double ab = oracle.levels[call], sa = std::sqrt(ab), sb = std::sqrt(1 - ab);
+        const double z = oracle.inputs[call][std::size_t(k)], var = ab * oracle.s * oracle.s + 1 - ab;
+        return (z - sb * (sb * (z - sa * oracle.mu) / var)) / sa;
+    };
+    double worst = 0;
+    for (int i = 1; i + 1 < steps; ++i) {  // second-order steps that end on a model call
+        const std::size_t redo = std::size_t(2 * i + 1), next = redo + 1, prev_last = redo - 2;
+        const double s0 = sigma(oracle.levels[redo]), s1 = sigma(oracle.levels[next]);
+        const double sp = sigma(oracle.levels[prev_last]);
+        const double h = std::log(s0 / s1), r = std::log(sp / s0) / h, gain = -std::expm1(-h);
+        for (int k = 0; k < M; ++k) {
+            const double x = oracle.inputs[redo][std::size_t(k)] / std::sqrt(oracle.levels[redo]);
+            const double want =
+                s1 / s0 * x + gain * (1 + 1 / (2 * r)) * x0(redo, k) - gain / (2 * r) * x0(prev_last, k);
+            const double got = oracle.inputs[next][std::size_t(k)] / std::sqrt(oracle.levels[next]);
+            worst = std::max(worst, std::abs(got - want));
+        }
+    }
+    CHECK(worst < 1e-9);
 }
 
 TEST_CASE("sample: a bad run control is refused with its reason") {
