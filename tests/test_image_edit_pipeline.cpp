@@ -179,7 +179,7 @@ TEST_CASE("img2img / inpaint flags: good ones pass, each bad one is named") {
     CHECK(bad([](auto& g) { g.jumps = cli::kMaxJumps + 1; }).find("--jumps") != std::string::npos);
     CHECK(bad([](auto& g) { g.mask_threshold = 1; }).find("--mask-threshold") != std::string::npos);
     CHECK(bad([](auto& g) { g.mask_threshold = std::nan(""); }).find("--mask-threshold") != std::string::npos);
-    CHECK(bad([](auto& g) { g.gen.prompt.clear(); }).find("--prompt") != std::string::npos);
+    CHECK(bad([](auto& g) { g.gen.prompt.clear(); }) == "--prompt is required");
     CHECK(bad([](auto& g) { g.gen.sampler = "lms"; }).find("--sampler") != std::string::npos);
     CHECK(bad([](auto& g) { g.gen.grid.clear(); }).find("--out-dir") != std::string::npos);
 }
@@ -213,6 +213,8 @@ TEST_CASE("img2img / inpaint files: readable images, a mask of the input's shape
     CHECK(bad([&](auto& g) { g.input = dir.file("tall.png"); }, false) == "");  // any input shape is fitted
     CHECK(bad([&](auto& g) { g.gen.grid = dir.file("file/out.png"); }).find("--grid: ") == 0);
     CHECK(bad([&](auto& g) { g.gen.grid = dir.path.string(); }).find("is a directory") != std::string::npos);
+    CHECK(bad([&](auto& g) { g.gen.grid = dir.file("none/out.png"); }).find("none does not exist") !=
+          std::string::npos);  // write_png does not make directories
     CHECK(bad([&](auto& g) {
               g.gen.grid.clear();
               g.gen.out_dir = dir.file("file");

@@ -45,8 +45,8 @@ struct ImageEditFlags {
 /// Limits that keep a typo from running for hours.
 inline constexpr int kMaxJumps = 50;
 
-/// "" when `path` can be written (an existing writable directory holds it, or would once the
-/// missing directories above it are made), else why not. Creates nothing.
+/// "" when `path` can be written, else why not: a file needs an existing writable directory, a
+/// directory one above it (the missing directories between are made when writing). Creates nothing.
 inline std::string output_problem(const std::string& path, bool directory) {
     namespace fs = std::filesystem;
     std::error_code ec;
@@ -57,6 +57,8 @@ inline std::string output_problem(const std::string& path, bool directory) {
             return path + (directory ? " exists and is not a directory" : " is a directory");
         return ::access(p.c_str(), W_OK) == 0 ? "" : path + " is not writable";
     }
+    if (!directory && !fs::is_directory(p.parent_path(), ec))
+        return "the directory " + p.parent_path().string() + " does not exist";
     for (fs::path up = p.parent_path();; up = up.parent_path()) {  // the nearest existing directory above
         if (fs::exists(up, ec)) {
             if (!fs::is_directory(up, ec)) return up.string() + " is not a directory";
@@ -68,6 +70,7 @@ inline std::string output_problem(const std::string& path, bool directory) {
 
 /// The first problem with the flags (no files read), or "". `inpaint`: the mask is required.
 inline std::string validate_edit(const ImageEditFlags& f, bool inpaint) {
+    if (f.gen.prompt.empty()) return "--prompt is required";
     if (const std::string g = validate(f.gen); !g.empty()) return g;
     if (f.input.empty()) return "--input IMAGE is required";
     if (inpaint && f.mask.empty()) return "--mask IMAGE is required (white = regenerate, black = keep)";

@@ -33,6 +33,12 @@
 // sample: the last DDPM/DDIM step goes to alpha_bar = 1 (diffusers' set_alpha_to_one), the others'
 // to sigma 0, where every sigma-form sampler takes the prediction x0 itself (an Euler step).
 //
+// Partial and steered runs (img2img, inpainting: sample/img2img.hpp, sample/inpaint.hpp):
+// sample(..., workspace, RunControl, hook) starts at control.first_step from given latents noised to
+// that step's level (z = sqrt(ab)·z0 + sqrt(1 − ab)·eps, eps the item's first draw), calls
+// hook(RunLevel) each time the state reaches a noise level, and with control.jumps re-noises each
+// step back to its level and redoes it (RePaint): (jumps + 1)·model_calls(method, steps run) calls.
+//
 // Determinism. Item i draws all its noise (z_T and every ancestral step) from its own stream
 // stream_rng(seed, i), created inside the call: the same seed gives bitwise the same samples on every
 // call (no generator state carried between calls, the diffusers #4055 pitfall), and item i's sample
