@@ -327,6 +327,22 @@ public:
         return generate(prompts, negative, opt, images, *make<SampleWorkspace<shape_of<Y>::first>>());
     }
 
+    /// generate() with its sampling step given (img2img and inpainting, app/image_edit.hpp): once the
+    /// prompts are encoded and the weights chosen, sample_latents(ContextDenoiser<N>, SamplerOptions)
+    /// writes ws.latents [N, h, h, L], which are then decoded into images.
+    template <class Prompts, Shaped Y, class SampleLatents>
+    int generate_with(const Prompts& prompts, std::string_view negative, const SampleOptions& opt, Y&& images,
+                      SampleWorkspace<shape_of<Y>::first>& ws, SampleLatents&& sample_latents) {
+        constexpr int N = shape_of<Y>::first;
+        static_assert(same_shape<shape_of<Y>, Shape<N, image_size, image_size, image_channels>>,
+                      "LatentDiffusion::generate_with: images must be [N, image_size, image_size, image_channels]");
+        const EmaSwap swap(*this, opt.use_ema && has_ema());
+        const int truncated = encode_prompts<N>(prompts, negative, opt.sampler.guidance != 1, ws);
+        sample_latents(ContextDenoiser<N>{unet(), ws}, sampler_options(opt));
+        decode(ws.latents, images, ws.dec, ws.latents);
+        return truncated;
+    }
+
     // ---- Weights files -----------------------------------------------------------------------
 
     /// Adds the weights (and their metadata) to a writer; the model must outlive w.save(). The EMA

@@ -33,6 +33,12 @@
 // sample: the last DDPM/DDIM step goes to alpha_bar = 1 (diffusers' set_alpha_to_one), the others'
 // to sigma 0, where every sigma-form sampler takes the prediction x0 itself (an Euler step).
 //
+// Partial and steered runs (img2img, inpainting: sample/img2img.hpp, sample/inpaint.hpp):
+// sample(..., workspace, RunControl, hook) starts at control.first_step from given latents noised to
+// that step's level (z = sqrt(ab)·z0 + sqrt(1 − ab)·eps, eps the item's first draw), calls
+// hook(RunLevel) each time the state reaches a noise level, and with control.jumps re-noises each
+// step back to its level and redoes it (RePaint): (jumps + 1)·model_calls(method, steps run) calls.
+//
 // Determinism. Item i draws all its noise (z_T and every ancestral step) from its own stream
 // stream_rng(seed, i), created inside the call: the same seed gives bitwise the same samples on every
 // call (no generator state carried between calls, the diffusers #4055 pitfall), and item i's sample
@@ -235,6 +241,7 @@ public:
     AlignedBuffer<T> z, out;              // [2N, item]: room for both branches
     AlignedBuffer<T> eps, x0, noise;      // [N, item]
     AlignedBuffer<T> prev;                // [N, item]: DPM-Solver++'s previous x0, Heun's first slope
+    AlignedBuffer<T> held;                // [N, item]: DPM-Solver++'s previous x0 kept for a RePaint redo
     std::vector<std::int32_t> timesteps;  // [2N], of which [N] when the branches are asked for apart
     std::vector<Rng> rngs;                // one stream per item
     std::vector<PlannedStep> plan;
@@ -251,6 +258,7 @@ public:
             x0 = AlignedBuffer<T>(n);
             noise = AlignedBuffer<T>(n);
             prev = AlignedBuffer<T>(n);
+            held = AlignedBuffer<T>(n);
             timesteps.assign(2 * std::size_t(b), 0);
             rngs.assign(std::size_t(b), Rng());
         }
@@ -267,6 +275,29 @@ public:
             for (std::size_t k = 0; k < item; ++k) p[k] = T(rngs[std::size_t(i)].normal());
         }
     }
+};
+
+/// A run that starts part-way through its plan or is steered between steps (img2img, inpainting:
+/// sample/img2img.hpp, sample/inpaint.hpp). The default is a plain run.
+template <class T>
+struct RunControl {
+    int first_step = 0;        // run the plan's steps [first_step, steps) (img2img keeps the last ⌈s·steps⌉)
+    const T* clean = nullptr;  // [batch, item] latents to start from, noised to plan[first_step]'s level with
+                               // each item's first noise draw; null: pure noise (first_step 0 only)
+    int jumps = 0;  // RePaint: after each step, re-noise back to the step's level and redo it this many times
+};
+
+/// The state of a run between steps, as its hook sees it: x [batch, item_size] at noise level
+/// alpha_bar (1 at the end), in the sampler's own form: x = scale·z with z the VP form
+/// sqrt(ab)·z0 + sqrt(1 − ab)·eps (scale 1 for DDPM/DDIM, 1/sqrt(ab) for the sigma form).
+/// `step` is the step that comes next (steps at the end).
+template <class T>
+struct RunLevel {
+    T* x = nullptr;
+    int batch = 0;
+    std::size_t item_size = 0;
+    double alpha_bar = 0, scale = 1;
+    int step = 0;
 };
 
 namespace detail {
@@ -324,23 +355,46 @@ void clip_x0(SamplerWorkspace<T>& r, double c, double ab, const T* z) {
 }  // namespace detail
 
 /// Draws `batch` samples of `item_size` elements into out [batch, item_size] (see the header comment),
-/// with the buffers of `r` (allocates nothing when r has run this batch and item size before).
-template <class T, class Denoise>
+/// with the buffers of `r` (allocates nothing when r has run this batch and item size before), run
+/// as `control` says: from control.first_step, and hook(const RunLevel<T>&) called each time the
+/// state reaches a noise level (after the start, after every step, and after every RePaint
+/// re-noising and the redone step that follows it).
+template <class T, class Denoise, class Hook>
 void sample(const NoiseSchedule& s, const SamplerOptions& o, int batch, std::size_t item_size, std::uint64_t seed,
-            T* out, Denoise&& denoise, SamplerWorkspace<T>& r) {
+            T* out, Denoise&& denoise, SamplerWorkspace<T>& r, const RunControl<T>& control, Hook&& hook) {
     if (batch < 1 || item_size == 0) throw std::invalid_argument("sample: empty batch");
     if (!(o.guidance >= 0)) throw std::invalid_argument("sample: guidance must be >= 0");
     if (!(o.eta >= 0)) throw std::invalid_argument("sample: eta must be >= 0");
+    if (control.first_step < 0 || control.first_step >= o.steps)
+        throw std::invalid_argument("sample: first step " + std::to_string(control.first_step) + " of a " +
+                                    std::to_string(o.steps) + "-step run");
+    if (control.first_step > 0 && !control.clean)
+        throw std::invalid_argument("sample: a run that starts part-way needs latents to start from");
+    if (control.jumps < 0) throw std::invalid_argument("sample: jumps must be >= 0");
     r.prepare(s, batch, item_size, o.guidance != 1, o.batch_branches, seed);
     plan_steps(s, o, r.plan);
     const std::vector<PlannedStep>& plan = r.plan;
     const std::size_t n = r.n;
     const bool euler = sigma_form(o.method);
+    const std::size_t first = std::size_t(control.first_step);
 
     // The state: z (VP form) for DDPM/DDIM; x = z/sqrt(ab) (k-diffusion form) for the others.
     r.draw_noise();
-    const T init(euler ? std::sqrt(1 + plan[0].sigma * plan[0].sigma) : 1.0);
-    simd::map(n, r.noise.data(), out, [init](auto e) { return decltype(e)(init) * e; });
+    if (!control.clean) {
+        const T init(euler ? std::sqrt(1 + plan[0].sigma * plan[0].sigma) : 1.0);
+        simd::map(n, r.noise.data(), out, [init](auto e) { return decltype(e)(init) * e; });
+    } else {  // VP: sqrt(ab)·z0 + sqrt(1 − ab)·eps; sigma form: z0 + sigma·eps
+        const double ab = plan[first].alpha_bar;
+        const T a(euler ? 1.0 : std::sqrt(ab)), b(euler ? plan[first].sigma : std::sqrt(1 - ab));
+        simd::map2(n, control.clean, r.noise.data(), out,
+                   [a, b](auto z0, auto e) { return decltype(z0)(a) * z0 + decltype(z0)(b) * e; });
+    }
+    const auto reached = [&](std::size_t next) {  // the hook, at the level before step `next`
+        const double ab = next < plan.size() ? plan[next].alpha_bar : 1.0;
+        hook(static_cast<const RunLevel<T>&>(
+            RunLevel<T>{out, batch, item_size, ab, euler ? 1 / std::sqrt(ab) : 1.0, int(next)}));
+    };
+    reached(first);
 
     // The model's eps for sigma-form state x at planned step q, into r.eps (z = x·sqrt(ab): diffusers'
     // scale_model_input).
@@ -351,7 +405,7 @@ void sample(const NoiseSchedule& s, const SamplerOptions& o, int batch, std::siz
         to_eps_x0(o.prediction, q.alpha_bar, r.z.data(), r.out.data(), n, r.eps.data(), static_cast<T*>(nullptr));
     };
 
-    for (std::size_t i = 0; i < plan.size(); ++i) {
+    const auto take_step = [&](std::size_t i) {
         const PlannedStep& p = plan[i];
         if (euler) eps_at(out, p, int(i));
         else {
@@ -359,7 +413,6 @@ void sample(const NoiseSchedule& s, const SamplerOptions& o, int batch, std::siz
             to_eps_x0(o.prediction, p.alpha_bar, out, r.out.data(), n, r.eps.data(), r.x0.data());
             if (o.clip_sample > 0) detail::clip_x0(r, o.clip_sample, p.alpha_bar, out);
         }
-
         const double ab = p.alpha_bar, abn = p.alpha_bar_next;
         switch (o.method) {
             case Method::ddpm: {  // posterior mean of q(z_prev | z_t, x0), plus its variance ("fixed_small")
@@ -415,7 +468,7 @@ void sample(const NoiseSchedule& s, const SamplerOptions& o, int batch, std::siz
                 }
                 const double h = std::log(p.sigma / p.sigma_next);
                 const T ratio(p.sigma_next / p.sigma), gain(-std::expm1(-h));
-                if (i == 0) {
+                if (i == first) {
                     simd::map2(n, out, r.x0.data(), out, [ratio, gain](auto x, auto d) {
                         return decltype(x)(ratio) * x + decltype(x)(gain) * d;
                     });
@@ -441,7 +494,35 @@ void sample(const NoiseSchedule& s, const SamplerOptions& o, int batch, std::siz
                 break;
             }
         }
+    };
+
+    for (std::size_t i = first; i < plan.size(); ++i) {
+        const bool redo = control.jumps > 0;
+        if (redo && o.method == Method::dpmpp_2m) std::copy_n(r.prev.data(), n, r.held.data());
+        take_step(i);
+        reached(i + 1);
+        for (int j = 0; j < control.jumps; ++j) {  // back to step i's level with fresh noise, and again
+            const double ab = plan[i].alpha_bar, abn = i + 1 < plan.size() ? plan[i + 1].alpha_bar : 1.0;
+            const T a(euler ? 1.0 : std::sqrt(ab / abn));
+            const T b(euler ? std::sqrt(std::max(
+                                  plan[i].sigma * plan[i].sigma - plan[i].sigma_next * plan[i].sigma_next, 0.0))
+                            : std::sqrt(std::max(1 - ab / abn, 0.0)));
+            r.draw_noise();
+            simd::map2(n, out, r.noise.data(), out,
+                       [a, b](auto x, auto e) { return decltype(x)(a) * x + decltype(x)(b) * e; });
+            reached(i);
+            if (o.method == Method::dpmpp_2m) std::copy_n(r.held.data(), n, r.prev.data());
+            take_step(i);
+            reached(i + 1);
+        }
     }
+}
+
+/// A plain run: from pure noise, every step, nothing between steps.
+template <class T, class Denoise>
+void sample(const NoiseSchedule& s, const SamplerOptions& o, int batch, std::size_t item_size, std::uint64_t seed,
+            T* out, Denoise&& denoise, SamplerWorkspace<T>& r) {
+    sample(s, o, batch, item_size, seed, out, denoise, r, RunControl<T>{}, [](const RunLevel<T>&) {});
 }
 
 /// The same with a workspace of its own (allocated for the call).
