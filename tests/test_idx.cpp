@@ -176,8 +176,10 @@ TEST_CASE("IDX: malformed files give errors that name the file and the problem")
     SUBCASE("truncated gzip stream") {
         write_gz(t.file("cut.gz"), idx_bytes(0x803, {3, 4, 5}, 60));
         auto z = read_all(t.file("cut.gz"));
-        REQUIRE(z.size() > 12);   // (also tells GCC's -Wstringop-overflow, under ASan, that the size cannot wrap)
-        z.resize(z.size() - 12);  // drop the CRC trailer and some of the deflate stream
+        REQUIRE(z.size() > 12);
+        // drop the CRC trailer and some of the deflate stream (erase, not resize: under ASan, GCC's
+        // -Wstringop-overflow takes resize's growing branch for a wrapped size)
+        z.erase(z.end() - 12, z.end());
         write_plain(t.file("cut.gz"), z);
         const auto e = error_of([&] { load_idx_images(t.file("cut.gz")); });
         CHECK(contains(e, "cut.gz"));
