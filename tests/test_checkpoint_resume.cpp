@@ -218,6 +218,24 @@ TEST_CASE("checkpoint: loading names what does not fit") {
         const std::string expected = "'" + victim + "' has shape";
         CHECK_THROWS_WITH(load_checkpoint(bad, *fresh.trainer), doctest::Contains(expected.c_str()));
     }
+    SUBCASE("a checkpoint of another preset is refused by name, before any tensor is read") {
+        // The Tiny checkpoint relabelled as the Default preset's: its tensors all fit this Tiny
+        // model, so only the preset check stands between it and a silent load.
+        const io::SafetensorsFile f(path);
+        io::SafetensorsWriter w;
+        std::vector<std::vector<unsigned char>> keep;
+        for (const auto& t : f.tensors()) {
+            keep.push_back(f.read_raw(t.name));
+            w.add_raw(t.name, t.dtype, t.shape, keep.back().data());
+        }
+        for (const auto& [k, v] : f.metadata()) w.set_metadata(k, k == "config" ? "Default" : v);
+        w.save(bad);
+        Run fresh;
+        CHECK_THROWS_WITH(load_checkpoint(bad, *fresh.trainer),
+                          doctest::Contains("written for the Default preset; this model is Tiny"));
+        Model m(99);
+        CHECK_THROWS_WITH(m.load(bad), doctest::Contains("written for the Default preset; this model is Tiny"));
+    }
     SUBCASE("a missing tensor is named") {
         const io::SafetensorsFile f(path);
         io::SafetensorsWriter w;

@@ -337,3 +337,60 @@ TEST_CASE("image folder: loading and serving batches writes nothing in the folde
     CHECK(dir.listing() == listing);
     CHECK(snapshot(dir.path) == before);
 }
+
+TEST_CASE("metadata.jsonl: every bad line is reported by line number with the reason, the good ones kept") {
+    const std::string deep = std::string(1000, '[') + std::string(1000, ']');
+    const std::vector<MetadataEntry> e = parse_metadata_jsonl(
+        "{\"file_name\": \"a.png\", \"text\": \"a\"}\n"
+        "{\"text\": \"no file\"}\n"
+        "{\"file_name\": \"b.png\"}\n"
+        "{\"file_name\": \"c.png\", \"text\": null}\n"
+        "{\"file_name\": \"\", \"text\": \"x\"}\n"
+        "{\"file_name\": \"d.png\", \"text\": {\"en\": \"x\"}}\n"
+        "{\"file_name\": \"e.png\" \"text\": \"x\"}\n"
+        "{\"file_name\": \"f.png\", \"text\": " +
+        deep +
+        "}\n"
+        "\"just a string\"\n"
+        "{\"file_name\": \"g.png\", \"file_name\": \"h.png\", "
+        "\"text\": \"x\"}\n"
+        "{\"file_name\": \"i\xff.png\", \"text\": \"x\"}\n"
+        "{\"file_name\": \"z.png\", \"text\": \"z\"}");
+    const std::vector<std::pair<int, std::string>> want = {
+        {2, "no \"file_name\""},
+        {3, "no caption (\"text\" is missing)"},
+        {4, "no caption (\"text\" is missing)"},
+        {5, "\"file_name\" must be a non-empty string"},
+        {6, "\"text\" is an object, expected a string or an array of strings"},
+        {7, "invalid JSON at byte 22"},
+        {8, "nesting deeper than 64"},
+        {9, "expected a JSON object, found a string"},
+        {10, "duplicate key \"file_name\""},
+        {11, "invalid UTF-8"},
+    };
+    REQUIRE(e.size() == want.size() + 2);
+    CHECK((e.front().error.empty() && e.front().file_name == "a.png"));
+    CHECK((e.back().error.empty() && e.back().line == 12 && e.back().texts == std::vector<std::string>{"z"}));
+    for (std::size_t i = 0; i < want.size(); ++i) {
+        CAPTURE(e[i + 1].error);
+        CHECK(e[i + 1].line == want[i].first);
+        CHECK(contains(e[i + 1].error, want[i].second));
+    }
+}
+
+TEST_CASE("check_inside_folder: relative paths inside the folder pass, everything else is refused") {
+    for (const char* ok : {"a.png", "cats/1.png", "./a.png", "a..b.png", "..a.png", "dir/..png", "x/./y.png"}) {
+        CAPTURE(ok);
+        CHECK(error_of([&] { check_inside_folder(ok); }).empty());
+    }
+    const std::vector<std::pair<std::string, std::string>> bad = {
+        {"../../etc/passwd", "leads out of the folder"}, {"..", "leads out of the folder"},
+        {"a/../../b.png", "leads out of the folder"},    {"a/..", "leads out of the folder"},
+        {"/etc/passwd", "is an absolute path"},          {"//server/share.png", "is an absolute path"},
+        {std::string("a\0.png", 6), "NUL byte"},
+    };
+    for (const auto& [name, message] : bad) {
+        CAPTURE(name);
+        CHECK(contains(error_of([&] { check_inside_folder(name); }), message));
+    }
+}

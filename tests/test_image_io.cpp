@@ -9,6 +9,7 @@
 #include <csetjmp>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -255,4 +256,66 @@ TEST_CASE("PNG: 16-bit samples are scaled (not gamma-encoded) to 8 bits, palette
     const ByteImage p = read_image(dir.file("pal.png"));
     CHECK(p.channels == 3);
     CHECK(p.pixels == std::vector<std::uint8_t>{200, 150, 100, 10, 20, 30});
+}
+
+namespace {
+
+/// A 4×4 CMYK JPEG through libjpeg's compressor (Adobe's layout: the decoder sees CMYK, not RGB).
+std::vector<std::uint8_t> cmyk_jpeg() {
+    jpeg_compress_struct cinfo;
+    jpeg_error_mgr err;
+    cinfo.err = jpeg_std_error(&err);
+    jpeg_create_compress(&cinfo);
+    unsigned char* out = nullptr;
+    unsigned long size = 0;
+    jpeg_mem_dest(&cinfo, &out, &size);
+    cinfo.image_width = 4;
+    cinfo.image_height = 4;
+    cinfo.input_components = 4;
+    cinfo.in_color_space = JCS_CMYK;
+    jpeg_set_defaults(&cinfo);
+    jpeg_start_compress(&cinfo, TRUE);
+    std::uint8_t row[16];
+    for (int i = 0; i < 16; ++i) row[i] = std::uint8_t(i * 16);
+    while (cinfo.next_scanline < cinfo.image_height) {
+        JSAMPROW r = row;
+        jpeg_write_scanlines(&cinfo, &r, 1);
+    }
+    jpeg_finish_compress(&cinfo);
+    jpeg_destroy_compress(&cinfo);
+    std::vector<std::uint8_t> bytes(out, out + size);
+    std::free(out);
+    return bytes;
+}
+
+}  // namespace
+
+TEST_CASE("untrusted images, file readers: read_png refuses bombs and zero sizes, CMYK JPEG is refused") {
+    test_files::TempDir dir;
+    std::vector<std::uint8_t> px(16 * 16 * 3, 100);
+    write_png(dir.file("a.png"), 16, 16, 3, px.data());
+    const std::vector<std::uint8_t> png = file_bytes(dir.file("a.png"));
+    const auto read_png_error = [&](const std::vector<std::uint8_t>& b, int channels = 0) {
+        test_files::write_file(dir.file("x.png"), std::string(b.begin(), b.end()));
+        return error_of([&] { read_png(dir.file("x.png"), channels); });
+    };
+    CHECK(read_png_error(png).empty());  // the baseline reads
+    // A 100000x100000 claim in a file of a few hundred bytes: refused from the header, before the
+    // 30 GB buffer it would need (the pixel cap, as decode_png applies it).
+    const std::string bomb = read_png_error(png_claiming(png, 100000, 100000));
+    CAPTURE(bomb);
+    CHECK(contains(bomb, "x.png"));
+    CHECK(contains(bomb, "100000x100000, more than the limit of 67108864 pixels"));
+    CHECK(contains(read_png_error(png_claiming(png, 8193, 8192)), "more than the limit"));
+    CHECK(contains(error_of([&] { read_png(dir.file("a.png"), 0, 255); }), "16x16, more than the limit of 255 pixels"));
+    // zero width or height: libpng refuses the header
+    CHECK(contains(read_png_error(png_claiming(png, 0, 16)), "x.png: cannot read"));
+    CHECK(contains(read_png_error(png_claiming(png, 16, 0)), "x.png: cannot read"));
+    // a channel count no PNG layout has
+    CHECK_THROWS_AS(read_png(dir.file("a.png"), 5), std::invalid_argument);
+    CHECK_THROWS_AS(read_png(dir.file("a.png"), -1), std::invalid_argument);
+    // JPEG: four channels (CMYK) are refused with a reason, not decoded as something else
+    const std::vector<std::uint8_t> cmyk = cmyk_jpeg();
+    CHECK(contains(error_of([&] { decode_image(cmyk.data(), cmyk.size(), "k.jpg"); }),
+                   "k.jpg: a CMYK JPEG, which is not supported"));
 }

@@ -450,6 +450,28 @@ TEST_CASE("safetensors: corrupt files give errors that name the file and the pro
                      data8)),
         "is too large"));
 
+    // Deeply nested JSON stops at the parser's depth limit (no stack overflow, however deep).
+    const std::string deep = std::string(100000, '[') + std::string(100000, ']');
+    CHECK(contains(err(st_bytes(R"({"a":)" + deep + "}", "")), "nesting deeper than 64"));
+    CHECK(contains(err(st_bytes(R"({"__metadata__":{"k":)" + deep + "}}", "")), "nesting deeper than 64"));
+    // Two tensors of one name: the second would silently shadow the first.
+    const auto e_dup = err(st_bytes(
+        R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})",
+        data8));
+    CHECK(contains(e_dup, "header is not valid JSON"));
+    CHECK(contains(e_dup, "duplicate key \"a\""));
+    // Dimensions that fit 64 bits one by one but whose product does not (2^80 elements).
+    CHECK(contains(
+        err(st_bytes(R"({"a":{"dtype":"U8","shape":[65536,65536,65536,65536,65536],"data_offsets":[0,8]}})", data8)),
+        "shape [65536, 65536, 65536, 65536, 65536] is too large"));
+    // Offsets beyond the file, up to where adding the data's start would wrap 64 bits.
+    CHECK(contains(
+        err(st_bytes(R"({"a":{"dtype":"U8","shape":[8],"data_offsets":[18446744073709551607,18446744073709551615]}})",
+                     data8)),
+        "tensor 'a' ends at data byte 18446744073709551615 but the file holds only 8 data bytes"));
+    CHECK(contains(err(st_bytes(R"({"a":{"dtype":"U8","shape":[8],"data_offsets":[1000,1008]}})", data8)),
+                   "tensor 'a' ends at data byte 1008 but the file holds only 8 data bytes"));
+
     // A file cut short anywhere is refused.
     SafetensorsWriter w;
     const std::vector<float> v(10, 1.0f);

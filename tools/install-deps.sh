@@ -5,7 +5,8 @@
 set -euo pipefail
 pkgs=(g++ cmake make libeigen3-dev libxsimd-dev doctest-dev zlib1g-dev libpng-dev libjpeg62-turbo-dev wamerican clang-format-14 dataset-fashion-mnist
   libcli11-dev  # the example programs' command-line parser
-  libopenmpi-dev openmpi-bin)  # Open MPI: optional data-parallel training (include/diffuse/dist/) and its tests
+  libopenmpi-dev openmpi-bin  # Open MPI: optional data-parallel training (include/diffuse/dist/) and its tests
+  clang-14 libclang-rt-14-dev libomp-14-dev)  # libFuzzer and clang's OpenMP: the fuzz targets (fuzz/, .ci/run)
 [[ "${1:-}" == "--torch" ]] && pkgs+=(python3-torch)
 missing=()
 for p in "${pkgs[@]}"; do

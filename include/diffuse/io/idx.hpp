@@ -69,23 +69,20 @@ public:
 
     /// Reads exactly n bytes; `what` names the part for the error message.
     void read(void* dst, std::size_t n, const char* what) {
-        std::size_t got = 0;
-        auto* p = static_cast<unsigned char*>(dst);
-        while (got < n) {
-            // gzread takes an unsigned count and returns an int: read in chunks below INT_MAX.
-            const unsigned chunk = unsigned(std::min<std::size_t>(n - got, 1u << 30));
-            const int r = gzread(f_, p + got, chunk);
-            if (r < 0)
-                fail(std::string(errno_failed() ? "cannot read the " : "corrupt gzip data in the ") + what + " (" +
-                     zlib_error() + ")");
-            if (r == 0) break;
-            got += std::size_t(r);
-        }
-        if (got < n) {
-            int err = 0;
-            gzerror(f_, &err);
-            fail(std::string("truncated: the ") + what + " needs " + std::to_string(n) + " bytes but only " +
-                 std::to_string(got) + " remain" + (err != Z_OK ? " (" + zlib_error() + ")" : std::string()));
+        const std::size_t got = read_some(dst, n, what);
+        if (got < n) truncated(n, got, what);
+    }
+
+    /// Reads exactly n bytes into out, growing it as the data arrives: a header that claims more
+    /// than the file holds fails on the missing bytes rather than first allocating all of them.
+    void read(std::vector<std::uint8_t>& out, std::size_t n, const char* what) {
+        constexpr std::size_t step = std::size_t(1) << 22;
+        out.clear();
+        while (out.size() < n) {
+            const std::size_t have = out.size(), chunk = std::min(n - have, step);
+            out.resize(have + chunk);
+            const std::size_t got = read_some(out.data() + have, chunk, what);
+            if (got < chunk) truncated(n, have + got, what);
         }
     }
 
@@ -119,6 +116,30 @@ public:
     }
 
 private:
+    /// Reads up to n bytes, fewer only at the end of the data; throws on a read or gzip error.
+    std::size_t read_some(void* dst, std::size_t n, const char* what) {
+        std::size_t got = 0;
+        auto* p = static_cast<unsigned char*>(dst);
+        while (got < n) {
+            // gzread takes an unsigned count and returns an int: read in chunks below INT_MAX.
+            const unsigned chunk = unsigned(std::min<std::size_t>(n - got, 1u << 30));
+            const int r = gzread(f_, p + got, chunk);
+            if (r < 0)
+                fail(std::string(errno_failed() ? "cannot read the " : "corrupt gzip data in the ") + what + " (" +
+                     zlib_error() + ")");
+            if (r == 0) break;
+            got += std::size_t(r);
+        }
+        return got;
+    }
+
+    [[noreturn]] void truncated(std::size_t n, std::size_t got, const char* what) {
+        int err = 0;
+        gzerror(f_, &err);
+        fail(std::string("truncated: the ") + what + " needs " + std::to_string(n) + " bytes but only " +
+             std::to_string(got) + " remain" + (err != Z_OK ? " (" + zlib_error() + ")" : std::string()));
+    }
+
     bool errno_failed() {
         int err = 0;
         gzerror(f_, &err);
@@ -155,10 +176,15 @@ inline IdxImages load_idx_images(const std::string& path) {
     out.count = detail::checked_dim(r, r.read_be32("header"), "image count", true);
     out.rows = detail::checked_dim(r, r.read_be32("header"), "row count", false);
     out.cols = detail::checked_dim(r, r.read_be32("header"), "column count", false);
-    const std::size_t n = std::size_t(out.count) * std::size_t(out.rows) * std::size_t(out.cols);
-    if (n > (std::size_t(1) << 34)) r.fail("implausible size " + std::to_string(n) + " bytes");
-    out.pixels.resize(n);
-    r.read(out.pixels.data(), n, "image data");
+    // Each dimension is below 2^25, so rows × cols fits 64 bits, but count × rows × cols may not:
+    // compare by division so that a wrapped product cannot pass for a small one.
+    constexpr std::uint64_t max_bytes = std::uint64_t(1) << 34;
+    const std::uint64_t per_image = std::uint64_t(out.rows) * std::uint64_t(out.cols);
+    if (per_image > max_bytes || (out.count > 0 && std::uint64_t(out.count) > max_bytes / per_image))
+        r.fail("implausible size: " + std::to_string(out.count) + " images of " + std::to_string(out.rows) + "x" +
+               std::to_string(out.cols) + " is more than " + std::to_string(max_bytes) + " bytes");
+    const std::size_t n = std::size_t(out.count) * std::size_t(per_image);
+    r.read(out.pixels, n, "image data");
     r.expect_end();
     return out;
 }
@@ -169,8 +195,7 @@ inline IdxLabels load_idx_labels(const std::string& path) {
     r.read_magic(1);
     IdxLabels out;
     out.count = detail::checked_dim(r, r.read_be32("header"), "label count", true);
-    out.labels.resize(std::size_t(out.count));
-    r.read(out.labels.data(), out.labels.size(), "label data");
+    r.read(out.labels, std::size_t(out.count), "label data");
     r.expect_end();
     return out;
 }

@@ -21,6 +21,7 @@
 
 #include "diffuse/core/tensor.hpp"
 #include "diffuse/io/atomic_file.hpp"
+#include "diffuse/io/byte_image.hpp"
 
 namespace diffuse::io {
 
@@ -142,21 +143,20 @@ void write_png_grid(const std::string& path, const X& images, int rows, int cols
 
 /// Reads a PNG into floats in [-1, 1]. channels = 0 keeps the file's layout (1 gray, 2 gray+alpha,
 /// 3 RGB, 4 RGBA; palettes become RGB or RGBA); 1-4 converts, compositing alpha onto black when
-/// it is dropped. Throws std::runtime_error naming the file on a missing or corrupt file.
-inline Image read_png(const std::string& path, int channels = 0) {
+/// it is dropped. Throws std::runtime_error naming the file on a missing or corrupt file, or one
+/// of more than max_pixels pixels (checked before decoding: a small file can claim any size).
+inline Image read_png(const std::string& path, int channels = 0, std::uint64_t max_pixels = kMaxImagePixels) {
     detail::PngImageGuard g;
     if (!png_image_begin_read_from_file(&g.image, path.c_str()))
         throw std::runtime_error("png " + path + ": cannot read (" + g.message() + ")");
+    detail::check_image_size("png " + path, g.image.width, g.image.height, max_pixels);
     const std::uint32_t stored = g.image.format & (PNG_FORMAT_FLAG_COLOR | PNG_FORMAT_FLAG_ALPHA);
     g.image.format = channels == 0 ? stored : detail::png_format_for(channels);
     Image out;
     out.height = int(g.image.height);
     out.width = int(g.image.width);
     out.channels = int(PNG_IMAGE_SAMPLE_CHANNELS(g.image.format));
-    const std::size_t bytes = PNG_IMAGE_SIZE(g.image);
-    if (bytes > (std::size_t(1) << 30))
-        throw std::runtime_error("png " + path + ": " + std::to_string(out.width) + "x" + std::to_string(out.height) +
-                                 " is too large to load");
+    const std::size_t bytes = std::size_t(out.width) * std::size_t(out.height) * std::size_t(out.channels);
     std::vector<std::uint8_t> buf(bytes);
     const png_color black{0, 0, 0};
     if (!png_image_finish_read(&g.image, &black, buf.data(), 0, nullptr))
