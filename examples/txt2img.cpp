@@ -7,6 +7,7 @@
 //   txt2img --weights models/emoji.safetensors --prompt "red apple" --grid apple.png
 //   txt2img --prompts prompts.txt --n 4 --grid rows.png   (one row of 4 per line of the file)
 //   txt2img --prompt "a pair of trousers" --negative "a dress" --sampler euler_a --out-dir out/
+//   txt2img --lora sparkly.safetensors --lora-strength 0.8 --prompt "a photo of a sparkly bag" --grid bags.png
 //
 // Without --weights the shipped model models/diffusion.safetensors is used, looked up in the
 // source tree this program was built from, then in ./models/ (examples/common/model_files.hpp).

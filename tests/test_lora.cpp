@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "diffuse/data/image_folder.hpp"
@@ -273,23 +274,21 @@ TEST_CASE(
 
 TEST_CASE("LoRA: a bad adapter file is refused with its name and the problem") {
     test_files::TempDir dir;
-    write_base_folder(dir.path.string());
     auto model = std::make_unique<Model>(3);
     const std::string file = dir.file("bad.safetensors");
-    std::vector<float> down(2 * 8, 0.f), up(8 * 3, 0.f);  // [2, 8] fits; [8, 3] does not fit rank 2
-    io::SafetensorsWriter w;
-    w.add("unet.mid.cross.attn.q_proj.lora_down.weight", {2, 8}, down.data());
-    w.add("unet.mid.cross.attn.q_proj.lora_up.weight", {8, 3}, up.data());
-    w.set_metadata("format", lora::kFormat);
-    w.set_metadata("config", "Tiny");
-    w.set_metadata("trigger_word", "");
-    w.save(file);
+    const std::vector<float> zeros(64, 0.f);
+    // Writes an adapter file of zero tensors of these names and shapes.
+    const auto write = [&](const std::vector<std::pair<std::string, std::vector<std::int64_t>>>& tensors) {
+        io::SafetensorsWriter w;
+        for (const auto& [name, shape] : tensors) w.add(name, shape, zeros.data());
+        w.set_metadata("format", lora::kFormat);
+        w.set_metadata("config", "Tiny");
+        w.set_metadata("trigger_word", "");
+        w.save(file);
+    };
+    write({{"unet.mid.cross.attn.q_proj.lora_down.weight", {2, 8}},  // fits a rank-2 adapter
+           {"unet.mid.cross.attn.q_proj.lora_up.weight", {8, 3}}});  // rank 3: does not
     CHECK_THROWS_WITH(Adapters(*model, io::SafetensorsFile(file), 1.0), doctest::Contains("do not fit"));
-    io::SafetensorsWriter w2;
-    w2.add("unet.nowhere.lora_down.weight", {2, 8}, down.data());
-    w2.set_metadata("format", lora::kFormat);
-    w2.set_metadata("config", "Tiny");
-    w2.set_metadata("trigger_word", "");
-    w2.save(file);
+    write({{"unet.nowhere.lora_down.weight", {2, 8}}});
     CHECK_THROWS_WITH(Adapters(*model, io::SafetensorsFile(file), 1.0), doctest::Contains("unet.nowhere"));
 }

@@ -151,10 +151,9 @@ public:
             const auto& ds = down->shape;
             if (ds.size() != 2 || ds[1] != in || ds[0] < 1 || up.shape.size() != 2 || up.shape[0] != out ||
                 up.shape[1] != ds[0])
-                f.fail(name + ": lora_down " + io::shape_string(ds) + " and lora_up " +
-                       io::shape_string(up.shape) + " do not fit a " + std::to_string(in) + " -> " +
-                       std::to_string(out) + " projection as [r, " + std::to_string(in) + "] and [" +
-                       std::to_string(out) + ", r]");
+                f.fail(name + ": lora_down " + io::shape_string(ds) + " and lora_up " + io::shape_string(up.shape) +
+                       " do not fit a " + std::to_string(in) + " -> " + std::to_string(out) + " projection as [r, " +
+                       std::to_string(in) + "] and [" + std::to_string(out) + ", r]");
             double alpha = double(ds[0]);  // kohya's default when a file carries no alpha
             if (f.find(name + ".alpha")) f.read(name + ".alpha", &alpha, 1);
             add_module(name, in, out, int(ds[0]), alpha, slot);
