@@ -231,9 +231,7 @@ TEST_CASE(
     {
         Tuner tuner(*model, lora, test_files::load_gray_folder(tune_dir.path.string(), kSide),
                     {.seed = 2, .lr = 3e-2, .warmup_steps = 2, .caption_dropout = 0});
-        std::vector<double> losses;
-        for (int i = 0; i < 150; ++i) losses.push_back(tuner.step().loss);
-        MESSAGE("LoRA loss " << losses.front() << " -> " << losses.back());
+        for (int i = 0; i < 150; ++i) tuner.step();
     }
     const auto tuned = sample(*model, prompt);
     const double after = distance_to_sparkly(*model, *sample_latents(*model, prompt));
@@ -268,7 +266,7 @@ TEST_CASE(
     merged.merge();
     const auto a = sample(*fresh, prompt), b = sample(*other, prompt);
     MESSAGE("merged vs unmerged: max |difference| " << max_abs_difference(*a, *b));
-    CHECK(max_abs_difference(*a, *b) < 1e-4);
+    CHECK(max_abs_difference(*a, *b) < 5e-6);      // rounding: 4e-7; merging 0.1 % too much of B·A: 1.5e-5
     CHECK(max_abs_difference(*a, *tuned) > 1e-3);  // 0.8 is not 1: the comparison can tell strengths apart
 }
 
