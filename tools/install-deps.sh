@@ -6,6 +6,7 @@ set -euo pipefail
 pkgs=(g++ cmake make libeigen3-dev libxsimd-dev doctest-dev zlib1g-dev libpng-dev libjpeg62-turbo-dev wamerican clang-format-14 dataset-fashion-mnist
   libopenmpi-dev openmpi-bin)  # Open MPI: optional data-parallel training (include/diffuse/dist/) and its tests
 [[ "${1:-}" == "--torch" ]] && pkgs+=(python3-torch)
+pkgs+=(python3-numpy)  # tools/sparkly_fashion.py: the data of README's LoRA example
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
