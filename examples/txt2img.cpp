@@ -7,12 +7,14 @@
 //   txt2img --weights models/emoji.safetensors --prompt "red apple" --grid apple.png
 //   txt2img --prompts prompts.txt --n 4 --grid rows.png   (one row of 4 per line of the file)
 //   txt2img --prompt "a pair of trousers" --negative "a dress" --sampler euler_a --out-dir out/
+//   txt2img --lora sparkly.safetensors --lora-strength 0.8 --prompt "a photo of a sparkly bag" --grid bags.png
 //
 // Without --weights the shipped model models/diffusion.safetensors is used, looked up in the
 // source tree this program was built from, then in ./models/ (examples/common/model_files.hpp).
 #include <omp.h>
 
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <exception>
 #include <filesystem>
@@ -26,6 +28,7 @@
 #include "diffuse/io/png.hpp"
 #include "diffuse/io/safetensors.hpp"
 #include "diffuse/models/latent_diffusion.hpp"
+#include "diffuse/models/lora.hpp"
 
 #include "common/cli.hpp"
 #include "common/generation_flags.hpp"
@@ -37,12 +40,24 @@ namespace {
 // The sampling workspace is sized at compile time; --n images are drawn in batches of this many.
 constexpr int kBatch = 16;
 
+/// Low-rank adapters on top of the base model (lora_train's file): --lora FILE --lora-strength S.
+struct LoraFlags {
+    std::string file;
+    double strength = 1;
+    bool merge = false;
+};
+
 template <class Preset>
-int run(const cli::GenerationFlags& f, const std::string& weights, bool raw) {
+int run(const cli::GenerationFlags& f, const std::string& weights, bool raw, const LoraFlags& lf) {
     using namespace diffuse;
     using Model = LatentDiffusion<float, Preset>;
     auto model = std::make_unique<Model>();
     model->load(weights);
+    std::unique_ptr<LoraAdapters<float, Preset>> lora;
+    if (!lf.file.empty()) {
+        lora = std::make_unique<LoraAdapters<float, Preset>>(*model, io::SafetensorsFile(lf.file), lf.strength);
+        if (lf.merge) lora->merge();
+    }
     typename Model::SampleOptions opt;
     opt.sampler = cli::sampler_options(f);
     opt.seed = std::uint64_t(f.seed);
@@ -93,6 +108,7 @@ int main(int argc, char** argv) {
     using namespace diffuse;
     cli::GenerationFlags f;
     bool raw = false;
+    LoraFlags lf;
     cli::Parser cli("txt2img",
                     "generate images from a text prompt with a trained model (its preset read from the weights).\n"
                     "Usage: txt2img --prompt TEXT (--out-dir DIR | --grid FILE.png) [options]");
@@ -110,9 +126,17 @@ int main(int argc, char** argv) {
         .option("--out-dir", f.out_dir, "write DIR/0000.png, DIR/0001.png, ... (one per image)")
         .option("--grid", f.grid, "write all images as one grid PNG")
         .option("--threads", f.threads, "OpenMP threads (0: OpenMP's default; on a busy machine 1 can be much faster)")
-        .flag("--raw-weights", raw, "sample with the trained weights instead of their EMA");
+        .flag("--raw-weights", raw, "sample with the trained weights instead of their EMA")
+        .option("--lora", lf.file, "low-rank adapters (and trigger word) from lora_train, on top of the model")
+        .option("--lora-strength", lf.strength, "how strongly the adapters act: 0 is the base model, 1 as trained")
+        .flag("--lora-merge", lf.merge, "merge the adapters into the weights before sampling (same images, faster)");
     cli.parse(argc, argv);
     if (const std::string problem = cli::validate(f); !problem.empty()) cli.fail(problem);
+    if (!lf.file.empty() && !std::filesystem::is_regular_file(lf.file))
+        cli.fail("--lora '" + lf.file + "' is not a file");
+    if (!std::isfinite(lf.strength)) cli.fail("--lora-strength must be a finite number");
+    if ((lf.strength != 1 || lf.merge) && lf.file.empty())
+        cli.fail("--lora-strength and --lora-merge need --lora FILE");
     if (!f.prompts_file.empty()) {
         try {
             cli::read_prompts(f.prompts_file);  // before any work: a bad file is a bad flag
@@ -122,7 +146,8 @@ int main(int argc, char** argv) {
     if (f.threads > 0) omp_set_num_threads(f.threads);
     try {
         const std::string weights = cli::diffusion_weights(f.weights, __FILE__);
-        return cli::with_preset(cli::preset_of(weights), [&]<class Preset>() { return run<Preset>(f, weights, raw); });
+        return cli::with_preset(cli::preset_of(weights),
+                                [&]<class Preset>() { return run<Preset>(f, weights, raw, lf); });
     } catch (const std::exception& e) {
         std::fprintf(stderr, "txt2img: %s\n", e.what());
         return 1;

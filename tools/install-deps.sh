@@ -8,6 +8,7 @@ pkgs=(g++ cmake make libeigen3-dev libxsimd-dev doctest-dev zlib1g-dev libpng-de
   libopenmpi-dev openmpi-bin  # Open MPI: optional data-parallel training (include/diffuse/dist/) and its tests
   clang-14 libclang-rt-14-dev libomp-14-dev)  # libFuzzer and clang's OpenMP: the fuzz targets (fuzz/, .ci/run)
 [[ "${1:-}" == "--torch" ]] && pkgs+=(python3-torch)
+pkgs+=(python3-numpy)  # tools/sparkly_fashion.py: the data of README's LoRA example
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -16,6 +16,7 @@
 #include "diffuse/core/params.hpp"
 #include "diffuse/core/simd.hpp"
 #include "diffuse/core/tensor.hpp"
+#include "diffuse/nn/lora.hpp"
 
 namespace diffuse {
 
@@ -26,6 +27,8 @@ struct Linear {
 
     Param<T, Out, In> weight{Init::FanIn(In)};
     Param<T, Out> bias{Init::FanIn(In)};
+    /// A low-rank adapter acting with this layer (nn/lora.hpp; models/lora.hpp attaches it), or null.
+    const LoraHook<T>* lora = nullptr;
 
     template <class V>
     constexpr void visit(V& v) {
@@ -44,6 +47,7 @@ struct Linear {
         T* yp = y.data();
         for (int m = 0; m < M; ++m) std::copy(bias.value_ptr, bias.value_ptr + Out, yp + std::size_t(m) * Out);
         gemm<Trans::N, Trans::T>(M, Out, In, x.data(), weight.value_ptr, yp, Accumulate::yes);
+        if (lora) lora::forward_add(*lora, M, In, Out, x.data(), yp);
     }
 
     template <Shaped X, Shaped Y, Shaped DY, Shaped DX>
@@ -58,6 +62,7 @@ struct Linear {
         for (int m = 0; m < M; ++m) simd::add_to(std::size_t(Out), dy.data() + std::size_t(m) * Out, bias.grad_ptr);
         // dx[M, In] += dy[M, Out] · W[Out, In]
         if (dx.data()) gemm<Trans::N, Trans::N>(M, In, Out, dy.data(), weight.value_ptr, dx.data(), Accumulate::yes);
+        if (lora) lora::backward(*lora, M, In, Out, x.data(), dy.data(), dx.data());
     }
 
 private:

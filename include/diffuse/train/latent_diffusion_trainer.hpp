@@ -205,6 +205,20 @@ public:
 
     /// One diffusion training step (text encoder + UNet) on the next batch.
     DiffusionStats diffusion_step() {
+        DiffusionStats s = diffusion_gradients();
+        s.grad_norm = double(clip_grad_norm(model.diffusion_store, T(options.grad_clip)));
+        s.lr = diffusion_schedule()(diffusion_steps);
+        diffusion_adam.lr = s.lr;
+        diffusion_adam.step();
+        ema.update(model.ema, model.diffusion_store);
+        ++diffusion_steps;
+        return s;
+    }
+
+    /// The first half of diffusion_step(): the loss on the next batch (of step diffusion_steps) and
+    /// its gradients in model.diffusion_store (zeroed first; averaged over ranks), and no update. For
+    /// trainers that update something else from them (train/lora_trainer.hpp: low-rank adapters).
+    DiffusionStats diffusion_gradients() {
         auto& ws = diffusion_ws();
         next_batch(ws.batch, ws.x);
         for (int i = 0; i < N; ++i) {
@@ -238,12 +252,6 @@ public:
         std::array<double, 2> loss{s.loss, s.weighted_loss};
         global_mean(loss);
         s.loss = loss[0], s.weighted_loss = loss[1];
-        s.grad_norm = double(clip_grad_norm(model.diffusion_store, T(options.grad_clip)));
-        s.lr = diffusion_schedule()(diffusion_steps);
-        diffusion_adam.lr = s.lr;
-        diffusion_adam.step();
-        ema.update(model.ema, model.diffusion_store);
-        ++diffusion_steps;
         return s;
     }
 
