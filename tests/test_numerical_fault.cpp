@@ -45,6 +45,15 @@ struct Run {
     }
 };
 
+/// The message of the NumericalFault that step() throws ("" if none).
+template <class Step>
+std::string fault_of(Step step) {
+    try {
+        step();
+    } catch (const NumericalFault& e) { return e.what(); }
+    return "";
+}
+
 std::vector<float> copy(const float* p, std::size_t n) { return {p, p + n}; }
 bool same(const std::vector<float>& a, const float* b) { return std::memcmp(a.data(), b, a.size() * 4) == 0; }
 
@@ -90,10 +99,7 @@ TEST_CASE("an infinite VAE weight stops the VAE step with its name") {
     const auto& info = r.model->vae_store.infos()[3];
     r.model->vae_store.values()[info.offset] = std::numeric_limits<float>::infinity();
     const std::vector<float> before = copy(r.model->vae_store.values(), r.model->vae_store.size());
-    std::string message;
-    try {
-        r.trainer->vae_step();
-    } catch (const NumericalFault& e) { message = e.what(); }
+    const std::string message = fault_of([&] { r.trainer->vae_step(); });
     MESSAGE(message);
     CHECK(message.starts_with("VAE step 3: the loss is "));
     CHECK(message.ends_with("; first non-finite weight: " + info.name +
@@ -106,10 +112,7 @@ TEST_CASE("a poisoned input (latent scale NaN) names the first non-finite gradie
     Run r;
     r.model->latent_scale = std::nan("");
     const Snapshot before(r);
-    std::string message;
-    try {
-        r.trainer->diffusion_step();
-    } catch (const NumericalFault& e) { message = e.what(); }
+    const std::string message = fault_of([&] { r.trainer->diffusion_step(); });
     MESSAGE(message);
     CHECK(message.starts_with("diffusion step 3: the loss is nan; first non-finite gradient: "));
     // The tensor it names holds a NaN gradient, and no tensor before it does.
