@@ -4,6 +4,7 @@
 #define DIFFUSE_EXAMPLES_CLI_HPP
 
 #include <charconv>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
@@ -20,7 +21,7 @@ public:
     Parser& option(std::string name, std::string& target, std::string help) {
         return add(std::move(name), "TEXT", std::move(help), "\"" + target + "\"", [&target](std::string_view v) {
             target = std::string(v);
-            return true;
+            return std::string();
         });
     }
     Parser& option(std::string name, int& target, std::string help) {
@@ -29,14 +30,17 @@ public:
     Parser& option(std::string name, long long& target, std::string help) {
         return number(std::move(name), target, std::move(help));
     }
+    /// A real number; NaN and infinities are refused ("--guidance: 'nan' is not a finite number"),
+    /// so a program's range checks only ever see finite values.
     Parser& option(std::string name, double& target, std::string help) {
         return add(std::move(name), "X", std::move(help), std::to_string(target), [&target](std::string_view v) {
             char* end = nullptr;
             const std::string s(v);
             const double d = std::strtod(s.c_str(), &end);
-            if (s.empty() || *end != '\0') return false;
+            if (s.empty() || *end != '\0') return std::string("is not a number");
+            if (!std::isfinite(d)) return std::string("is not a finite number");
             target = d;
-            return true;
+            return std::string();
         });
     }
     Parser& flag(std::string name, bool& target, std::string help) {
@@ -70,7 +74,8 @@ public:
                 if (arg != o.name) continue;
                 known = true;
                 if (i + 1 >= argc) fail(o.name + " needs a value (" + o.metavar + ")");
-                if (!o.set(argv[++i])) fail(o.name + ": '" + argv[i] + "' is not a valid " + o.metavar);
+                if (const std::string problem = o.set(argv[++i]); !problem.empty())
+                    fail(o.name + ": '" + argv[i] + "' " + problem);
             }
             if (!known && positional_ && !arg.starts_with("-")) {
                 positional_->emplace_back(arg);
@@ -89,7 +94,7 @@ public:
 private:
     struct Option {
         std::string name, metavar, help, default_text;
-        std::function<bool(std::string_view)> set;
+        std::function<std::string(std::string_view)> set;  // "" or what is wrong with the value
     };
     struct Flag {
         std::string name, help;
@@ -101,13 +106,14 @@ private:
         return add(std::move(name), "N", std::move(help), std::to_string(target), [&target](std::string_view v) {
             I x{};
             auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), x);
-            if (ec != std::errc() || p != v.data() + v.size()) return false;
+            if (ec == std::errc::result_out_of_range) return std::string("is out of range");
+            if (ec != std::errc() || p != v.data() + v.size()) return std::string("is not a whole number");
             target = x;
-            return true;
+            return std::string();
         });
     }
     Parser& add(std::string name, std::string metavar, std::string help, std::string def,
-                std::function<bool(std::string_view)> set) {
+                std::function<std::string(std::string_view)> set) {
         options_.push_back({std::move(name), std::move(metavar), std::move(help), std::move(def), std::move(set)});
         return *this;
     }

@@ -102,5 +102,20 @@ if [[ -f $weights ]]; then
   grep -q "3 images" "$dir/err" || fail "txt2img --n 3 does not report 3 images: $(tr '\r' '\n' <"$dir/err")"
 fi
 
+# A NaN in training (a learning rate of 1e30 overflows the weights within two steps) stops train with
+# one line naming the step and the tensor; the checkpoint on disk is the last good step's, byte for
+# byte the one a run that stops there writes.
+if [[ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]]; then
+  nan=("$bin/train" --preset tiny --vae-steps 3 --lr 1e30 --warmup 0 --checkpoint-every 1 --sample-every 0
+    --sample-steps 2 --threads 1)
+  expect 1 "train: diffusion step 2: the loss is nan; first non-finite gradient: text_encoder." \
+    "${nan[@]}" --steps 10 --out-dir "$dir/nan"
+  grep -qF "the last good checkpoint $dir/nan/checkpoint.safetensors (VAE step 3, diffusion step 1) is intact" \
+    "$dir/err" || fail "train's NaN message does not name the intact checkpoint: $(cat "$dir/err")"
+  "${nan[@]}" --steps 1 --out-dir "$dir/one" >/dev/null 2>&1 || fail "train --steps 1 failed"
+  cmp -s "$dir/nan/checkpoint.safetensors" "$dir/one/checkpoint.safetensors" ||
+    fail "the checkpoint left by the NaN is not the last good step's"
+fi
+
 ((failures == 0)) || exit 1
 echo "programs: every bad input named before any work"
