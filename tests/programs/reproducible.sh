@@ -24,6 +24,7 @@ train() {  # train OUT THREADS
 train "$dir/a" 2
 train "$dir/b" 2
 train "$dir/c" 1
+grep -q "; 2 threads" "$dir/a.log" || fail "train --threads 2 did not run 2 OpenMP threads: $(grep threads "$dir/a.log")"
 for f in checkpoint.safetensors diffusion.safetensors samples_final.png; do
   same "$dir/a/$f" "$dir/b/$f" "train twice, 2 threads"
   same "$dir/a/$f" "$dir/c/$f" "train on 2 threads and on 1"
