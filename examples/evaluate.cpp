@@ -44,6 +44,7 @@
 #include "common/cli.hpp"
 #include "common/generation_flags.hpp"
 #include "common/model_files.hpp"
+#include "common/output_paths.hpp"
 
 namespace {
 using Model = diffuse::LatentDiffusion<float, diffuse::presets::Default>;
@@ -97,6 +98,8 @@ int main(int argc, char** argv) {
     if (vae_images < 0 || vae_images > 10000) cli.fail("--vae-images must be in 0..10000");
     if (!f.grid.empty() && f.n < kGridCols) cli.fail("--grid needs --per-class of at least 10");
     if (f.n > kMaxPerClass) cli.fail("--per-class must be at most 1000 (the FID compares with as many test images)");
+    if (!f.grid.empty())  // before any work: not found after an hour of sampling
+        if (const std::string p = cli::unwritable_file(f.grid); !p.empty()) cli.fail("--grid: " + p);
     std::vector<std::string> wordings{std::string(app::kTrainingWording)};
     if (!wordings_path.empty()) {
         try {

@@ -3,11 +3,13 @@
 // stored as F16 by default (half the size; loading converts back to float).
 #include <cstdio>
 #include <exception>
+#include <fstream>
 #include <memory>
 
 #include "diffuse/models/latent_diffusion.hpp"
 
 #include "common/cli.hpp"
+#include "common/output_paths.hpp"
 #include "common/preset_dispatch.hpp"
 
 int main(int argc, char** argv) {
@@ -25,6 +27,8 @@ int main(int argc, char** argv) {
     if (dtype == "bf16") as = io::DType::BF16;
     else if (dtype == "f32") as = io::DType::F32;
     else if (dtype != "f16") cli.fail("--dtype must be f16, bf16 or f32, not '" + dtype + "'");
+    if (!std::ifstream(from, std::ios::binary)) cli.fail("--from " + from + ": cannot be read");
+    if (const std::string p = cli::unwritable_file(out); !p.empty()) cli.fail("--out: " + p);
     try {
         cli::with_preset(cli::preset_of(from), [&]<class Preset>() {
             auto model = std::make_unique<LatentDiffusion<float, Preset>>();

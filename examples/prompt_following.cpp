@@ -39,6 +39,7 @@
 #include "common/cli.hpp"
 #include "common/colour_flag.hpp"
 #include "common/generation_flags.hpp"
+#include "common/output_paths.hpp"
 #include "common/preset_dispatch.hpp"
 
 namespace {
@@ -166,6 +167,8 @@ int main(int argc, char** argv) {
     if (f.space != "pixels" && f.space != "latent") cli.fail("--space must be pixels or latent, not '" + f.space + "'");
     if (!cli::parse_rgb_hex(f.background))
         cli.fail("--background must be six hex digits (RRGGBB), not '" + f.background + "'");
+    if (!f.gen.grid.empty())
+        if (const std::string p = cli::unwritable_file(f.gen.grid); !p.empty()) cli.fail("--grid: " + p);
 
     std::string preset;
     try {

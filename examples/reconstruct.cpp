@@ -43,6 +43,7 @@ int main(int argc, char** argv) {
     if (inputs.empty()) cli.fail("give at least one IMAGE.png");
 
     if (threads < 0) cli.fail("--threads must not be negative (0: OpenMP's default)");
+    if (const std::string p = cli::unwritable_directory(out_dir); !p.empty()) cli.fail("--out-dir: " + p);
     if (threads > 0) omp_set_num_threads(threads);
     try {
         const auto outputs = cli::reconstruction_paths(out_dir, inputs);

@@ -17,9 +17,11 @@
 
 #include <algorithm>
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <exception>
 #include <filesystem>
+#include <fstream>
 #include <memory>
 #include <string>
 #include <type_traits>
@@ -35,9 +37,11 @@
 #include "diffuse/models/latent_diffusion.hpp"
 #include "diffuse/train/checkpoint.hpp"
 #include "diffuse/train/latent_diffusion_trainer.hpp"
+#include "diffuse/train/numerical_fault.hpp"
 
 #include "common/cli.hpp"
 #include "common/colour_flag.hpp"
+#include "common/output_paths.hpp"
 
 #ifdef DIFFUSE_WITH_MPI
 #include "diffuse/dist/mpi.hpp"
@@ -142,6 +146,7 @@ public:
         if constexpr (fashion) model_->image_border = data::kPadding;  // 28x28 images padded to 32x32
         if (!args_.resume.empty()) {                                   // restores the tokenizer too
             load_checkpoint(args_.resume, tr);
+            last_checkpoint_ = describe_checkpoint(args_.resume);
             std::printf("resumed from %s: VAE step %lld, diffusion step %lld, epoch %lld\n", args_.resume.c_str(),
                         (long long)tr.vae_steps, (long long)tr.diffusion_steps, (long long)tr.data.epoch());
         } else {
@@ -170,13 +175,17 @@ public:
                     Model::Denoiser::template workspace_bytes<kBatch> / 1e6);
         std::fflush(stdout);
 
-        vae_phase();
-        if (!tr.scale_measured) {
-            const double s = tr.measure_latent_scale();
-            std::printf("latent scale %.5f (1 / std of the VAE latents over %d batches)\n", s, opt.scale_batches);
-            checkpoint();
+        try {
+            vae_phase();
+            if (!tr.scale_measured) {
+                const double s = tr.measure_latent_scale();
+                std::printf("latent scale %.5f (1 / std of the VAE latents over %d batches)\n", s, opt.scale_batches);
+                checkpoint();
+            }
+            diffusion_phase();
+        } catch (const NumericalFault& e) {  // nothing was updated or saved for the bad step
+            throw NumericalFault(e.what() + std::string("; ") + checkpoint_kept());
         }
-        diffusion_phase();
         checkpoint();
         if (!leader()) return 0;
         const std::string weights = args_.out_dir + "/diffusion.safetensors";
@@ -275,10 +284,26 @@ private:
         }
     }
 
+    /// "PATH (VAE step a, diffusion step b)" for the checkpoint of the trainer's current state.
+    std::string describe_checkpoint(const std::string& path) const {
+        return path + " (VAE step " + std::to_string(trainer_->vae_steps) + ", diffusion step " +
+               std::to_string(trainer_->diffusion_steps) + ")";
+    }
+    /// What an error message says about the last good checkpoint.
+    std::string checkpoint_kept() const {
+        return last_checkpoint_.empty() ? "no checkpoint had been written yet"
+                                        : "the last good checkpoint " + last_checkpoint_ + " is intact";
+    }
+
     void checkpoint() {
         if (!leader()) return;
         const std::string path = args_.out_dir + "/checkpoint.safetensors";
-        save_checkpoint(path, *trainer_);
+        try {  // written to a temporary file, flushed, then renamed over the old one (io/atomic_file.hpp)
+            save_checkpoint(path, *trainer_);
+        } catch (const std::exception& e) {
+            throw std::runtime_error(e.what() + std::string("; ") + checkpoint_kept());
+        }
+        last_checkpoint_ = describe_checkpoint(path);
         std::printf("checkpoint %s (VAE step %lld, diffusion step %lld)\n", path.c_str(),
                     (long long)trainer_->vae_steps, (long long)trainer_->diffusion_steps);
         std::fflush(stdout);
@@ -339,6 +364,7 @@ private:
     Args args_;
     DataParallel<float>* parallel_;
     std::vector<std::string> grid_prompts_;
+    std::string last_checkpoint_;  // the last checkpoint written or resumed from (describe_checkpoint)
     std::unique_ptr<Model> model_;
     std::unique_ptr<Trainer> trainer_;
     std::unique_ptr<typename Model::template SampleWorkspace<kGridColumns>> sample_ws_;
@@ -408,7 +434,13 @@ int main(int argc, char** argv) {
     if (!(a.distractor.probability >= 0 && a.distractor.probability <= 1))
         cli.fail("--distractor-prob must be in [0, 1]");
     if (a.out_dir.empty()) cli.fail("--out-dir must not be empty");
+    if (const std::string p = cli::unwritable_directory(a.out_dir); !p.empty()) cli.fail("--out-dir: " + p);
+    if (!a.resume.empty() && !std::ifstream(a.resume, std::ios::binary))
+        cli.fail("--resume " + a.resume + ": cannot be read");
     if (a.threads > 0) omp_set_num_threads(a.threads);
+    // A file size limit (ulimit -f) makes a write fail with EFBIG, reported like a full disk, instead
+    // of killing the program by SIGXFSZ halfway through a save.
+    std::signal(SIGXFSZ, SIG_IGN);
 
     // Flags are checked first, on every rank; MPI starts only under mpirun (a plain run needs none).
     DataParallel<float>* parallel = nullptr;

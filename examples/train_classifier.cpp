@@ -12,6 +12,7 @@
 #include "diffuse/train/classifier_training.hpp"
 
 #include "common/cli.hpp"
+#include "common/output_paths.hpp"
 
 int main(int argc, char** argv) {
     using namespace diffuse;
@@ -31,6 +32,7 @@ int main(int argc, char** argv) {
     if (opt.epochs < 1) cli.fail("--epochs must be at least 1");
     if (!(opt.lr > 0)) cli.fail("--lr must be positive");
     if (opt.limit < 0) cli.fail("--limit must not be negative");
+    if (const std::string p = cli::unwritable_file(out); !p.empty()) cli.fail("--out: " + p);
     opt.seed = std::uint64_t(seed);
     opt.flip = !no_flip;
 

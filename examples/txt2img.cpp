@@ -13,6 +13,7 @@
 // source tree this program was built from, then in ./models/ (examples/common/model_files.hpp).
 #include <omp.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -67,9 +68,9 @@ int run(const cli::GenerationFlags& f, const std::string& weights, bool raw, con
     constexpr int S = Model::image_size, C = Model::image_channels;
     const int b = model->image_border, side = S - 2 * b;
     const auto start = std::chrono::steady_clock::now();
-    const auto report = [&](int c, int total) {
+    const auto report = [&](int c, int) {
         const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-        std::fprintf(stderr, "\rbatch %d/%d (%d images each), %.1f s", c + 1, total, kBatch, s);
+        std::fprintf(stderr, "\r%d/%d images, %.1f s", std::min((c + 1) * kBatch, f.n), f.n, s);
     };
     const auto prompts =
         f.prompts_file.empty() ? std::vector<std::string>{f.prompt} : cli::read_prompts(f.prompts_file);
@@ -141,6 +142,12 @@ int main(int argc, char** argv) {
         try {
             cli::read_prompts(f.prompts_file);  // before any work: a bad file is a bad flag
         } catch (const std::exception& e) { cli.fail(std::string("--prompts: ") + e.what()); }
+    }
+    // Before the model loads: an output that cannot be written is found now, not after sampling.
+    if (!f.grid.empty()) {
+        if (const std::string p = cli::unwritable_file(f.grid); !p.empty()) cli.fail("--grid: " + p);
+    } else if (const std::string p = cli::unwritable_directory(f.out_dir); !p.empty()) {
+        cli.fail("--out-dir: " + p);
     }
 
     if (f.threads > 0) omp_set_num_threads(f.threads);

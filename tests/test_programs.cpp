@@ -167,18 +167,22 @@ TEST_CASE("chunks cover n images exactly once, remainder last") {
 }
 
 namespace {
-/// Stands in for LatentDiffusion: records each generate() call, writes 100·call + item.
+/// Stands in for LatentDiffusion: records each generate() call, writes 1000·call + first_item + item.
 struct FakeModel {
     static constexpr int image_size = 2, image_channels = 1;
     struct Options {
         std::uint64_t seed = 0;
         int steps = 0;
+        struct {
+            std::uint64_t first_item = 0;
+        } sampler;
     };
     template <int N>
     struct SampleWorkspace {
         int uses = 0;
     };
     std::vector<std::uint64_t> seeds;
+    std::vector<int> batches;
     std::vector<std::string> negatives;
     template <class Prompts, Shaped Y, int N>
     int generate(const Prompts& prompts, std::string_view negative, const Options& o, Y&& images,
@@ -189,34 +193,43 @@ struct FakeModel {
         CHECK(o.steps == 7);
         ++ws.uses;
         for (int i = 0; i < N; ++i)
-            for (int k = 0; k < 4; ++k) images.data()[i * 4 + k] = float(100 * seeds.size() + i);
+            for (int k = 0; k < 4; ++k)
+                images.data()[i * 4 + k] = float(1000 * seeds.size() + o.sampler.first_item + std::uint64_t(i));
         seeds.push_back(o.seed);
+        batches.push_back(N);
         negatives.emplace_back(negative);
         return seeds.size() == 2 ? 1 : 0;
     }
 };
 }  // namespace
 
-TEST_CASE("generate_in_chunks: full batches, then the remainder; per-chunk seeds; nothing written past n") {
+TEST_CASE("generate_in_chunks: full batches, then the remainder image by image; per-chunk seeds; exactly n") {
     FakeModel m;
-    FakeModel::Options o{.seed = 9, .steps = 7};
+    FakeModel::Options o{.seed = 9, .steps = 7, .sampler = {}};
     std::vector<float> out(10 * 4 + 1, -5.0f);  // one sentinel past the end
     std::vector<std::pair<int, int>> progress;
     const bool truncated = generate_in_chunks<4>(m, "a bag", "blurry", o, 10, out.data(),
                                                  [&](int c, int total) { progress.emplace_back(c, total); });
     CHECK(truncated);  // the second call reported a truncation
-    REQUIRE(m.seeds.size() == 3);
-    CHECK(m.seeds[0] == 9);
-    CHECK(m.seeds[1] == chunk_seed(9, 1));
-    CHECK(m.seeds[2] == chunk_seed(9, 2));
-    CHECK(m.negatives == std::vector<std::string>{"blurry", "blurry", "blurry"});
-    for (int j = 0; j < 10; ++j)
-        for (int k = 0; k < 4; ++k) CHECK(out[std::size_t(j * 4 + k)] == float(100 * (j / 4) + j % 4));
+    // Two calls of 4, then the remainder of 2 as two calls of 1: items 0 and 1 of chunk 2.
+    CHECK(m.batches == std::vector<int>{4, 4, 1, 1});
+    CHECK(m.seeds == std::vector<std::uint64_t>{9, chunk_seed(9, 1), chunk_seed(9, 2), chunk_seed(9, 2)});
+    CHECK(m.negatives == std::vector<std::string>{"blurry", "blurry", "blurry", "blurry"});
+    for (int j = 0; j < 8; ++j)
+        for (int k = 0; k < 4; ++k) CHECK(out[std::size_t(j * 4 + k)] == float(1000 * (j / 4) + j % 4));
+    for (int k = 0; k < 4; ++k) {
+        CHECK(out[std::size_t(8 * 4 + k)] == 2000.0f);  // call 2, item 0 of chunk 2
+        CHECK(out[std::size_t(9 * 4 + k)] == 3001.0f);  // call 3, item 1 of chunk 2
+    }
     CHECK(out.back() == -5.0f);
     CHECK(progress == std::vector<std::pair<int, int>>{{0, 3}, {1, 3}, {2, 3}});
-    FakeModel one;
-    CHECK_FALSE(generate_in_chunks<16>(one, "a bag", "", o, 3, out.data(), [](int, int) {}));
-    CHECK(one.seeds == std::vector<std::uint64_t>{9});  // a single chunk is a plain call with the user's seed
+    FakeModel one;  // --n 1 with a batch of 16: one image generated, not 16
+    std::vector<float> room(16 * 4, -5.0f);
+    CHECK_FALSE(generate_in_chunks<16>(one, "a bag", "", o, 1, room.data(), [](int, int) {}));
+    CHECK(one.seeds == std::vector<std::uint64_t>{9});  // a single chunk keeps the user's seed
+    CHECK(one.batches == std::vector<int>{1});
+    CHECK(room[0] == 0.0f);
+    for (std::size_t k = 4; k < room.size(); ++k) CHECK(room[k] == -5.0f);
 }
 
 TEST_CASE("crop 32 -> 28 and pad 28 -> 32 are inverse on the centre") {
@@ -456,7 +469,8 @@ TEST_CASE("chunked generation and reconstruction through the real pipeline (Tiny
     o.seed = 11;
     std::vector<float> out(6 * image);
     generate_in_chunks<4>(*m, "a photo of a bag", "", o, 6, out.data(), [](int, int) {});
-    // Chunk 0 is exactly a direct call with the user's seed; chunk 1 one with chunk_seed(seed, 1).
+    // Chunk 0 is exactly a direct call with the user's seed; chunk 1 (two calls of 1) the first two
+    // images of one call of 4 with chunk_seed(seed, 1): an item's image does not depend on the batch.
     std::array<std::string, 4> prompts;
     prompts.fill("a photo of a bag");
     auto direct = make<Tensor<float, 4, S, S, C>>();

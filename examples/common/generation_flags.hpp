@@ -28,6 +28,10 @@ inline std::optional<diffuse::diffusion::Method> parse_sampler(std::string_view 
     return std::nullopt;
 }
 
+/// Bounds of --steps (every preset's schedule has 1000 timesteps) and of --n (images per prompt,
+/// all held in memory until written).
+inline constexpr int kMaxSteps = 1000, kMaxImages = 10000;
+
 /// The flags of a generation run, as typed.
 struct GenerationFlags {
     std::string prompt, negative;
@@ -74,7 +78,11 @@ inline std::string validate(const GenerationFlags& f, bool need_output = true) {
     if (need_output && f.prompt.empty() && f.prompts_file.empty()) return "--prompt is required (or --prompts FILE)";
     if (!f.prompt.empty() && !f.prompts_file.empty()) return "give either --prompt or --prompts, not both";
     if (f.n < 1) return "--n must be at least 1, not " + std::to_string(f.n);
+    if (f.n > kMaxImages) return "--n must be at most " + std::to_string(kMaxImages) + ", not " + std::to_string(f.n);
     if (f.steps < 1) return "--steps must be at least 1, not " + std::to_string(f.steps);
+    if (f.steps > kMaxSteps)
+        return "--steps must be at most " + std::to_string(kMaxSteps) + " (the noise schedule's timesteps), not " +
+               std::to_string(f.steps);
     if (!parse_sampler(f.sampler)) return "--sampler '" + f.sampler + "' is not one of " + std::string(kSamplerNames);
     if (f.sigmas != "karras" && f.sigmas != "timesteps")
         return "--sigmas '" + f.sigmas + "' is not one of karras, timesteps";

@@ -31,10 +31,11 @@ inline std::string find_model(const std::string& name, const std::string& source
     for (const auto& p : model_candidates(name, source_file)) {
         std::error_code ec;
         if (std::filesystem::is_regular_file(p, ec)) return p;
-        tried += "\n  " + p;
+        tried += (tried.empty() ? "" : ", ") + p;
     }
     throw std::runtime_error("no " + what + " found: models/" + name +
-                             " has not been trained or shipped yet. Looked in:" + tried + "\n" + hint);
+                             " has not been trained or shipped yet (looked in " + tried + "). " +
+                             hint);  // one line, as every error
 }
 
 /// The diffusion model's weights: `flag` (--weights) when given, else the shipped file.

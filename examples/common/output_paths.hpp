@@ -1,9 +1,15 @@
 // Where the programs write their images: numbered samples (DIR/0000.png, ...) and reconstructions
-// named after their inputs (DIR/<input file name>), never over an input.
+// named after their inputs (DIR/<input file name>), never over an input; and whether an output file
+// or directory can be written, checked before any work (creating nothing that stays).
 #ifndef DIFFUSE_EXAMPLES_OUTPUT_PATHS_HPP
 #define DIFFUSE_EXAMPLES_OUTPUT_PATHS_HPP
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <set>
 #include <stdexcept>
@@ -45,6 +51,48 @@ inline std::vector<std::string> reconstruction_paths(const std::string& dir, con
                 throw std::invalid_argument("writing " + o + " would overwrite the input " + in);
         }
     return out;
+}
+
+/// "" when a file can be created in the existing directory `dir`, else why not. Tries it: creates
+/// and removes a probe file (permission bits say too little: root passes them, a read-only mount
+/// does not).
+inline std::string cannot_create_in(const std::filesystem::path& dir) {
+    const std::filesystem::path probe = dir / (".diffuse-write-probe-" + std::to_string(::getpid()));
+    const int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) return "cannot create files in " + dir.string() + " (" + std::strerror(errno) + ")";
+    ::close(fd);
+    ::unlink(probe.c_str());
+    return {};
+}
+
+/// "" when `dir` is a directory that files can be created in, or can be made one (its nearest
+/// existing ancestor is such a directory); else what is wrong. Creates nothing.
+inline std::string unwritable_directory(const std::string& dir) {
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    fs::path p = fs::absolute(dir, ec);
+    if (ec) return "'" + dir + "' is not a usable path";
+    while (!fs::exists(p, ec)) {
+        if (!p.has_parent_path() || p.parent_path() == p) return "no part of " + dir + " exists";
+        p = p.parent_path();
+    }
+    if (!fs::is_directory(p, ec)) return p.string() + " is not a directory";
+    return cannot_create_in(p);
+}
+
+/// "" when a file can be written at `path` (atomically: a temporary file beside it, then a rename,
+/// io/atomic_file.hpp): its directory exists and takes new files, and `path` is not a directory.
+/// Creates nothing.
+inline std::string unwritable_file(const std::string& path) {
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    const fs::path p = fs::absolute(path, ec);
+    if (ec || !p.has_filename()) return "'" + path + "' is not a file name";
+    if (fs::is_directory(p, ec)) return path + " is a directory";
+    const fs::path dir = p.parent_path();
+    if (!fs::exists(dir, ec)) return "the directory " + dir.string() + " does not exist";
+    if (!fs::is_directory(dir, ec)) return dir.string() + " is not a directory";
+    return cannot_create_in(dir);
 }
 
 }  // namespace cli

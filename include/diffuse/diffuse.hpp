@@ -40,6 +40,7 @@
 #include "diffuse/train/ema.hpp"
 #include "diffuse/train/grad_clip.hpp"
 #include "diffuse/train/lr_schedule.hpp"
+#include "diffuse/train/numerical_fault.hpp"
 
 // diffusion: noise schedules and samplers
 #include "diffuse/sample/noise_schedule.hpp"

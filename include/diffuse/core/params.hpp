@@ -187,6 +187,23 @@ private:
     AlignedBuffer<T> values_, grads_;
 };
 
+/// Binds a second instance of a model's parameter tree to another buffer of the store's layout
+/// (e.g. averaged weights): each Param of `model` points into `values` at the offset its name has
+/// in `store`, and has no gradient. Forward passes through `model` then read those weights, with
+/// no copy and no change to the store's model.
+template <class T, class Model>
+void bind_values(Model& model, const ParamStore<T>& store, T* values) {
+    std::size_t i = 0;
+    for_each_param(model, [&](const std::string& name, auto& p) {
+        const auto& infos = store.infos();
+        if (i >= infos.size() || infos[i].name != name)
+            throw std::logic_error("bind_values: parameter " + name + " is not laid out as in the store");
+        p.value_ptr = values + infos[i++].offset;
+        p.grad_ptr = nullptr;
+    });
+    if (i != store.infos().size()) throw std::logic_error("bind_values: the model has fewer parameters than the store");
+}
+
 /// Parameter count of a model type, known at compile time: sums Param sizes through the visitor.
 namespace detail {
 struct CountVisitor {

@@ -9,7 +9,10 @@
 // then frozen, and the diffusion part's ("text_encoder.*", "unet.*"; one store, so one Adam, one
 // clip and one EMA cover both). The model also holds the EMA weights of the diffusion store (plain
 // data, core/ema_weights.hpp: sampling uses them once they have been updated at least once; the
-// update rule is training's, train/ema.hpp), the noise schedule and the latent scaling factor:
+// update rule is training's, train/ema.hpp) with a second DiffusionPart bound to them (ema_part:
+// the same layers reading the averaged weights, so sampling never swaps weights and one const model
+// can be sampled from on many threads at once, each with its own SampleWorkspace), the noise
+// schedule and the latent scaling factor:
 // a scalar measured on data after VAE training (Stable Diffusion's 0.18215) so that the latents
 // the UNet sees have unit variance.
 //
@@ -25,7 +28,8 @@
 //                 image_border (padding around the training images, cropped off by the programs)
 // A training checkpoint adds optimizer and trainer state (train/checkpoint.hpp); load() ignores it.
 //
-// generate() runs in parts: encode_prompts (the prompts and the negative prompt into one context
+// generate() runs in parts on sampling_weights(use_ema) (ema_part or diffusion_part):
+// encode_prompts (the prompts and the negative prompt into one context
 // and mask of 2N items; unguided, the prompts' N alone), the sampler (sample/samplers.hpp) with ContextDenoiser, the callable that
 // runs the UNet on that context for each call the sampler makes, then the decoder.
 //
@@ -171,7 +175,9 @@ public:
         : vae_store(vae_part, stream_seed(seed, 1)),
           diffusion_store(diffusion_part, stream_seed(seed, 2)),
           ema(diffusion_store),
-          schedule(diffusion::NoiseSchedule::scaled_linear(UNetConfig::timesteps)) {}
+          schedule(diffusion::NoiseSchedule::scaled_linear(UNetConfig::timesteps)) {
+        bind_values(ema_part, diffusion_store, ema.values());
+    }
     LatentDiffusion(const LatentDiffusion&) = delete;
     LatentDiffusion& operator=(const LatentDiffusion&) = delete;
 
@@ -180,6 +186,8 @@ public:
     ParamStore<T> vae_store;
     ParamStore<T> diffusion_store;
     EmaWeights<T> ema;  // of diffusion_store; used for sampling once update_count() > 0
+    // The text encoder and UNet reading ema.values() (bound once: ema's buffer is never reallocated).
+    DiffusionPart ema_part;
     diffusion::NoiseSchedule schedule;
     text::Tokenizer tokenizer;  // the vocabulary the text encoder was trained on (learned from its captions)
     int image_border = 0;       // padding the data set put around its images (Fashion-MNIST: 2), to crop off
@@ -192,6 +200,11 @@ public:
     Denoiser& unet() { return diffusion_part.unet; }
     const Denoiser& unet() const { return diffusion_part.unet; }
     bool has_ema() const { return ema.update_count() > 0; }
+    /// The text encoder and UNet that sampling runs: the EMA weights when they exist and `use_ema`
+    /// asks for them, else the trained ones. Read-only: any number of threads may sample at once.
+    const DiffusionPart& sampling_weights(bool use_ema) const {
+        return use_ema && has_ema() ? ema_part : diffusion_part;
+    }
 
     // ---- Inference ---------------------------------------------------------------------------
 
@@ -250,10 +263,11 @@ public:
     /// The text encoder's context and padding mask for N prompts (any sized range of strings) into
     /// ws.context / ws.mask: items [0, N) the prompts, and [N, 2N) the negative prompt when `guided`
     /// (empty: the unconditional prompt). Returns how many prompts were truncated to the context
-    /// length.
+    /// length. The text encoder of `weights` (sampling_weights()); without it, the trained weights'.
     template <int N, class Prompts>
-    int encode_prompts(const Prompts& prompts, std::string_view negative, bool guided, SampleWorkspace<N>& ws) const {
-        const Text& text = text_encoder();
+    int encode_prompts(const Prompts& prompts, std::string_view negative, bool guided, SampleWorkspace<N>& ws,
+                       const DiffusionPart& weights) const {
+        const Text& text = weights.text_encoder;
         const auto keep = [&](int half) {  // the text encoder's output into one half of context and mask
             std::copy(ws.text.context.begin(), ws.text.context.end(), ws.context.begin() + half * ws.text.context.size);
             std::copy(ws.text.pad_mask.begin(), ws.text.pad_mask.end(), ws.mask.begin() + half * ws.text.pad_mask.size);
@@ -267,6 +281,10 @@ public:
             keep(1);
         }
         return truncated;
+    }
+    template <int N, class Prompts>
+    int encode_prompts(const Prompts& prompts, std::string_view negative, bool guided, SampleWorkspace<N>& ws) const {
+        return encode_prompts<N>(prompts, negative, guided, ws, diffusion_part);
     }
 
     /// The UNet as the sampler calls it (diffusion::DenoiseCall), on the context and mask that
@@ -303,27 +321,19 @@ public:
 
     /// N images [N, S, S, C] in [-1, 1] for N prompts (any sized range of strings), guided away from
     /// `negative` (empty: the unconditional prompt). Uses the EMA weights when present and asked for
-    /// (swapped in for the call and back out, so not to be called concurrently). Image i depends
+    /// (sampling_weights). Changes nothing in the model: threads may call it at once on one model,
+    /// each with its own workspace, and get the serial results bit for bit. Image i depends
     /// only on (weights, prompt i, negative, options, i): not on the other prompts. Returns how
     /// many prompts were truncated to the context length.
     template <class Prompts, Shaped Y>
     int generate(const Prompts& prompts, std::string_view negative, const SampleOptions& opt, Y&& images,
-                 SampleWorkspace<shape_of<Y>::first>& ws) {
-        constexpr int N = shape_of<Y>::first;
-        static_assert(same_shape<shape_of<Y>, Shape<N, image_size, image_size, image_channels>>,
-                      "LatentDiffusion::generate: images must be [N, image_size, image_size, image_channels]");
-        if (opt.sampler.steps < 1 || opt.sampler.steps > schedule.steps())
-            throw std::invalid_argument("generate: steps must be in [1, " + std::to_string(schedule.steps()) +
-                                        "], got " + std::to_string(opt.sampler.steps));
-        const EmaSwap swap(*this, opt.use_ema && has_ema());
-        const int truncated = encode_prompts<N>(prompts, negative, opt.sampler.guidance != 1, ws);
-        diffusion::sample(schedule, sampler_options(opt), opt.seed, ws.latents, ContextDenoiser<N>{unet(), ws},
-                          ws.sampler);
-        decode(ws.latents, images, ws.dec, ws.latents);  // unscales the latents in place: they are spent
-        return truncated;
+                 SampleWorkspace<shape_of<Y>::first>& ws) const {
+        return generate_with(prompts, negative, opt, images, ws, [&](const auto& denoise, const auto& so) {
+            diffusion::sample(schedule, so, opt.seed, ws.latents, denoise, ws.sampler);
+        });
     }
     template <class Prompts, Shaped Y>
-    int generate(const Prompts& prompts, std::string_view negative, const SampleOptions& opt, Y&& images) {
+    int generate(const Prompts& prompts, std::string_view negative, const SampleOptions& opt, Y&& images) const {
         return generate(prompts, negative, opt, images, *make<SampleWorkspace<shape_of<Y>::first>>());
     }
 
@@ -332,14 +342,17 @@ public:
     /// writes ws.latents [N, h, h, L], which are then decoded into images.
     template <class Prompts, Shaped Y, class SampleLatents>
     int generate_with(const Prompts& prompts, std::string_view negative, const SampleOptions& opt, Y&& images,
-                      SampleWorkspace<shape_of<Y>::first>& ws, SampleLatents&& sample_latents) {
+                      SampleWorkspace<shape_of<Y>::first>& ws, SampleLatents&& sample_latents) const {
         constexpr int N = shape_of<Y>::first;
         static_assert(same_shape<shape_of<Y>, Shape<N, image_size, image_size, image_channels>>,
-                      "LatentDiffusion::generate_with: images must be [N, image_size, image_size, image_channels]");
-        const EmaSwap swap(*this, opt.use_ema && has_ema());
-        const int truncated = encode_prompts<N>(prompts, negative, opt.sampler.guidance != 1, ws);
-        sample_latents(ContextDenoiser<N>{unet(), ws}, sampler_options(opt));
-        decode(ws.latents, images, ws.dec, ws.latents);
+                      "LatentDiffusion::generate: images must be [N, image_size, image_size, image_channels]");
+        if (opt.sampler.steps < 1 || opt.sampler.steps > schedule.steps())
+            throw std::invalid_argument("generate: steps must be in [1, " + std::to_string(schedule.steps()) +
+                                        "], got " + std::to_string(opt.sampler.steps));
+        const DiffusionPart& weights = sampling_weights(opt.use_ema);
+        const int truncated = encode_prompts<N>(prompts, negative, opt.sampler.guidance != 1, ws, weights);
+        sample_latents(ContextDenoiser<N>{weights.unet, ws}, sampler_options(opt));
+        decode(ws.latents, images, ws.dec, ws.latents);  // unscales the latents in place: they are spent
         return truncated;
     }
 
@@ -406,22 +419,6 @@ public:
         if (config != latent_diffusion::preset_name<Preset>())
             f.fail("written for the " + config + " preset; this model is " + latent_diffusion::preset_name<Preset>());
     }
-
-private:
-    /// The EMA weights swapped into diffusion_store for its lifetime (when `on`), and back out even
-    /// if sampling throws.
-    struct EmaSwap {
-        LatentDiffusion& m;
-        bool on;
-        EmaSwap(LatentDiffusion& model, bool swap) : m(model), on(swap) {
-            if (on) m.ema.swap_with(m.diffusion_store);
-        }
-        ~EmaSwap() {
-            if (on) m.ema.swap_with(m.diffusion_store);
-        }
-        EmaSwap(const EmaSwap&) = delete;
-        EmaSwap& operator=(const EmaSwap&) = delete;
-    };
 };
 
 }  // namespace diffuse

@@ -101,13 +101,21 @@ public:
     using Model = LatentDiffusion<T, Preset>;
     static constexpr int D = Model::context_width;
 
+    /// Where one adapted projection's hook is read: in the trained weights' text encoder and UNet
+    /// and in the EMA weights' (LatentDiffusion::ema_part), which sampling runs by default.
+    struct Slots {
+        const LoraHook<T>** raw = nullptr;
+        const LoraHook<T>** ema = nullptr;
+        void set(const LoraHook<T>* hook) const { *raw = *ema = hook; }
+    };
+
     /// One adapted Linear.
     struct Module {
         std::string name;  // state-dict prefix of the Linear
         int in = 0, out = 0, rank = 0;
         double alpha = 0;
         std::size_t down = 0, up = 0;  // offsets of A and B in the flat buffers
-        const LoraHook<T>** slot = nullptr;
+        Slots slots;
     };
 
     /// Fresh adapters of opt.rank on the chosen parts of `model` (B = 0: the model is unchanged
@@ -117,9 +125,9 @@ public:
         if (!(opt.alpha > 0)) throw std::invalid_argument("LoraAdapters: alpha must be positive");
         if (!opt.text_encoder && !opt.unet)
             throw std::invalid_argument("LoraAdapters: adapt the text encoder, the UNet or both");
-        find([&](const std::string& name, int in, int out, const LoraHook<T>** slot) {
+        find([&](const std::string& name, int in, int out, Slots slots) {
             const bool text = name.starts_with("text_encoder.");
-            if (text ? opt.text_encoder : opt.unet) add_module(name, in, out, opt.rank, opt.alpha, slot);
+            if (text ? opt.text_encoder : opt.unet) add_module(name, in, out, opt.rank, opt.alpha, slots);
         });
         if (!opt.trigger_word.empty()) add_trigger(opt.trigger_word);
         allocate();
@@ -144,7 +152,7 @@ public:
         if (config != latent_diffusion::preset_name<Preset>())
             f.fail("written for the " + config + " preset; this model is " + latent_diffusion::preset_name<Preset>());
         std::size_t matched = 0;
-        find([&](const std::string& name, int in, int out, const LoraHook<T>** slot) {
+        find([&](const std::string& name, int in, int out, Slots slots) {
             const auto* down = f.find(name + ".lora_down.weight");
             if (!down) return;
             const auto& up = f.at(name + ".lora_up.weight");
@@ -156,7 +164,7 @@ public:
                        std::to_string(in) + "] and [" + std::to_string(out) + ", r]");
             double alpha = double(ds[0]);  // kohya's default when a file carries no alpha
             if (f.find(name + ".alpha")) f.read(name + ".alpha", &alpha, 1);
-            add_module(name, in, out, int(ds[0]), alpha, slot);
+            add_module(name, in, out, int(ds[0]), alpha, slots);
             ++matched;
         });
         for (const auto& t : f.tensors())
@@ -177,7 +185,7 @@ public:
     /// Detaches the hooks and, unless merged, takes the trigger word out of the tokenizer again: the
     /// model is the base model (its free row, unread, may keep the trigger's values).
     ~LoraAdapters() {
-        for (const Module& m : modules_) *m.slot = nullptr;
+        for (const Module& m : modules_) m.slots.set(nullptr);
         if (has_trigger() && !merged_) model_.tokenizer = std::move(base_tokenizer_);
     }
     LoraAdapters(const LoraAdapters&) = delete;
@@ -239,7 +247,7 @@ public:
             const std::size_t w = model_.diffusion_store.info(m.name + ".weight").offset;
             for (T* base : weight_buffers())
                 for (std::size_t k = 0; k < delta.size(); ++k) base[w + k] += s * delta[k];
-            *m.slot = nullptr;
+            m.slots.set(nullptr);
         }
         merged_ = true;
     }
@@ -265,16 +273,20 @@ public:
 private:
     template <class F>
     void find(F&& f) {
+        std::vector<const LoraHook<T>**> ema_slots;  // the same projections, in the same order
+        lora::for_each_projection(model_.ema_part,
+                                  [&](const std::string&, auto& linear) { ema_slots.push_back(&linear.lora); });
+        std::size_t i = 0;
         lora::for_each_projection(model_.diffusion_part, [&](const std::string& name, auto& linear) {
             using L = std::remove_reference_t<decltype(linear)>;
-            f(name, L::in_features, L::out_features, &linear.lora);
+            f(name, L::in_features, L::out_features, Slots{&linear.lora, ema_slots[i++]});
         });
     }
 
-    void add_module(const std::string& name, int in, int out, int rank, double alpha, const LoraHook<T>** slot) {
+    void add_module(const std::string& name, int in, int out, int rank, double alpha, Slots slots) {
         if (!(alpha > 0) || !std::isfinite(alpha))
             throw std::invalid_argument("LoraAdapters: " + name + ": alpha must be positive");
-        Module m{name, in, out, rank, alpha, next_, next_ + std::size_t(rank) * in, slot};
+        Module m{name, in, out, rank, alpha, next_, next_ + std::size_t(rank) * in, slots};
         next_ += std::size_t(rank) * (in + out);
         modules_.push_back(std::move(m));
     }
@@ -320,7 +332,7 @@ private:
                          values_.data() + m.up,
                          grads_.data() + m.down,
                          grads_.data() + m.up};
-            *m.slot = &hooks_[i];
+            m.slots.set(&hooks_[i]);
         }
         set_strength(strength);
     }

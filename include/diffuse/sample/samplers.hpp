@@ -40,7 +40,7 @@
 // step back to its level and redoes it (RePaint): (jumps + 1)·model_calls(method, steps run) calls.
 //
 // Determinism. Item i draws all its noise (z_T and every ancestral step) from its own stream
-// stream_rng(seed, i), created inside the call: the same seed gives bitwise the same samples on every
+// stream_rng(seed, first_item + i) (first_item: 0 unless a run is split into calls), created inside the call: the same seed gives bitwise the same samples on every
 // call (no generator state carried between calls, the diffusers #4055 pitfall), and item i's sample
 // does not depend on the batch size as long as the model's output for an item does not either.
 #ifndef DIFFUSE_SAMPLE_SAMPLERS_HPP
@@ -84,6 +84,9 @@ struct SamplerOptions {
     double eta = 0;              // DDIM: 0 deterministic, 1 = DDPM's posterior variance
     bool karras_sigmas = false;  // sigma form: rho = 7 sigmas (Karras et al. 2022) between the same ends
     double clip_sample = 0;      // DDPM/DDIM: clamp the predicted x0 to [−c, c]; 0 = off
+    // The index of this call's first item in a larger run: item i draws from stream_rng(seed,
+    // first_item + i), so a run split into calls of any sizes gives the images of one big call.
+    std::uint64_t first_item = 0;
 };
 
 /// One request to the model: fill out [batch, item_size] from z [batch, item_size].
@@ -247,7 +250,8 @@ public:
     std::vector<PlannedStep> plan;
 
     /// Ready for a run: buffers for (b, it), flags, every item's stream at its start for `seed`.
-    void prepare(const NoiseSchedule& s, int b, std::size_t it, bool guided_, bool batched, std::uint64_t seed) {
+    void prepare(const NoiseSchedule& s, int b, std::size_t it, bool guided_, bool batched, std::uint64_t seed,
+                 std::uint64_t first_item = 0) {
         if (b != batch || it != item) {
             batch = b;
             item = it;
@@ -265,7 +269,7 @@ public:
         plan.reserve(std::size_t(s.steps()));  // any step count fits from the first run on
         guided = guided_;
         both = guided_ && batched;
-        for (int i = 0; i < b; ++i) rngs[std::size_t(i)] = stream_rng(seed, i);
+        for (int i = 0; i < b; ++i) rngs[std::size_t(i)] = stream_rng(seed, first_item + std::uint64_t(i));
     }
 
     /// noise[i] ~ N(0, I) from item i's stream.
@@ -371,7 +375,7 @@ void sample(const NoiseSchedule& s, const SamplerOptions& o, int batch, std::siz
     if (control.first_step > 0 && !control.clean)
         throw std::invalid_argument("sample: a run that starts part-way needs latents to start from");
     if (control.jumps < 0) throw std::invalid_argument("sample: jumps must be >= 0");
-    r.prepare(s, batch, item_size, o.guidance != 1, o.batch_branches, seed);
+    r.prepare(s, batch, item_size, o.guidance != 1, o.batch_branches, seed, o.first_item);
     plan_steps(s, o, r.plan);
     const std::vector<PlannedStep>& plan = r.plan;
     const std::size_t n = r.n;

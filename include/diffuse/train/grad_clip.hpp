@@ -39,11 +39,10 @@ T grad_norm(const ParamStore<T>& store) {
     return std::sqrt(total);
 }
 
-/// Scales all gradients so that their global L2 norm is at most max_norm; returns the norm
-/// before clipping. Like PyTorch, the scale is max_norm / (norm + 1e-6), applied only when < 1.
+/// The clipping of clip_grad_norm with the norm already measured (grad_norm(store)): for a caller
+/// that inspects the norm first (train/numerical_fault.hpp stops on a non-finite one).
 template <class T>
-T clip_grad_norm(ParamStore<T>& store, std::type_identity_t<T> max_norm) {
-    const T norm = grad_norm(store);
+void clip_grads_to(ParamStore<T>& store, std::type_identity_t<T> max_norm, std::type_identity_t<T> norm) {
     const T scale = max_norm / (norm + T(1e-6));
     if (scale < T(1)) {
         T* g = store.grads();
@@ -51,6 +50,14 @@ T clip_grad_norm(ParamStore<T>& store, std::type_identity_t<T> max_norm) {
             simd::map(e - b, g + b, g + b, [scale](auto x) { return x * decltype(x)(scale); });
         });
     }
+}
+
+/// Scales all gradients so that their global L2 norm is at most max_norm; returns the norm
+/// before clipping. Like PyTorch, the scale is max_norm / (norm + 1e-6), applied only when < 1.
+template <class T>
+T clip_grad_norm(ParamStore<T>& store, std::type_identity_t<T> max_norm) {
+    const T norm = grad_norm(store);
+    clip_grads_to(store, max_norm, norm);
     return norm;
 }
 

@@ -27,6 +27,9 @@
 // finishes each part) before clipping, so every rank takes the same step; losses are reported as the
 // global batch's.
 //
+// A NaN or Inf in a step's loss or gradients stops training with a NumericalFault naming the step
+// and the first parameter tensor that holds one (train/numerical_fault.hpp), before the update.
+//
 // Workspaces are allocated on a phase's first step, once; later steps allocate nothing (the
 // captions are written into strings reserved for the longest one; tests/test_allocations.cpp).
 #ifndef DIFFUSE_TRAIN_LATENT_DIFFUSION_TRAINER_HPP
@@ -51,6 +54,7 @@
 #include "diffuse/train/ema.hpp"
 #include "diffuse/train/grad_clip.hpp"
 #include "diffuse/train/lr_schedule.hpp"
+#include "diffuse/train/numerical_fault.hpp"
 
 namespace diffuse {
 
@@ -174,7 +178,10 @@ public:
         std::array<double, 3> loss{double(l.total), double(l.reconstruction), double(l.kl)};
         global_mean(loss);
         VaeStats s{loss[0], loss[1], loss[2], 0, vae_schedule()(vae_steps)};
-        s.grad_norm = double(clip_grad_norm(model.vae_store, T(options.vae_grad_clip)));
+        const T norm = grad_norm(store);
+        check_finite_step("VAE", vae_steps + 1, s.loss, norm, store);  // before any update
+        clip_grads_to(store, T(options.vae_grad_clip), norm);
+        s.grad_norm = double(norm);
         vae_adam.lr = s.lr;
         vae_adam.step();
         ++vae_steps;
@@ -206,7 +213,11 @@ public:
     /// One diffusion training step (text encoder + UNet) on the next batch.
     DiffusionStats diffusion_step() {
         DiffusionStats s = diffusion_gradients();
-        s.grad_norm = double(clip_grad_norm(model.diffusion_store, T(options.grad_clip)));
+        auto& store = model.diffusion_store;
+        const T norm = grad_norm(store);
+        check_finite_step("diffusion", diffusion_steps + 1, s.weighted_loss, norm, store);  // before any update
+        clip_grads_to(store, T(options.grad_clip), norm);
+        s.grad_norm = double(norm);
         s.lr = diffusion_schedule()(diffusion_steps);
         diffusion_adam.lr = s.lr;
         diffusion_adam.step();
