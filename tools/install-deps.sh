@@ -6,6 +6,8 @@ set -euo pipefail
 pkgs=(g++ cmake make libeigen3-dev libxsimd-dev doctest-dev zlib1g-dev libpng-dev libjpeg62-turbo-dev wamerican clang-format-14 dataset-fashion-mnist
   libopenmpi-dev openmpi-bin)  # Open MPI: optional data-parallel training (include/diffuse/dist/) and its tests
 pkgs+=(pkg-config)  # the consumer.install test compiles with diffuse.pc's flags
+pkgs+=(doxygen)  # the API reference (target docs, test docs_doxygen)
+pkgs+=(libbenchmark-dev)  # Google Benchmark, for the benchmarks (-DDIFFUSE_BUILD_BENCHMARKS=ON)
 [[ "${1:-}" == "--torch" ]] && pkgs+=(python3-torch)
 missing=()
 for p in "${pkgs[@]}"; do
