@@ -1,13 +1,15 @@
 // Adam's memory bandwidth on ~10M float parameters, beside a plain fused loop with the same
 // traffic (7 streams of 4 bytes per element: read p, g, m, v; write p, m, v). Adam is memory-bound,
-// so the plain loop is its ceiling on this machine. Both results are checked before timing.
+// so the plain loop is its ceiling on this machine. Both results are checked before timing, which
+// runs on Google Benchmark (benchmarks/gbench.hpp: medians of interleaved repetitions, B/s counters).
 //
 //   cmake -S . -B build -DDIFFUSE_BUILD_BENCHMARKS=ON && cmake --build build --target bench_adam
-//   OMP_NUM_THREADS=2 build/benchmarks/bench_adam [n]
+//   OMP_NUM_THREADS=2 build/benchmarks/bench_adam [--benchmark_* flags] [n]
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <string>
 #include <vector>
 
 #include "diffuse/core/aligned_buffer.hpp"
@@ -17,10 +19,9 @@
 #include "diffuse/train/adam.hpp"
 
 #include "bench_util.hpp"
+#include "gbench.hpp"
 
 using namespace diffuse;
-using bench::time_once;
-using bench::Timing;
 
 namespace {
 
@@ -32,8 +33,12 @@ int fail(const char* what, std::size_t i, double got, double want) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    const std::size_t n = argc > 1 ? std::size_t(std::atoll(argv[1])) : 10'000'000;
-    const int reps = 21;
+    const std::vector<std::string> args = bench::init_benchmark(argc, argv);
+    const std::size_t n = args.empty() ? 10'000'000 : std::size_t(std::atoll(args[0].c_str()));
+    if (n == 0) {
+        std::fprintf(stderr, "bench_adam: the parameter count must be a positive number (got '%s')\n", args[0].c_str());
+        return 2;
+    }
     AlignedBuffer<float> p(n), g(n), p0(n);
     Rng rng(1);
     for (std::size_t i = 0; i < n; ++i) {
@@ -65,22 +70,25 @@ int main(int argc, char** argv) {
         if (std::abs(double(q[i]) - want) > 1e-6 * std::abs(want) + 1e-12) return fail("plain p", i, q[i], want);
     }
 
-    // Timing (after one warm-up call each; the buffers keep changing, harmlessly).
-    adam.step();
-    bench::plain_fused(n, 1e-6f, q.data(), g.data(), m.data(), v.data());
+    // Timing: the buffers keep changing, harmlessly. Bytes: 7 streams of n floats per step.
     const double bytes = 7.0 * sizeof(float) * double(n);
-    // Interleaved, so that load from other processes on a shared machine hits both alike.
-    Timing ta, tp;
-    for (int r = 0; r < reps; ++r) {
-        time_once(ta, [&] { adam.step(); });
-        time_once(tp, [&] { bench::plain_fused(n, 1e-6f, q.data(), g.data(), m.data(), v.data()); });
-    }
-    const double gb = 1e-9 * bytes;
-    std::printf("n = %zu float params, %d threads, %d interleaved runs, 7 streams x 4 B\n", n, num_threads(), reps);
-    std::printf("                  median ms    GB/s   |  best ms    GB/s\n");
-    const double am = ta.median(), pm = tp.median();
-    std::printf("  adam step      %9.3f %8.2f   | %8.3f %7.2f\n", am * 1e3, gb / am, ta.min() * 1e3, gb / ta.min());
-    std::printf("  plain fused    %9.3f %8.2f   | %8.3f %7.2f\n", pm * 1e3, gb / pm, tp.min() * 1e3, gb / tp.min());
-    std::printf("  adam bandwidth / plain loop's (medians): %.2f\n", pm / am);
+    benchmark::RegisterBenchmark("adam_step",
+                                 [&](benchmark::State& st) {
+                                     for (auto _ : st) adam.step();
+                                     st.counters["B/s"] = bench::per_second(bytes);
+                                 })
+        ->Unit(benchmark::kMillisecond)
+        ->UseRealTime();
+    benchmark::RegisterBenchmark("plain_fused_loop",
+                                 [&](benchmark::State& st) {
+                                     for (auto _ : st)
+                                         bench::plain_fused(n, 1e-6f, q.data(), g.data(), m.data(), v.data());
+                                     st.counters["B/s"] = bench::per_second(bytes);
+                                 })
+        ->Unit(benchmark::kMillisecond)
+        ->UseRealTime();
+    std::printf("n = %zu float params, %d threads, 7 streams x 4 B; checks passed\n", n, num_threads());
+    benchmark::RunSpecifiedBenchmarks();
+    benchmark::Shutdown();
     return 0;
 }

@@ -1,10 +1,11 @@
-// Layer throughput: forward and forward+backward of Conv2d, Linear and MultiHeadAttention in GFLOP/s
-// beside this machine's measured SGEMM rate (Eigen through diffuse::gemm, 1024³) and FP32 FMA peak
-// (a register-resident FMA loop), and LayerNorm / GroupNorm in GB/s beside a plain streaming loop,
-// all on the same thread count and timed in the same interleaved rounds.
+// Layer throughput: forward and forward+backward of Conv2d, Linear and MultiHeadAttention in FLOP/s
+// beside this machine's measured SGEMM rate (diffuse::gemm, 1024³) and FP32 FMA peak (a
+// register-resident FMA loop), and LayerNorm / GroupNorm in B/s beside a plain streaming loop, all on
+// the same thread count, timed by Google Benchmark (benchmarks/gbench.hpp: repetitions in random
+// interleaved order, medians, counters FLOP/s and B/s, JSON with --benchmark_out).
 //
 //   cmake -S . -B build -DDIFFUSE_BUILD_BENCHMARKS=ON && cmake --build build --target bench_layers
-//   OMP_NUM_THREADS=1 build/benchmarks/bench_layers [rounds=9] [ms per sample=20]
+//   OMP_NUM_THREADS=1 build/benchmarks/bench_layers [--benchmark_filter=Conv] [--benchmark_* flags]
 //
 // Every kernel is checked before it is timed, and a wrong one aborts the run:
 //  - against direct sums in double: Conv2d and Linear y, dx, dweight, dbias at entries sampled over
@@ -12,16 +13,16 @@
 //    y, dx, dweight, dbias everywhere; MultiHeadAttention y of the first and last samples;
 //  - the whole float forward + backward (output, input gradients, every parameter gradient)
 //    against the same layer run in double on the same inputs and parameters.
-// Timings are medians over rounds; each round runs every case once, so load from other processes
-// hits all cases alike.
 //
 // FLOPs count only the GEMM-like work, 2·M·N·K per product (bias, im2col, softmax, norms ignored);
-// backward is two such products per forward one (input and weight gradients), so fwd+bwd = 3 × fwd.
+// backward is two such products per forward one (input and weight gradients), so fwd+bwd = 3 × fwd:
+//   Conv2d: 2 · (N·Ho·Wo) · Cout · (K·K·Cin);  Linear: 2 · rows · Out · In;
+//   MHA: 4·N·Tq·D² (q, out projections) + 4·N·Tk·Dkv·D (k, v) + 4·N·Tq·Tk·D (q·kᵀ and P·v, all heads).
+// Norm bytes: fwd 2·4·numel (read x, write y); fwd+bwd 6·4·numel (then read x, dy; read+write dx).
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
-#include <ctime>
 #include <memory>
 #include <string>
 #include <utility>
@@ -39,6 +40,7 @@
 #include "diffuse/nn/norm.hpp"
 
 #include "bench_util.hpp"
+#include "gbench.hpp"
 
 using namespace diffuse;
 using namespace diffuse::bench;
@@ -543,29 +545,28 @@ struct Stream {
     }
 };
 
-/// The 1-minute load average (Linux), or "n/a".
-std::string loadavg() {
-    std::FILE* f = std::fopen("/proc/loadavg", "r");
-    double l = -1;
-    if (f) {
-        if (std::fscanf(f, "%lf", &l) != 1) l = -1;
-        std::fclose(f);
-    }
-    return l < 0 ? "n/a" : fmt("%.2f", l);
+/// Registers `name`, timing f, with a rate counter of `work` per call (FLOP/s, or B/s).
+template <class F>
+void add(const std::string& name, const char* counter, double work, F f) {
+    benchmark::RegisterBenchmark(name.c_str(),
+                                 [=](benchmark::State& st) {
+                                     for (auto _ : st) f();
+                                     st.counters[counter] = per_second(work);
+                                 })
+        ->Unit(benchmark::kMillisecond)
+        ->UseRealTime();
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-    const int rounds = argc > 1 ? std::max(1, std::atoi(argv[1])) : 9;
-    const double target = (argc > 2 ? std::atof(argv[2]) : 20.0) * 1e-3;
-    const int threads = num_threads();
-    const char* omp_env = std::getenv("OMP_NUM_THREADS");
-
+    if (!init_benchmark(argc, argv).empty()) {
+        std::fprintf(stderr, "bench_layers: takes only --benchmark_* flags\n");
+        return 2;
+    }
     std::printf(
-        "bench_layers: %d thread(s) (OMP_NUM_THREADS=%s), %d interleaved rounds, >= %.0f ms per sample, float, "
-        "SIMD width %zu\n\nChecks (scaled error: max |err| / max |reference|):\n",
-        threads, omp_env ? omp_env : "unset", rounds, target * 1e3, simd::width<float>);
+        "bench_layers: %d thread(s), float, SIMD width %zu\n\nChecks (scaled error: max |err| / max |reference|):\n",
+        num_threads(), simd::width<float>);
 
     Sgemm sgemm(1024);
     sgemm.check();
@@ -606,92 +607,20 @@ int main(int argc, char** argv) {
     for (const auto& c : cases) std::printf("  %s %s: %s\n", c->kind.c_str(), c->config.c_str(), c->checks.c_str());
     std::fflush(stdout);
 
-    Rounds r;
-    const std::size_t i_sgemm = r.add([&] { sgemm.run(); }, target);
-    const std::size_t i_peak = r.add([&] { peak.run(); }, target);
-    const std::size_t i_stream = r.add([&] { stream.run(); }, target);
-    std::vector<std::pair<std::size_t, std::size_t>> idx;
+    add("SGEMM 1024^3 (diffuse::gemm)", "FLOP/s", sgemm.flops(), [&] { sgemm.run(); });
+    add(fmt("FP32 FMA loop (peak, %d chains x %zu lanes)", FmaPeak::kChains, simd::width<float>), "FLOP/s",
+        peak.flops(), [&] { peak.run(); });
+    add("stream y = a*x + b [1048576]", "B/s", stream.bytes(), [&] { stream.run(); });
     for (auto& c : cases) {
         Case* p = c.get();
-        const std::size_t a = r.add([p] { p->forward(); }, target);
-        const std::size_t b = r.add(
-            [p] {
-                p->forward();
-                p->backward();
-            },
-            target);
-        idx.emplace_back(a, b);
+        const char* counter = p->memory_bound ? "B/s" : "FLOP/s";
+        add(p->kind + " " + p->config + " fwd", counter, p->fwd_work, [p] { p->forward(); });
+        add(p->kind + " " + p->config + " fwd+bwd", counter, p->fb_work, [p] {
+            p->forward();
+            p->backward();
+        });
     }
-    const std::string load_before = loadavg();
-    const std::clock_t cpu0 = std::clock();
-    const double wall = seconds([&] { r.run(rounds); });
-    const double share = double(std::clock() - cpu0) / CLOCKS_PER_SEC / (wall * threads);
-
-    const double sg = sgemm.flops() / r.timing(i_sgemm).median() * 1e-9;
-    const double pk = peak.flops() / r.timing(i_peak).median() * 1e-9;
-    const double st = stream.bytes() / r.timing(i_stream).median() * 1e-9;
-    // On a shared machine the other processes' load shows up here: a low share means the timings
-    // include waits for a core (and, with several threads, for the slowest thread at each barrier).
-    std::printf(
-        "\nTiming took %.0f s; this process got %.0f%% of %d core(s) in that time (CPU time / wall time / "
-        "threads). Load average before: %s, after: %s.\n",
-        wall, 100 * share, threads, load_before.c_str(), loadavg().c_str());
-    std::printf(
-        "References (%d thread(s)): SGEMM 1024^3 %.1f GFLOP/s = %.0f%% of the FMA loop's %.1f GFLOP/s; "
-        "stream y = a*x + b over 4 MiB %.1f GB/s (medians)\n\n",
-        threads, sg, 100 * sg / pk, pk, st);
-
-    // Columns per direction: median ms, rate at the median, rate of the best sample (load from other
-    // processes only ever adds time, so it bounds what the machine can do), median rate as a share
-    // of the reference's median rate.
-    auto ms = [](double s) { return fmt(s < 1e-3 ? "%.3f" : s < 1e-1 ? "%.2f" : "%.1f", s * 1e3); };
-    auto cells = [&](std::vector<std::string>& row, double work, const Timing& tm, double ref) {
-        const double rate = work / tm.median() * 1e-9;
-        for (auto&& c :
-             {ms(tm.median()), fmt("%.1f", rate), fmt("%.1f", work / tm.min() * 1e-9), fmt("%.0f%%", 100 * rate / ref)})
-            row.push_back(c);
-    };
-    const std::vector<bool> align{false, false, true, true, true, true, true, true, true, true, true};
-    Table t({"layer", "config (batch 32 unless N given)", "GFLOP fwd", "fwd ms", "fwd GFLOP/s", "best", "% SGEMM",
-             "fwd+bwd ms", "fwd+bwd GFLOP/s", "best", "% SGEMM"},
-            align);
-    Table tn({"layer", "shape", "MiB", "fwd ms", "fwd GB/s", "best", "% stream", "fwd+bwd ms", "fwd+bwd GB/s", "best",
-              "% stream"},
-             align);
-    {
-        std::vector<std::string> row{"SGEMM (Eigen, diffuse::gemm)", "1024^3", fmt("%.2f", sgemm.flops() * 1e-9)};
-        cells(row, sgemm.flops(), r.timing(i_sgemm), sg);
-        t.row(row);
-        row = {"FP32 FMA loop (peak)", fmt("%d chains x %zu lanes", FmaPeak::kChains, simd::width<float>), ""};
-        cells(row, peak.flops(), r.timing(i_peak), sg);
-        row[3] = "";
-        t.row(row);
-        row = {"stream y = a·x + b", "[1048576]", "4.0"};
-        cells(row, stream.bytes(), r.timing(i_stream), st);
-        tn.row(row);
-    }
-    for (std::size_t k = 0; k < cases.size(); ++k) {
-        const Case& c = *cases[k];
-        const double ref = c.memory_bound ? st : sg;
-        const std::string size =
-            c.memory_bound ? fmt("%.1f", c.fwd_work / 2 / (1 << 20)) : fmt("%.3f", c.fwd_work * 1e-9);
-        std::vector<std::string> row{c.kind, c.config, size};
-        cells(row, c.fwd_work, r.timing(idx[k].first), ref);
-        cells(row, c.fb_work, r.timing(idx[k].second), ref);
-        (c.memory_bound ? tn : t).row(row);
-    }
-    t.print();
-    std::printf(
-        "\nFLOPs count the GEMM work only, 2·M·N·K per product; fwd+bwd = 3 × fwd (dX and dW products):\n"
-        "- Conv2d: 2 · (N·Ho·Wo) · Cout · (K·K·Cin)\n"
-        "- Linear: 2 · rows · Out · In\n"
-        "- MHA: 4·N·Tq·D² (q, out projections) + 4·N·Tk·Dkv·D (k, v)\n"
-        "       + 4·N·Tq·Tk·D (q·kᵀ and P·v, all heads)\n\n");
-    tn.print();
-    std::printf(
-        "\nNorm bytes: fwd 2·4·numel (read x, write y); "
-        "fwd+bwd 6·4·numel (then read x, dy; read+write dx). "
-        "MiB = one tensor.\nMedians of %d interleaved rounds (best: the fastest round); %d thread(s).\n",
-        rounds, threads);
+    benchmark::RunSpecifiedBenchmarks();
+    benchmark::Shutdown();
     return 0;
 }

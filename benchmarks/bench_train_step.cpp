@@ -1,21 +1,28 @@
 // The real training steps of the Default preset (examples/train.cpp's batch), on 1 and on 2
-// threads in alternating rounds, and the peak memory of training beside its compile-time bytes.
+// threads, timed by Google Benchmark (benchmarks/gbench.hpp: repetitions in random interleaved
+// order, medians, an images/s counter), and the peak memory of training beside its compile-time bytes.
+//
+//   cmake -S . -B build -DDIFFUSE_BUILD_BENCHMARKS=ON && cmake --build build --target bench_train_step
+//   build/benchmarks/bench_train_step [--benchmark_* flags]
 //
 //   VAE step:        data batch, AutoencoderKL forward/backward, clip, Adam
 //   diffusion step:  data batch, frozen VAE encoder, noising, text encoder + UNet forward/backward,
 //                    clip, Adam, EMA
 //
-// Scaling = (seconds on 1 thread) / (seconds on 2 threads), medians of rounds measured in one run.
+// Scaling from 1 to 2 threads: the ratio of the two medians (threads:1 and threads:2 rows).
 // Memory: peak RSS (VmHWM) against parameters + gradients + both Adams' moments + EMA + every
 // workspace (sizeof of the compile-time-shaped structs) + the data set as loaded.
 #include <omp.h>
 
+#include <cmath>
 #include <cstdio>
+#include <memory>
 #include <string>
 
 #include "diffuse/train/latent_diffusion_trainer.hpp"
 
 #include "bench_util.hpp"
+#include "gbench.hpp"
 
 using namespace diffuse;
 using namespace diffuse::bench;
@@ -43,45 +50,47 @@ double constexpr_training_bytes(const io::FashionMnist& data) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    const int rounds = argc > 1 ? std::atoi(argv[1]) : 5;
+    if (!init_benchmark(argc, argv, {"--benchmark_repetitions=5"}).empty()) {
+        std::fprintf(stderr, "bench_train_step: takes only --benchmark_* flags\n");
+        return 2;
+    }
     io::FashionMnist data = io::load_fashion_mnist(io::Split::train);
     const double constexpr_bytes = constexpr_training_bytes(data);
     auto model = std::make_unique<Model>(1);
     Trainer trainer(*model, std::move(data), {});
 
     // Warm: workspaces, OpenMP teams, GEMM packing buffers; the latent scale for the diffusion phase.
+    // The steps' own check: every loss they report is finite.
+    const auto check_finite = [](double loss, const char* what) {
+        if (!std::isfinite(loss)) fail(fmt("%s: loss %g is not finite", what, loss));
+    };
     for (int threads : {1, 2}) {
         omp_set_num_threads(threads);
-        trainer.vae_step();
+        check_finite(trainer.vae_step().loss, "VAE step");
     }
     trainer.measure_latent_scale();
     for (int threads : {1, 2}) {
         omp_set_num_threads(threads);
-        trainer.diffusion_step();
+        check_finite(trainer.diffusion_step().loss, "diffusion step");
     }
 
-    struct Case {
-        const char* name;
-        std::function<void()> step;
-        Timing t1, t2;
-    };
-    Case cases[] = {{"VAE step", [&] { trainer.vae_step(); }, {}, {}},
-                    {"diffusion step (text encoder + UNet)", [&] { trainer.diffusion_step(); }, {}, {}}};
-    for (int r = 0; r < rounds; ++r)
-        for (Case& c : cases) {
-            omp_set_num_threads(1);
-            time_once(c.t1, c.step, 2);
-            omp_set_num_threads(2);
-            time_once(c.t2, c.step, 2);
-        }
-
-    std::printf("Default preset, batch %d, %d rounds of 2 steps, medians\n\n", kBatch, rounds);
-    Table table({"step", "1 thread", "2 threads", "images/s (2 threads)", "scaling 2 vs 1"},
-                {false, true, true, true, true});
-    for (const Case& c : cases)
-        table.row({c.name, fmt("%.1f ms", 1e3 * c.t1.median()), fmt("%.1f ms", 1e3 * c.t2.median()),
-                   fmt("%.0f", kBatch / c.t2.median()), fmt("%.2f×", c.t1.median() / c.t2.median())});
-    table.print();
+    for (int threads : {1, 2}) {
+        const auto add = [&](const char* name, auto step) {
+            benchmark::RegisterBenchmark(fmt("%s/threads:%d", name, threads).c_str(),
+                                         [=, &trainer](benchmark::State& st) {
+                                             omp_set_num_threads(threads);
+                                             for (auto _ : st) step(trainer);
+                                             st.counters["images/s"] = per_second(kBatch);
+                                         })
+                ->Unit(benchmark::kMillisecond)
+                ->UseRealTime();
+        };
+        add("VAE step", [](Trainer& t) { t.vae_step(); });
+        add("diffusion step (text encoder + UNet)", [](Trainer& t) { t.diffusion_step(); });
+    }
+    std::printf("Default preset, batch %d\n", kBatch);
+    benchmark::RunSpecifiedBenchmarks();
+    benchmark::Shutdown();
     const double rss = peak_rss_bytes();
     std::printf(
         "\npeak RSS %.1f MB; compile-time bytes (parameters, gradients, Adam, EMA, workspaces, data set) "

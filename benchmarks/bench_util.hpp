@@ -1,7 +1,8 @@
-// Small helpers shared by the benchmarks: a wall-clock timer with median-of-k, interleaved rounds
-// (so load from other processes on a shared machine hits every case alike), result checks that
-// abort the run with a message, Markdown tables, peak RSS, the register-only FMA loop that is the
-// compute peak, and the plain fused loop that is Adam's memory-bandwidth ceiling.
+// Small helpers shared by the benchmarks: a wall-clock timer with median-of-k (for the drivers that
+// keep their own timing: bench_compare, bench_dist; the layer, Adam and training-step benchmarks run
+// on Google Benchmark, gbench.hpp), result checks that abort the run with a message, Markdown
+// tables, peak RSS, the register-only FMA loop that is the compute peak, and the plain fused loop
+// that is Adam's memory-bandwidth ceiling.
 #ifndef DIFFUSE_BENCHMARKS_BENCH_UTIL_HPP
 #define DIFFUSE_BENCHMARKS_BENCH_UTIL_HPP
 
@@ -12,7 +13,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
-#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -50,42 +50,6 @@ void time_once(Timing& out, F&& f, int iters = 1) {
                     }) /
                     iters);
 }
-
-/// How many calls of f make one sample last at least target_s (f is called a few times here,
-/// which also warms caches and first-touch pages).
-template <class F>
-int calibrate(F&& f, double target_s) {
-    f();
-    double once = seconds(f);
-    once = std::min(once, seconds(f));
-    return std::max(1, int(std::ceil(target_s / std::max(once, 1e-9))));
-}
-
-/// Cases timed in interleaved rounds: round r runs every case once, in order, before round r + 1.
-class Rounds {
-public:
-    /// Registers f; returns its index into timings().
-    std::size_t add(std::function<void()> f, double target_s) {
-        const int iters = calibrate(f, target_s);
-        cases_.push_back({std::move(f), iters});
-        timings_.emplace_back();
-        return cases_.size() - 1;
-    }
-    void run(int rounds) {
-        for (int r = 0; r < rounds; ++r)
-            for (std::size_t i = 0; i < cases_.size(); ++i) time_once(timings_[i], cases_[i].f, cases_[i].iters);
-    }
-    const Timing& timing(std::size_t i) const { return timings_[i]; }
-    int iters(std::size_t i) const { return cases_[i].iters; }
-
-private:
-    struct Case {
-        std::function<void()> f;
-        int iters;
-    };
-    std::vector<Case> cases_;
-    std::vector<Timing> timings_;
-};
 
 /// Peak resident set size of this process so far, in bytes (VmHWM of /proc/self/status).
 inline double peak_rss_bytes() {

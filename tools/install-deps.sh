@@ -7,6 +7,9 @@ pkgs=(g++ cmake make libeigen3-dev libxsimd-dev doctest-dev zlib1g-dev libpng-de
   libcli11-dev  # the example programs' command-line parser
   libopenmpi-dev openmpi-bin  # Open MPI: optional data-parallel training (include/diffuse/dist/) and its tests
   clang-14 libclang-rt-14-dev libomp-14-dev)  # libFuzzer and clang's OpenMP: the fuzz targets (fuzz/, .ci/run)
+pkgs+=(pkg-config)  # the consumer.install test compiles with diffuse.pc's flags
+pkgs+=(doxygen)  # the API reference (target docs, test docs_doxygen)
+pkgs+=(libbenchmark-dev)  # Google Benchmark, for the benchmarks (-DDIFFUSE_BUILD_BENCHMARKS=ON)
 [[ "${1:-}" == "--torch" ]] && pkgs+=(python3-torch)
 pkgs+=(python3-numpy)  # tools/sparkly_fashion.py: the data of README's LoRA example
 missing=()

@@ -20,6 +20,25 @@ using batch = xsimd::batch<T>;
 template <class T>
 inline constexpr std::size_t width = batch<T>::size;
 
+/// The element type of V, an xsimd batch or a plain number (the two things a map's functor sees).
+template <class V>
+struct scalar_of_t {
+    using type = V;
+};
+template <class T, class A>
+struct scalar_of_t<xsimd::batch<T, A>> {
+    using type = T;
+};
+template <class V>
+using scalar_of = typename scalar_of_t<V>::type;
+
+/// A double constant as V, rounded once to V's element type: said explicitly, so float code that
+/// takes a constant such as 1/√2 compiles cleanly under -Wconversion.
+template <class V>
+constexpr V splat(double c) {
+    return V(static_cast<scalar_of<V>>(c));
+}
+
 /// End of the vector part of [0, n). Computing it first (rather than testing i + width <= n)
 /// also keeps GCC 12 from a false -Waggressive-loop-optimizations warning for constant n.
 template <class T>

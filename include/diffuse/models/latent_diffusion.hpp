@@ -230,7 +230,7 @@ public:
                       "LatentDiffusion::decode: latents must be [N, latent_size, latent_size, latent_channels]");
         static_assert(same_shape<shape_of<X>, Shape<N, image_size, image_size, image_channels>>,
                       "LatentDiffusion::decode: images must be [N, image_size, image_size, image_channels]");
-        const T inv(1 / latent_scale);
+        const T inv = T(1 / latent_scale);
         std::transform(latents.begin(), latents.end(), scratch.begin(), [inv](T v) { return v * inv; });
         vae().decoder.forward(scratch, images, dec);
         for (auto& v : images) v = std::clamp(v, T(-1), T(1));

@@ -65,7 +65,7 @@ struct GELU {
     static constexpr double kRsqrt2Pi = 0.39894228040143267794;  // 1/√(2π)
     template <class V>
     static V cdf(V x) {
-        return V(0.5) * (V(1) + xsimd::erf(x * V(kRsqrt2)));
+        return V(0.5) * (V(1) + xsimd::erf(x * simd::splat<V>(kRsqrt2)));
     }
     template <class V>
     static V f(V x) {
@@ -73,7 +73,7 @@ struct GELU {
     }
     template <class V>
     static V df(V x) {
-        return cdf(x) + x * V(kRsqrt2Pi) * xsimd::exp(V(-0.5) * x * x);
+        return cdf(x) + x * simd::splat<V>(kRsqrt2Pi) * xsimd::exp(V(-0.5) * x * x);
     }
 };
 

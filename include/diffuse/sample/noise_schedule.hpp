@@ -188,7 +188,7 @@ template <class T>
 void add_noise(const NoiseSchedule& s, const T* z0, const T* eps, const std::int32_t* t, int batch, std::size_t item,
                T* zt) {
     detail::for_each_item(s, t, batch, item, [&](std::size_t o, double ab) {
-        const T a(std::sqrt(ab)), b(std::sqrt(1 - ab));
+        const T a = T(std::sqrt(ab)), b = T(std::sqrt(1 - ab));
         simd::map2(item, z0 + o, eps + o, zt + o,
                    [a, b](auto x, auto e) { return decltype(x)(a) * x + decltype(x)(b) * e; });
     });
@@ -203,7 +203,7 @@ void training_target(const NoiseSchedule& s, Prediction p, const T* z0, const T*
             std::copy(eps + o, eps + o + item, target + o);
             return;
         }
-        const T a(std::sqrt(ab)), b(std::sqrt(1 - ab));
+        const T a = T(std::sqrt(ab)), b = T(std::sqrt(1 - ab));
         simd::map2(item, z0 + o, eps + o, target + o,
                    [a, b](auto x, auto e) { return decltype(x)(a) * e - decltype(x)(b) * x; });
     });
@@ -220,12 +220,12 @@ void to_eps_x0(Prediction p, double ab, const T* z, const T* out, std::size_t n,
     if (p == Prediction::epsilon) {
         if (eps) std::copy(out, out + n, eps);
         if (x0) {
-            const T c(1 / sa), d(sb / sa);
+            const T c = T(1 / sa), d = T(sb / sa);
             simd::map2(n, z, out, x0, [c, d](auto zv, auto e) { return decltype(zv)(c) * zv - decltype(zv)(d) * e; });
         }
         return;
     }
-    const T a(sa), b(sb);
+    const T a = T(sa), b = T(sb);
     if (eps) simd::map2(n, z, out, eps, [a, b](auto zv, auto v) { return decltype(zv)(b) * zv + decltype(zv)(a) * v; });
     if (x0) simd::map2(n, z, out, x0, [a, b](auto zv, auto v) { return decltype(zv)(a) * zv - decltype(zv)(b) * v; });
 }

@@ -340,18 +340,18 @@ void evaluate(SamplerWorkspace<T>& r, const SamplerOptions& o, const PlannedStep
         ask(zin, cond, r.batch, Branch::conditional);
         ask(zin, uncond, r.batch, Branch::unconditional);
     }
-    const T g(o.guidance);
+    const T g = T(o.guidance);
     simd::map2(r.n, cond, uncond, cond, [g](auto c, auto u) { return u + decltype(c)(g) * (c - u); });
 }
 
 /// x0 clamped to [−c, c], and eps re-derived from it so the step stays consistent.
 template <class T>
 void clip_x0(SamplerWorkspace<T>& r, double c, double ab, const T* z) {
-    const T lo(-c), hi(c);
+    const T lo = T(-c), hi = T(c);
     simd::map(r.n, r.x0.data(), r.x0.data(),
               [lo, hi](auto x) { return xsimd::min(xsimd::max(x, decltype(x)(lo)), decltype(x)(hi)); });
     if (ab >= 1) return;
-    const T a(1 / std::sqrt(1 - ab)), b(std::sqrt(ab) / std::sqrt(1 - ab));
+    const T a = T(1 / std::sqrt(1 - ab)), b = T(std::sqrt(ab) / std::sqrt(1 - ab));
     simd::map2(r.n, z, r.x0.data(), r.eps.data(),
                [a, b](auto zv, auto x) { return decltype(zv)(a) * zv - decltype(zv)(b) * x; });
 }
@@ -385,11 +385,11 @@ void sample(const NoiseSchedule& s, const SamplerOptions& o, int batch, std::siz
     // The state: z (VP form) for DDPM/DDIM; x = z/sqrt(ab) (k-diffusion form) for the others.
     r.draw_noise();
     if (!control.clean) {
-        const T init(euler ? std::sqrt(1 + plan[0].sigma * plan[0].sigma) : 1.0);
+        const T init = T(euler ? std::sqrt(1 + plan[0].sigma * plan[0].sigma) : 1.0);
         simd::map(n, r.noise.data(), out, [init](auto e) { return decltype(e)(init) * e; });
     } else {  // VP: sqrt(ab)·z0 + sqrt(1 − ab)·eps; sigma form: z0 + sigma·eps
         const double ab = plan[first].alpha_bar;
-        const T a(euler ? 1.0 : std::sqrt(ab)), b(euler ? plan[first].sigma : std::sqrt(1 - ab));
+        const T a = T(euler ? 1.0 : std::sqrt(ab)), b = T(euler ? plan[first].sigma : std::sqrt(1 - ab));
         simd::map2(n, control.clean, r.noise.data(), out,
                    [a, b](auto z0, auto e) { return decltype(z0)(a) * z0 + decltype(z0)(b) * e; });
     }
@@ -403,7 +403,7 @@ void sample(const NoiseSchedule& s, const SamplerOptions& o, int batch, std::siz
     // The model's eps for sigma-form state x at planned step q, into r.eps (z = x·sqrt(ab): diffusers'
     // scale_model_input).
     const auto eps_at = [&](const T* x, const PlannedStep& q, int step) {
-        const T c(std::sqrt(q.alpha_bar));
+        const T c = T(std::sqrt(q.alpha_bar));
         simd::map(n, x, r.z.data(), [c](auto v) { return decltype(v)(c) * v; });
         detail::evaluate(r, o, q, step, r.z.data(), denoise);
         to_eps_x0(o.prediction, q.alpha_bar, r.z.data(), r.out.data(), n, r.eps.data(), static_cast<T*>(nullptr));
@@ -421,11 +421,11 @@ void sample(const NoiseSchedule& s, const SamplerOptions& o, int batch, std::siz
         switch (o.method) {
             case Method::ddpm: {  // posterior mean of q(z_prev | z_t, x0), plus its variance ("fixed_small")
                 const double alpha = ab / abn, beta = 1 - alpha;
-                const T c0(std::sqrt(abn) * beta / (1 - ab)), ct(std::sqrt(alpha) * (1 - abn) / (1 - ab));
+                const T c0 = T(std::sqrt(abn) * beta / (1 - ab)), ct = T(std::sqrt(alpha) * (1 - abn) / (1 - ab));
                 simd::map2(n, r.x0.data(), out, out,
                            [c0, ct](auto x0, auto z) { return decltype(z)(c0) * x0 + decltype(z)(ct) * z; });
                 if (abn < 1) {
-                    const T sd(std::sqrt(std::max((1 - abn) / (1 - ab) * beta, 1e-20)));
+                    const T sd = T(std::sqrt(std::max((1 - abn) / (1 - ab) * beta, 1e-20)));
                     r.draw_noise();
                     simd::axpy(n, sd, r.noise.data(), out);
                 }
@@ -434,7 +434,7 @@ void sample(const NoiseSchedule& s, const SamplerOptions& o, int batch, std::siz
             case Method::ddim: {
                 const double var = (1 - abn) / (1 - ab) * (1 - ab / abn);
                 const double sd = o.eta * std::sqrt(std::max(var, 0.0));
-                const T a(std::sqrt(abn)), b(std::sqrt(std::max(1 - abn - sd * sd, 0.0)));
+                const T a = T(std::sqrt(abn)), b = T(std::sqrt(std::max(1 - abn - sd * sd, 0.0)));
                 simd::map2(n, r.x0.data(), r.eps.data(), out,
                            [a, b](auto x0, auto e) { return decltype(x0)(a) * x0 + decltype(x0)(b) * e; });
                 if (sd > 0) {
@@ -447,7 +447,7 @@ void sample(const NoiseSchedule& s, const SamplerOptions& o, int batch, std::siz
                 simd::axpy(n, T(p.sigma_next - p.sigma), r.eps.data(), out);
                 break;
             case Method::heun: {  // Euler to sigma_next, then the trapezoid of both slopes (but to sigma 0)
-                const T h(p.sigma_next - p.sigma);
+                const T h = T(p.sigma_next - p.sigma);
                 if (p.sigma_next == 0) {
                     simd::axpy(n, h, r.eps.data(), out);
                     break;
@@ -464,14 +464,14 @@ void sample(const NoiseSchedule& s, const SamplerOptions& o, int batch, std::siz
             case Method::dpmpp_2m: {  // in lambda = −log sigma: x' = (σ'/σ)·x − expm1(−h)·D
                 // D: this step's x0 = x − σ·eps, or with the previous step's x0 the second-order
                 // (1 + 1/2r)·x0 − (1/2r)·x0_prev, r = h_prev/h; to sigma 0 it is x0 itself.
-                const T sg(p.sigma);
+                const T sg = T(p.sigma);
                 simd::map2(n, out, r.eps.data(), r.x0.data(), [sg](auto x, auto e) { return x - decltype(x)(sg) * e; });
                 if (p.sigma_next == 0) {
                     std::copy_n(r.x0.data(), n, out);
                     break;
                 }
                 const double h = std::log(p.sigma / p.sigma_next);
-                const T ratio(p.sigma_next / p.sigma), gain(-std::expm1(-h));
+                const T ratio = T(p.sigma_next / p.sigma), gain = T(-std::expm1(-h));
                 if (i == first) {
                     simd::map2(n, out, r.x0.data(), out, [ratio, gain](auto x, auto d) {
                         return decltype(x)(ratio) * x + decltype(x)(gain) * d;

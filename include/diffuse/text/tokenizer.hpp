@@ -54,7 +54,7 @@ public:
     static constexpr std::size_t max_word_bytes = 32;  // longer runs are never vocabulary words
     enum class Unknown { token, bytes };
 
-    /// An empty vocabulary: every word is <unk>.
+    /// An empty vocabulary: every word is `<unk>`.
     Tokenizer() : Tokenizer(std::vector<std::string>{}, Unknown::token) {}
 
     /// Words in id order (word i has id word_base() + i). Each must be non-empty, at most
@@ -105,7 +105,7 @@ public:
     std::int32_t word_base() const { return unknown_ == Unknown::token ? 4 : 3 + 256; }
     /// Ids run from 0 to vocab_size() - 1: the text encoder's table must hold at least this many.
     int vocab_size() const { return int(word_base()) + int(words_.size()); }
-    /// The <unk> id (Unknown::token layout).
+    /// The `<unk>` id (Unknown::token layout).
     static constexpr std::int32_t unk_id = 3;
     /// The id of byte b (Unknown::bytes layout).
     static constexpr std::int32_t byte_id(unsigned char b) { return 3 + std::int32_t(b); }
@@ -200,7 +200,7 @@ public:
         return truncated;
     }
 
-    /// How many tokens of text are <unk> or spelled-out bytes: what the model cannot read.
+    /// How many tokens of text are `<unk>` or spelled-out bytes: what the model cannot read.
     int unknown_count(std::string_view text) const {
         int n = 0;
         tokenize(text, [&](std::int32_t id) {

@@ -53,7 +53,7 @@ public:
     /// One update of w from the current parameters (after an optimizer step).
     template <class T>
     void update(EmaWeights<T>& w, const T* params) const {
-        const T c(1 - decay_at(w.update_count()));
+        const T c = T(1 - decay_at(w.update_count()));
         w.count_update();
         T* s = w.values();
         for_each_flat_chunk(w.size(), [&](std::size_t b, std::size_t e) {

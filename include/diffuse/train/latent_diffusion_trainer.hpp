@@ -126,16 +126,16 @@ public:
     };
 
     /// The data set's images must have the preset's channels (Batches checks the shape). With
-    /// `parallel`, this process is one of its ranks (it must outlive the trainer).
-    LatentDiffusionTrainer(Model& model, Source data, Options opt, DataParallel<T>* parallel = nullptr)
-        : model(model),
+    /// `ranks`, this process is one of its ranks (it must outlive the trainer).
+    LatentDiffusionTrainer(Model& m, Source source, Options opt, DataParallel<T>* ranks = nullptr)
+        : model(m),
           options(opt),
-          parallel(parallel),
-          data(std::move(data), opt.seed,
+          parallel(ranks),
+          data(std::move(source), opt.seed,
                data::BatchOptions{opt.caption_dropout,
-                                  parallel ? data::Shard{parallel->rank(), parallel->ranks()} : data::Shard{}}),
-          vae_adam(model.vae_store, {.lr = opt.vae_lr}),
-          diffusion_adam(model.diffusion_store, {.lr = opt.lr}),
+                                  ranks ? data::Shard{ranks->rank(), ranks->ranks()} : data::Shard{}}),
+          vae_adam(m.vae_store, {.lr = opt.vae_lr}),
+          diffusion_adam(m.diffusion_store, {.lr = opt.lr}),
           ema(EmaOptions{.decay = opt.ema_decay, .warmup = true}) {
         const auto require = [](bool ok, const char* what) {
             if (!ok) throw std::invalid_argument(std::string("LatentDiffusionTrainer: ") + what);
@@ -168,7 +168,7 @@ public:
         next_batch(ws.batch, ws.vae.x);
         fill_normal_per_image(ws.vae.eps, kVaeNoise, vae_steps);
         const Vae& vae = model.vae();
-        const T beta(options.kl_weight);
+        const T beta = T(options.kl_weight);
         const auto l = vae.forward(ws.vae, beta);
         auto& store = model.vae_store;
         store.zero_grad();

@@ -1,0 +1,37 @@
+# The architecture page's folder map matches the code (issue 14):
+#
+#   cmake -DROOT=<dir holding diffuse/> -DDOC=<architecture.md> -P check.cmake
+#
+# Every folder under ROOT/diffuse/ must be named in DOC as `diffuse/<folder>/`, and every
+# `diffuse/<folder>/` DOC names must exist. Every mismatch is listed, then it fails.
+cmake_minimum_required(VERSION 3.21)
+if(NOT DEFINED ROOT OR NOT IS_DIRECTORY "${ROOT}/diffuse" OR NOT DEFINED DOC OR NOT EXISTS "${DOC}")
+  message(FATAL_ERROR "architecture check: pass -DROOT=<dir holding diffuse/> and -DDOC=<page> (got '${ROOT}', '${DOC}')")
+endif()
+file(READ "${DOC}" _text)
+file(GLOB _entries RELATIVE "${ROOT}/diffuse" "${ROOT}/diffuse/*")
+set(_problems "")
+set(_folders "")
+foreach(e ${_entries})
+  if(IS_DIRECTORY "${ROOT}/diffuse/${e}")
+    list(APPEND _folders "${e}")
+    string(FIND "${_text}" "`diffuse/${e}/`" _at)
+    if(_at EQUAL -1)
+      list(APPEND _problems "folder diffuse/${e}/ is not named in ${DOC}")
+    endif()
+  endif()
+endforeach()
+string(REGEX MATCHALL "`diffuse/[a-z_]+/`" _named "${_text}")
+list(REMOVE_DUPLICATES _named)
+foreach(n ${_named})
+  string(REGEX REPLACE "`diffuse/([a-z_]+)/`" "\\1" _f "${n}")
+  if(NOT _f IN_LIST _folders)
+    list(APPEND _problems "${DOC} names diffuse/${_f}/, which does not exist")
+  endif()
+endforeach()
+if(_problems)
+  list(JOIN _problems "\n  " _out)
+  message(FATAL_ERROR "architecture check:\n  ${_out}")
+endif()
+list(LENGTH _folders _n)
+message(STATUS "architecture check: all ${_n} folders named")
