@@ -507,10 +507,10 @@ void sample(const NoiseSchedule& s, const SamplerOptions& o, int batch, std::siz
         reached(i + 1);
         for (int j = 0; j < control.jumps; ++j) {  // back to step i's level with fresh noise, and again
             const double ab = plan[i].alpha_bar, abn = i + 1 < plan.size() ? plan[i + 1].alpha_bar : 1.0;
-            const T a(euler ? 1.0 : std::sqrt(ab / abn));
-            const T b(euler ? std::sqrt(std::max(
-                                  plan[i].sigma * plan[i].sigma - plan[i].sigma_next * plan[i].sigma_next, 0.0))
-                            : std::sqrt(std::max(1 - ab / abn, 0.0)));
+            const T a = T(euler ? 1.0 : std::sqrt(ab / abn));
+            const T b = T(euler ? std::sqrt(std::max(
+                                      plan[i].sigma * plan[i].sigma - plan[i].sigma_next * plan[i].sigma_next, 0.0))
+                                : std::sqrt(std::max(1 - ab / abn, 0.0)));
             r.draw_noise();
             simd::map2(n, out, r.noise.data(), out,
                        [a, b](auto x, auto e) { return decltype(x)(a) * x + decltype(x)(b) * e; });

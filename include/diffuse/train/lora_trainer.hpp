@@ -45,14 +45,14 @@ public:
     };
 
     /// The adapters must be fresh ones (strength 1) on `model`, and outlive the trainer.
-    LoraTrainer(Model& model, Adapters& adapters, Source data, LoraTrainOptions opt)
-        : adapters(adapters),
+    LoraTrainer(Model& model, Adapters& trained, Source data, LoraTrainOptions opt)
+        : adapters(trained),
           options(opt),
           base(model, std::move(data), base_options(opt)),
-          adam(adapters.values(), adapters.grads(), adapters.size(), {.lr = opt.lr}) {
+          adam(trained.values(), trained.grads(), trained.size(), {.lr = opt.lr}) {
         if (!(opt.lr > 0)) throw std::invalid_argument("LoraTrainer: the learning rate must be positive");
         if (!(opt.grad_clip > 0)) throw std::invalid_argument("LoraTrainer: grad_clip must be positive");
-        if (adapters.merged() || adapters.strength() != 1)
+        if (trained.merged() || trained.strength() != 1)
             throw std::invalid_argument("LoraTrainer: train adapters unmerged, at strength 1");
         if (model.has_ema()) model.ema.copy_to(model.diffusion_store);
         adapters.write_trigger_rows();
