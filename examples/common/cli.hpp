@@ -24,10 +24,10 @@
 
 namespace cli {
 
-/// "3", "0.0001", "1e-08": the shortest form that reads back as the same double.
+/// "3", "0.0003", "1e-08": the shortest form that reads back as the same double, as %g writes it.
 inline std::string number_text(double x) {
     char buf[32];
-    const auto [end, ec] = std::to_chars(buf, buf + sizeof buf, x);
+    const auto [end, ec] = std::to_chars(buf, buf + sizeof buf, x, std::chars_format::general);
     return ec == std::errc() ? std::string(buf, end) : std::to_string(x);
 }
 
