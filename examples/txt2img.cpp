@@ -15,7 +15,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cmath>
 #include <cstdio>
 #include <exception>
 #include <filesystem>
@@ -135,7 +134,6 @@ int main(int argc, char** argv) {
     if (const std::string problem = cli::validate(f); !problem.empty()) cli.fail(problem);
     if (!lf.file.empty() && !std::filesystem::is_regular_file(lf.file))
         cli.fail("--lora '" + lf.file + "' is not a file");
-    if (!std::isfinite(lf.strength)) cli.fail("--lora-strength must be a finite number");
     if ((lf.strength != 1 || lf.merge) && lf.file.empty())
         cli.fail("--lora-strength and --lora-merge need --lora FILE");
     if (!f.prompts_file.empty()) {
