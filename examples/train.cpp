@@ -207,8 +207,7 @@ private:
     std::vector<std::string> training_captions() const {
         std::vector<std::string> out;
         if constexpr (fashion) {
-            for (int c = 0; c < int(data::kFashionClassNames.size()); ++c)
-                for (auto& cap : data::all_captions(c)) out.push_back(std::move(cap));
+            out = data::all_fashion_captions();
         } else {
             const auto& src = trainer_->data.source();
             for (int i = 0; i < src.size(); ++i)

@@ -22,12 +22,7 @@ namespace {
 
 /// The vocabulary learned from every caption of every class (what train learns from Fashion-MNIST).
 const Tokenizer& fashion_tokenizer() {
-    static const Tokenizer t = [] {
-        std::vector<std::string> caps;
-        for (int label = 0; label < 10; ++label)
-            for (auto& c : all_captions(label)) caps.push_back(c);
-        return Tokenizer::learn(caps, 1000);
-    }();
+    static const Tokenizer t = [] { return Tokenizer::learn(all_fashion_captions(), 1000); }();
     return t;
 }
 
@@ -80,6 +75,10 @@ TEST_CASE("every caption tokenizes into learned words only, untruncated in a con
     }
     MESSAGE(total << " distinct captions; the longest is " << longest << " tokens with start and end");
     CHECK(longest <= 16);
+    const auto every = all_fashion_captions();  // the tokenizer's text: the same captions, label by label
+    CHECK(int(every.size()) == total);
+    CHECK(every.front() == all_captions(0).front());
+    CHECK(every.back() == all_captions(9).back());
 }
 
 TEST_CASE("captions: right article, the class's names, the examples of the brief") {

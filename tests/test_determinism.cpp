@@ -117,10 +117,7 @@ LdmRun train_and_sample(int threads) {
     omp_set_num_threads(threads);
     static const io::FashionMnist all = io::load_fashion_mnist(io::Split::train, DIFFUSE_FASHION_MNIST_DIR);
     auto model = std::make_unique<Tiny>(3);
-    std::vector<std::string> captions;
-    for (int c = 0; c < 10; ++c)
-        for (auto& cap : data::all_captions(c)) captions.push_back(cap);
-    model->tokenizer = text::Tokenizer::learn(captions, std::size_t(Tiny::Text::vocab_size - 4));
+    model->tokenizer = text::Tokenizer::learn(data::all_fashion_captions(), std::size_t(Tiny::Text::vocab_size - 4));
     LatentDiffusionTrainOptions o;
     o.seed = 11;
     o.warmup_steps = 2;

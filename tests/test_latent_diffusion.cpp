@@ -58,10 +58,9 @@ Model& trained_model() {
         o.lr = 3e-3;
         o.warmup_steps = 10;
         o.ema_decay = 0.99;
-        std::vector<std::string> captions;  // the vocabulary train learns from Fashion-MNIST's captions
-        for (int c = 0; c < 10; ++c)
-            for (auto& cap : data::all_captions(c)) captions.push_back(cap);
-        model.tokenizer = text::Tokenizer::learn(captions, std::size_t(Model::Text::vocab_size - 4));
+        // the vocabulary train learns from Fashion-MNIST's captions
+        model.tokenizer =
+            text::Tokenizer::learn(data::all_fashion_captions(), std::size_t(Model::Text::vocab_size - 4));
         LatentDiffusionTrainer<float, presets::Tiny, 8> tr(model, few_images(64), o);
         for (int i = 0; i < 40; ++i) tr.vae_step();
         tr.measure_latent_scale();

@@ -156,6 +156,14 @@ inline std::vector<std::string> all_captions(int label) {
     return out;
 }
 
+/// Every caption of every class, label by label: the text a Fashion-MNIST tokenizer is learned from.
+inline std::vector<std::string> all_fashion_captions() {
+    std::vector<std::string> out;
+    for (int label = 0; label < int(kFashionClassNames.size()); ++label)
+        for (auto& c : all_captions(label)) out.push_back(std::move(c));
+    return out;
+}
+
 }  // namespace diffuse::data
 
 #endif
