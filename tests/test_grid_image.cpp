@@ -183,3 +183,20 @@ TEST_CASE("grid: UTF-8 captions decode to code points, bad bytes to U+FFFD") {
                                 "b") == std::vector<char32_t>{char32_t(0xFFFD), U'b'});
     CHECK(cli::utf8_code_points("\xe2\x80") == std::vector<char32_t>{char32_t(0xFFFD), char32_t(0xFFFD)});
 }
+
+TEST_CASE("grid: --captions and --no-captions override the program's default") {
+    cli::GridFlags g;
+    cli::settle_captions(g, true);
+    CHECK(g.captions == cli::kHaveCaptions);
+    cli::settle_captions(g, false);
+    CHECK(!g.captions);
+    g.captions_flag = true;
+    cli::settle_captions(g, false);
+    CHECK(g.captions);
+    g.captions_flag = false;
+    g.no_captions_flag = true;
+    cli::settle_captions(g, true);
+    CHECK(!g.captions);
+    g.captions_flag = true;
+    CHECK(cli::grid_problem(g, true) == "give either --captions or --no-captions, not both");
+}

@@ -1,4 +1,4 @@
-// The flags every program that writes a grid PNG shares — --scale, --captions / --no-captions,
+// The flags every program that writes a grid PNG shares — --scale, --captions, --no-captions,
 // --font — their checks, and the writing: io::compose_grid with captions rendered by FreeType
 // (caption_font.hpp). Program code, tested in tests/test_grid_image.cpp.
 //
@@ -27,27 +27,40 @@ inline constexpr const char* kDefaultFont = "/usr/share/fonts/truetype/dejavu/De
 
 struct GridFlags {
     int scale = kDefaultGridScale;
-    bool captions = false;
+    bool captions = false;  // settled by settle_captions() from the two flags and the program's default
+    bool captions_flag = false, no_captions_flag = false;  // --captions, --no-captions as typed
     std::string font = kDefaultFont;
 };
 
-/// Registers --scale, --captions / --no-captions and --font. `captions_by_default`: where a grid
-/// row is one prompt (or one kind of image), captions are on unless --no-captions (and FreeType is here).
-inline void add_grid_options(Parser& p, GridFlags& g, bool captions_by_default) {
-    g.captions = captions_by_default && kHaveCaptions;
+/// Registers --scale, --captions, --no-captions and --font. `captions_default` is what the help says
+/// captions are when neither flag is given.
+inline void add_grid_options(Parser& p, GridFlags& g, const std::string& captions_default) {
     p.option("--scale", g.scale,
              "--grid: each pixel becomes an N x N block (1 to " + std::to_string(diffuse::io::kMaxGridScale) +
                  "; 1: unscaled)")
-        .flag("--captions,!--no-captions", g.captions,
-              std::string("--grid: a caption under each row (default: ") + (g.captions ? "on" : "off") + ")")
+        .flag("--captions", g.captions_flag, "--grid: a caption under each row (default: " + captions_default + ")")
+        .flag("--no-captions", g.no_captions_flag, "--grid: no captions")
         .option("--font", g.font, "--grid: the TrueType/OpenType font of the captions");
 }
 
-/// The first problem with the flags, or "". The font is checked only when captions will be drawn.
+/// After parsing: captions are on with --captions, off with --no-captions, else `by_default` (on
+/// where a grid row is one prompt or one kind of image) where this build has FreeType.
+inline void settle_captions(GridFlags& g, bool by_default) {
+    g.captions = g.captions_flag || (!g.no_captions_flag && by_default && kHaveCaptions);
+}
+
+/// A copy with captions settled, for code that holds the flags const.
+inline GridFlags settled(GridFlags g, bool by_default) {
+    settle_captions(g, by_default);
+    return g;
+}
+
+/// The first problem with the flags (settled), or "". The font is checked only when captions will be drawn.
 inline std::string grid_problem(const GridFlags& g, bool writes_grid) {
     if (g.scale < 1 || g.scale > diffuse::io::kMaxGridScale)
         return "--scale must be in [1, " + std::to_string(diffuse::io::kMaxGridScale) + "], not " +
                std::to_string(g.scale);
+    if (g.captions_flag && g.no_captions_flag) return "give either --captions or --no-captions, not both";
     if (!writes_grid || !g.captions) return {};
     if (!kHaveCaptions)
         return "--captions: these programs were built without FreeType (install libfreetype-dev and rebuild, or "
