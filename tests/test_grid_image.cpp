@@ -112,6 +112,8 @@ TEST_CASE("grid: a missing font names its path and --font") {
     std::ofstream(t.file("notafont.ttf")) << "hello";
     const std::string bad = t.file("notafont.ttf");
     CHECK_THROWS_WITH(cli::CaptionFont(bad, 12), doctest::Contains(bad.c_str()));
+    f.font = bad;
+    CHECK(cli::grid_problem(f, true) == "--font: cannot read the font file " + bad + " (give another one with --font)");
 }
 
 TEST_CASE("grid: captions add a strip of the line height under each row, with ink in it") {

@@ -10,6 +10,7 @@
 #define DIFFUSE_EXAMPLES_GRID_FLAGS_HPP
 
 #include <algorithm>
+#include <exception>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -69,6 +70,9 @@ inline std::string grid_problem(const GridFlags& g, bool writes_grid) {
     if (!std::filesystem::is_regular_file(g.font, ec))
         return "--font: the font file " + g.font +
                " does not exist (install fonts-dejavu-core, give another font with --font FILE, or use --no-captions)";
+    try {  // a file FreeType cannot read is found now, not after the images are made
+        CaptionFont(g.font, caption_pixel_size(g.scale));
+    } catch (const std::exception& e) { return std::string("--font: ") + e.what(); }
     return {};
 }
 

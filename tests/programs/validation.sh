@@ -100,6 +100,12 @@ if [[ -f $weights ]]; then
     fail "txt2img --n 3: $(cat "$dir/err")"
   [[ $(ls "$dir/three" | wc -l) == 3 ]] || fail "txt2img --n 3 wrote $(ls "$dir/three" | wc -l) files"
   grep -q "3 images" "$dir/err" || fail "txt2img --n 3 does not report 3 images: $(tr '\r' '\n' <"$dir/err")"
+  # reconstruct --grid: two 28x28 inputs in a row above their reconstructions, scaled 2x: the PNG
+  # header's width is 2 * (2 * 28 + 1) = 114 pixels.
+  "$bin/reconstruct" --grid "$dir/pairs.png" --scale 2 --threads 1 "$dir/three/0000.png" "$dir/three/0001.png" \
+    >"$dir/out" 2>"$dir/err" || fail "reconstruct --grid: $(cat "$dir/err")"
+  [[ $(od -An -tu4 --endian=big -j16 -N4 "$dir/pairs.png" 2>/dev/null | tr -d ' ') == 114 ]] ||
+    fail "reconstruct --grid --scale 2 wrote a grid $(od -An -tu4 --endian=big -j16 -N4 "$dir/pairs.png") pixels wide, not 114"
 fi
 
 # The grid flags of every program that writes grids: a --scale outside [1, 16], both caption flags,
