@@ -44,6 +44,9 @@ inline void add_grid_options(Parser& p, GridFlags& g, const std::string& caption
         .option("--font", g.font, "--grid: the TrueType/OpenType font of the captions");
 }
 
+/// The caption text's pixel size at a grid scale: 10 pixels unscaled, 14 at the default 3.
+inline int caption_pixel_size(int scale) { return 8 + 2 * scale; }
+
 /// After parsing: captions are on with --captions, off with --no-captions, else `by_default` (on
 /// where a grid row is one prompt or one kind of image) where this build has FreeType.
 inline void settle_captions(GridFlags& g, bool by_default) {
@@ -75,9 +78,6 @@ inline std::string grid_problem(const GridFlags& g, bool writes_grid) {
     } catch (const std::exception& e) { return std::string("--font: ") + e.what(); }
     return {};
 }
-
-/// The caption text's pixel size at a grid scale: 10 pixels unscaled, 14 at the default 3.
-inline int caption_pixel_size(int scale) { return 8 + 2 * scale; }
 
 /// The grid picture of n images [n, h, w, c] in [-1, 1], rows x cols, with `row_captions` (one per
 /// row) under the rows when the flags ask for captions.
