@@ -113,6 +113,7 @@ TEST_CASE("grid: a missing font names its path and --font") {
     const std::string bad = t.file("notafont.ttf");
     CHECK_THROWS_WITH(cli::CaptionFont(bad, 12), doctest::Contains(bad.c_str()));
     f.font = bad;
+    f.captions = true;
     CHECK(cli::grid_problem(f, true) == "--font: cannot read the font file " + bad + " (give another one with --font)");
 }
 
