@@ -3,8 +3,8 @@
 // (caption_font.hpp). Program code, tested in tests/test_grid_image.cpp.
 //
 // The default scale is 3: a 28-pixel Fashion-MNIST image becomes 84 pixels (a 32-pixel emoji 96),
-// big enough to see on a screen, and the widest grids the README shows (nine images in a row, eight
-// rows of eight) stay under GitHub's ~880-pixel column, so a browser shows them unshrunk; at 4 they
+// big enough to see on a screen, and the widest grids the README shows (ten images in a row: 867
+// pixels) stay under GitHub's ~880-pixel column, so a browser shows them unshrunk; at 4 they
 // would be scaled back down. --scale 1 writes the bytes an unscaled grid always had.
 #ifndef DIFFUSE_EXAMPLES_GRID_FLAGS_HPP
 #define DIFFUSE_EXAMPLES_GRID_FLAGS_HPP
