@@ -43,6 +43,7 @@
 
 #include "common/cli.hpp"
 #include "common/generation_flags.hpp"
+#include "common/grid_flags.hpp"
 #include "common/model_files.hpp"
 #include "common/output_paths.hpp"
 
@@ -64,6 +65,7 @@ int main(int argc, char** argv) {
     std::string classifier_path, data_dir = io::fashion_mnist_dir(), wordings_path;
     int vae_images = 10000;
     bool raw = false;
+    cli::GridFlags look;
     cli::Parser cli("evaluate",
                     "score the text-to-image model: the share of its images that the shipped classifier\n"
                     "assigns to the prompted class (prompt \"a photo of {a}\"), the classifier's test accuracy,\n"
@@ -90,7 +92,10 @@ int main(int argc, char** argv) {
         .option("--grid", f.grid, "also write a 10x10 grid PNG, one row per class")
         .option("--threads", f.threads, "OpenMP threads (0: OpenMP's default; on a busy machine 1 can be much faster)")
         .flag("--raw-weights", raw, "sample with the trained weights instead of their EMA");
+    cli::add_grid_options(cli, look, "on: each row's prompt");
     cli.parse(argc, argv);
+    cli::settle_captions(look, true);
+    if (const std::string p = cli::grid_problem(look, !f.grid.empty()); !p.empty()) cli.fail(p);
     if (std::string problem = cli::validate(f, false); !problem.empty()) {
         if (problem.starts_with("--n ")) problem = "--per-class" + problem.substr(3);
         cli.fail(problem);
@@ -192,8 +197,9 @@ int main(int argc, char** argv) {
             std::printf("%s", app::markdown_wording_report(scores).c_str());
         }
         if (!f.grid.empty()) {
-            io::write_png_grid(f.grid, grid.data(), app::kClassCount * kGridCols, side, side, 1, app::kClassCount,
-                               kGridCols);
+            const auto prompts = app::class_prompts();
+            cli::write_grid(f.grid, grid.data(), app::kClassCount * kGridCols, side, side, 1, app::kClassCount,
+                            kGridCols, {prompts.begin(), prompts.end()}, look);
             std::fprintf(stderr, "wrote %s (one row per class, labels 0-9 top to bottom)\n", f.grid.c_str());
         }
     } catch (const std::exception& e) {

@@ -39,6 +39,7 @@
 #include "common/cli.hpp"
 #include "common/colour_flag.hpp"
 #include "common/generation_flags.hpp"
+#include "common/grid_flags.hpp"
 #include "common/output_paths.hpp"
 #include "common/preset_dispatch.hpp"
 
@@ -52,11 +53,12 @@ struct Flags {
     std::string data, weights, space = "pixels", background = "ffffff";
     int names = 200, per_name = 4;
     cli::GenerationFlags gen;  // steps, sampler, guidance, seed, threads, grid (prompt and n unused)
+    cli::GridFlags look;       // --scale, --captions (on: each row's prompt), --font
 };
 
 /// Rows of the first kGridNames names: the named training image, then (generated, its nearest) pairs.
 void write_grid(const std::string& path, const diffuse::app::PromptFollowingResult& r,
-                const diffuse::data::ImageFolder& data) {
+                const diffuse::data::ImageFolder& data, const cli::GridFlags& look) {
     const int s = r.image_size, c = r.image_channels, per = r.per_name;
     const std::size_t image = std::size_t(s) * s * c;
     const int rows = std::min(kGridNames, int(r.names.size())), cols = 1 + 2 * per;
@@ -71,7 +73,9 @@ void write_grid(const std::string& path, const diffuse::app::PromptFollowingResu
             data.image(name.nearest[std::size_t(j)].front(), row + std::size_t(2 + 2 * j) * image);
         }
     }
-    diffuse::io::write_png_grid(path, cells.data(), rows * cols, s, s, c, rows, cols);
+    std::vector<std::string> prompts;
+    for (int y = 0; y < rows; ++y) prompts.push_back(r.names[std::size_t(y)].prompt);
+    cli::write_grid(path, cells.data(), rows * cols, s, s, c, rows, cols, prompts, look);
 }
 
 template <class Preset>
@@ -123,7 +127,7 @@ int run(const cli::Parser& cli, const Flags& f, const diffuse::data::ImageFolder
                     folder.file_name(n.nearest.front().front()).c_str());
     }
     if (!f.gen.grid.empty()) {
-        write_grid(f.gen.grid, r, folder);
+        write_grid(f.gen.grid, r, folder, f.look);
         std::printf("\nwrote %s (per row: the named image, then each generated image beside its nearest)\n",
                     f.gen.grid.c_str());
     }
@@ -154,7 +158,10 @@ int main(int argc, char** argv) {
         .option("--grid", f.gen.grid, "write the first 8 names' images beside their nearest training images")
         .option("--threads", f.gen.threads,
                 "OpenMP threads (0: OpenMP's default; on a busy machine 1 can be much faster)");
+    cli::add_grid_options(cli, f.look, "on: each row's prompt");
     cli.parse(argc, argv);
+    cli::settle_captions(f.look, true);
+    if (const std::string p = cli::grid_problem(f.look, !f.gen.grid.empty()); !p.empty()) cli.fail(p);
 
     std::error_code ec;
     if (f.data.empty()) cli.fail("--data DIR is required");

@@ -41,6 +41,7 @@
 
 #include "common/cli.hpp"
 #include "common/colour_flag.hpp"
+#include "common/grid_flags.hpp"
 #include "common/output_paths.hpp"
 
 #ifdef DIFFUSE_WITH_MPI
@@ -65,6 +66,7 @@ struct Args {
     std::string distractor_words = "/usr/share/dict/words";  // Debian's wamerican; "" for none
     data::DistractorOptions distractor;
     LatentDiffusionTrainOptions train;
+    cli::GridFlags look;  // the grids' --scale, --captions (on: each row's prompt), --font
 };
 
 std::string fmt_duration(double s) {
@@ -327,7 +329,7 @@ private:
             View<float, kGridColumns, S, S, C> out(grid.data() + std::size_t(r) * kGridColumns * image);
             model_->generate(prompts, "", so, out, *sample_ws_);
         }
-        io::write_png_grid(path, grid.data(), rows * kGridColumns, S, S, C, rows, kGridColumns);
+        cli::write_grid(path, grid.data(), rows * kGridColumns, S, S, C, rows, kGridColumns, grid_prompts_, args_.look);
         std::printf("samples %s (DDIM %d steps, guidance %.1f, %s weights, %.1f s)\n", path.c_str(), so.sampler.steps,
                     so.sampler.guidance, model_->has_ema() ? "EMA" : "raw",
                     std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
@@ -355,7 +357,8 @@ private:
         model_->reconstruct(x, y);
         double mse = 0;
         for (std::size_t i = 0; i < x.size; ++i) mse += double(x[i] - y[i]) * double(x[i] - y[i]);
-        io::write_png_grid(path, grid.data(), 2 * kGridColumns, S, S, C, 2, kGridColumns);
+        cli::write_grid(path, grid.data(), 2 * kGridColumns, S, S, C, 2, kGridColumns, {"input", "reconstruction"},
+                        args_.look);
         std::printf("VAE reconstructions %s (images above, reconstructions below; MSE %.5f)\n", path.c_str(),
                     mse / double(x.size));
     }
@@ -406,7 +409,10 @@ int main(int argc, char** argv) {
                 "word list of distractors inserted into captions, so unknown words are ignored (\"\": none)")
         .option("--distractor-prob", a.distractor.probability, "share of captions that get distractor words")
         .option("--fashion-dir", a.fashion_dir, "directory of the Fashion-MNIST IDX files");
+    cli::add_grid_options(cli, a.look, "on: each row's prompt");
     cli.parse(argc, argv);
+    cli::settle_captions(a.look, true);
+    if (const std::string p = cli::grid_problem(a.look, true); !p.empty()) cli.fail(p);
     if (a.preset != "default" && a.preset != "tiny" && a.preset != "rgb32" && a.preset != "rgb64")
         cli.fail("--preset must be default, rgb32, rgb64 or tiny, not '" + a.preset + "'");
     if (is_fashion(a.data) && a.preset.starts_with("rgb"))

@@ -5,7 +5,8 @@
 //
 //   txt2img --prompt "a photo of an ankle boot" --n 16 --grid boots.png
 //   txt2img --weights models/emoji.safetensors --prompt "red apple" --grid apple.png
-//   txt2img --prompts prompts.txt --n 4 --grid rows.png   (one row of 4 per line of the file)
+//   txt2img --prompts prompts.txt --n 4 --grid rows.png   (one row of 4 per line of the file, captioned)
+//   txt2img --prompt "a bag" --grid bags.png --scale 1    (28-pixel cells: no upscale)
 //   txt2img --prompt "a pair of trousers" --negative "a dress" --sampler euler_a --out-dir out/
 //   txt2img --lora sparkly.safetensors --lora-strength 0.8 --prompt "a photo of a sparkly bag" --grid bags.png
 //
@@ -32,6 +33,7 @@
 
 #include "common/cli.hpp"
 #include "common/generation_flags.hpp"
+#include "common/grid_flags.hpp"
 #include "common/model_files.hpp"
 #include "common/output_paths.hpp"
 #include "common/preset_dispatch.hpp"
@@ -48,7 +50,8 @@ struct LoraFlags {
 };
 
 template <class Preset>
-int run(const cli::GenerationFlags& f, const std::string& weights, bool raw, const LoraFlags& lf) {
+int run(const cli::GenerationFlags& f, const cli::GridFlags& look, const std::string& weights, bool raw,
+        const LoraFlags& lf) {
     using namespace diffuse;
     using Model = LatentDiffusion<float, Preset>;
     auto model = std::make_unique<Model>();
@@ -93,7 +96,10 @@ int run(const cli::GenerationFlags& f, const std::string& weights, bool raw, con
         app::crop_border(images.data() + std::size_t(i) * S * S * C, S, S, C, b, cropped.data() + std::size_t(i) * px);
     if (!f.grid.empty()) {
         const auto g = prompts.size() > 1 ? app::GridLayout{int(prompts.size()), f.n} : app::grid_layout(f.n);
-        io::write_png_grid(f.grid, cropped.data(), total, side, side, C, g.rows, g.cols);
+        // A row per prompt; one prompt's rows all carry it.
+        std::vector<std::string> captions(std::size_t(g.rows), prompts.front());
+        if (prompts.size() > 1) captions = prompts;
+        cli::write_grid(f.grid, cropped.data(), total, side, side, C, g.rows, g.cols, captions, look);
         std::printf("wrote %s (%d images, %dx%d)\n", f.grid.c_str(), total, g.rows, g.cols);
     } else {
         for (int i = 0; i < total; ++i)
@@ -109,6 +115,7 @@ int main(int argc, char** argv) {
     cli::GenerationFlags f;
     bool raw = false;
     LoraFlags lf;
+    cli::GridFlags look;
     cli::Parser cli("txt2img",
                     "generate images from a text prompt with a trained model (its preset read from the weights).\n"
                     "Usage: txt2img --prompt TEXT (--out-dir DIR | --grid FILE.png) [options]");
@@ -130,8 +137,11 @@ int main(int argc, char** argv) {
         .option("--lora", lf.file, "low-rank adapters (and trigger word) from lora_train, on top of the model")
         .option("--lora-strength", lf.strength, "how strongly the adapters act: 0 is the base model, 1 as trained")
         .flag("--lora-merge", lf.merge, "merge the adapters into the weights before sampling (same images, faster)");
+    cli::add_grid_options(cli, look, "on with --prompts, where a row is one prompt");
     cli.parse(argc, argv);
     if (const std::string problem = cli::validate(f); !problem.empty()) cli.fail(problem);
+    cli::settle_captions(look, !f.prompts_file.empty());
+    if (const std::string problem = cli::grid_problem(look, !f.grid.empty()); !problem.empty()) cli.fail(problem);
     if (!lf.file.empty() && !std::filesystem::is_regular_file(lf.file))
         cli.fail("--lora '" + lf.file + "' is not a file");
     if ((lf.strength != 1 || lf.merge) && lf.file.empty())
@@ -152,7 +162,7 @@ int main(int argc, char** argv) {
     try {
         const std::string weights = cli::diffusion_weights(f.weights, __FILE__);
         return cli::with_preset(cli::preset_of(weights),
-                                [&]<class Preset>() { return run<Preset>(f, weights, raw, lf); });
+                                [&]<class Preset>() { return run<Preset>(f, look, weights, raw, lf); });
     } catch (const std::exception& e) {
         std::fprintf(stderr, "txt2img: %s\n", e.what());
         return 1;

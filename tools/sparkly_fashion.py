@@ -7,7 +7,7 @@ of each class (the next ones), captioned "a photo of a {class}": DreamBooth's pr
 that the adapters learn what "sparkly" adds rather than making every picture sparkly.
 
     /usr/bin/python3 tools/sparkly_fashion.py OUT_DIR [--per-class 2] [--plain-per-class 0] [--fashion-dir DIR]
-    /usr/bin/python3 tools/sparkly_fashion.py --score GRID.png   (a txt2img grid of 28x28 cells)
+    /usr/bin/python3 tools/sparkly_fashion.py --score GRID.png   (a txt2img --scale 1 --no-captions grid: 28x28 cells)
 
 --score prints, per grid row, the mean "sparkle" of its images: how much brighter the dot positions are
 than the pixels right around them (gray levels, 0-255; the training images: about 150 to 250, a plain

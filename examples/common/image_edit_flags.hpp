@@ -24,6 +24,7 @@
 
 #include "cli.hpp"
 #include "generation_flags.hpp"
+#include "grid_flags.hpp"
 #include "model_files.hpp"
 #include "output_paths.hpp"
 #include "preset_dispatch.hpp"
@@ -39,6 +40,7 @@ struct ImageEditFlags {
     double mask_threshold = 0;
     bool no_paste_back = false;
     bool with_input = false;  // the grid starts with the input
+    GridFlags look;           // --scale, --captions (on: the row is one prompt), --font
     ImageEditFlags() { gen.n = 4; }
 };
 
@@ -79,7 +81,7 @@ inline std::string validate_edit(const ImageEditFlags& f, bool inpaint) {
         return "--jumps must be in [0, " + std::to_string(kMaxJumps) + "], not " + std::to_string(f.jumps);
     if (!(f.mask_threshold >= 0 && f.mask_threshold < 1))
         return "--mask-threshold must be in [0, 1), not " + std::to_string(f.mask_threshold);
-    return {};
+    return grid_problem(settled(f.look, true), !f.gen.grid.empty());
 }
 
 /// The files: the input (and mask) readable PNG or JPEG, the mask of the input's shape (the same size,
@@ -118,7 +120,8 @@ inline void write_edit_outputs(const ImageEditFlags& f, const float* images, int
         app::crop_border(images + std::size_t(i) * S * S * C, S, S, C, border,
                          cropped.data() + std::size_t(i + lead) * px);
     if (!f.gen.grid.empty()) {
-        io::write_png_grid(f.gen.grid, cropped.data(), n + lead, side, side, C, 1, n + lead);
+        write_grid(f.gen.grid, cropped.data(), n + lead, side, side, C, 1, n + lead, {f.gen.prompt},
+                   settled(f.look, true));
         std::printf("wrote %s (%d images in a row)\n", f.gen.grid.c_str(), n + lead);
         return;
     }
@@ -144,6 +147,7 @@ inline void add_shared_edit_options(Parser& p, ImageEditFlags& f, bool& raw) {
         .option("--grid", g.grid, "write all images as one row in a PNG")
         .option("--threads", g.threads, "OpenMP threads (0: OpenMP's default; on a busy machine 1 can be much faster)")
         .flag("--raw-weights", raw, "sample with the trained weights instead of their EMA");
+    add_grid_options(p, f.look, "on: the row is one prompt");
 }
 
 /// The model's sampling options from the flags (validated).

@@ -40,6 +40,7 @@
 // io: files (safetensors, PNG, JPEG, IDX, JSON)
 #include "diffuse/io/atomic_file.hpp"
 #include "diffuse/io/byte_image.hpp"
+#include "diffuse/io/grid_image.hpp"
 #include "diffuse/io/half.hpp"
 #include "diffuse/io/idx.hpp"
 #include "diffuse/io/image.hpp"

@@ -100,7 +100,32 @@ if [[ -f $weights ]]; then
     fail "txt2img --n 3: $(cat "$dir/err")"
   [[ $(ls "$dir/three" | wc -l) == 3 ]] || fail "txt2img --n 3 wrote $(ls "$dir/three" | wc -l) files"
   grep -q "3 images" "$dir/err" || fail "txt2img --n 3 does not report 3 images: $(tr '\r' '\n' <"$dir/err")"
+  # reconstruct --grid: two 28x28 inputs in a row above their reconstructions, scaled 2x: the PNG
+  # header's width is 2 * (2 * 28 + 1) = 114 pixels.
+  "$bin/reconstruct" --grid "$dir/pairs.png" --scale 2 --threads 1 "$dir/three/0000.png" "$dir/three/0001.png" \
+    >"$dir/out" 2>"$dir/err" || fail "reconstruct --grid: $(cat "$dir/err")"
+  [[ $(od -An -tu4 --endian=big -j16 -N4 "$dir/pairs.png" 2>/dev/null | tr -d ' ') == 114 ]] ||
+    fail "reconstruct --grid --scale 2 wrote a grid $(od -An -tu4 --endian=big -j16 -N4 "$dir/pairs.png") pixels wide, not 114"
 fi
+
+# The grid flags of every program that writes grids: a --scale outside [1, 16], both caption flags,
+# and a missing font (named with the flag that changes it) refused before any work.
+printf 'a bag\na shoe\n' >"$dir/prompts.txt"
+for s in 0 -1 100; do
+  expect 2 "--scale must be in [1, 16], not $s" "${t2i[@]}" --grid "$dir/g.png" --scale "$s"
+done
+expect 2 "--scale must be in [1, 16], not 0" "$bin/evaluate" --grid "$dir/g.png" --scale 0
+expect 2 "--scale must be in [1, 16], not 17" "$bin/reconstruct" --grid "$dir/g.png" --scale 17 "$dir/x.png"
+expect 2 "--scale must be in [1, 16], not -1" "$bin/img2img" --input "$dir/x.png" --prompt x --grid "$dir/g.png" \
+  --scale -1
+expect 2 "--scale must be in [1, 16], not 0" "$bin/prompt_following" --data "$dir/adir" --weights "$weights" --scale 0
+expect 2 "--scale must be in [1, 16], not 0" "$bin/train" --scale 0 --out-dir "$dir/t"
+expect 2 "give either --captions or --no-captions" "${t2i[@]}" --grid "$dir/g.png" --captions --no-captions
+expect 2 "--font: the font file $dir/none.ttf does not exist" "$bin/txt2img" --prompts "$dir/prompts.txt" \
+  --grid "$dir/g.png" --font "$dir/none.ttf"
+expect 2 "--font: the font file $dir/none.ttf does not exist" "$bin/reconstruct" --grid "$dir/g.png" \
+  --font "$dir/none.ttf" "$dir/x.png"
+[[ -e "$dir/g.png" || -e "$dir/t" ]] && fail "a grid program wrote output after a bad grid flag"
 
 # A NaN in training (a learning rate of 1e30 overflows the weights within two steps) stops train with
 # one line naming the step and the tensor; the checkpoint on disk is the last good step's, byte for

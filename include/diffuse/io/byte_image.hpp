@@ -1,10 +1,12 @@
 // An 8-bit image as decoders give it: [height, width, channels] samples, channels 1 (gray),
 // 2 (gray + alpha), 3 (RGB) or 4 (RGBA), alpha straight (not premultiplied). And the checks every
 // decoder applies to untrusted files: a pixel cap against decompression bombs, whole-file reads.
+// And the mapping between the model's floats in [-1, 1] and bytes (to_byte, from_byte).
 #ifndef DIFFUSE_IO_BYTE_IMAGE_HPP
 #define DIFFUSE_IO_BYTE_IMAGE_HPP
 
 #include <cerrno>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -23,6 +25,15 @@ struct ByteImage {
         return pixels[(std::size_t(y) * std::size_t(width) + std::size_t(x)) * std::size_t(channels) + std::size_t(c)];
     }
 };
+
+/// [-1, 1] -> 0..255, rounded; out-of-range values clip, NaN gives 0.
+template <class T>
+inline std::uint8_t to_byte(T v) {
+    const double b = (double(v) + 1.0) * 127.5;
+    if (!(b > 0.0)) return 0;
+    return b >= 255.0 ? 255 : std::uint8_t(std::lround(b));
+}
+inline float from_byte(std::uint8_t b) { return float(b) / 127.5f - 1.0f; }
 
 /// The most pixels (width × height) a decoder accepts by default: 2^26 (an 8192 × 8192 image),
 /// 256 MiB as RGBA. A few hundred bytes of PNG or JPEG can claim any size; this stops them first.

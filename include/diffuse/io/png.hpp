@@ -22,6 +22,7 @@
 #include "diffuse/core/tensor.hpp"
 #include "diffuse/io/atomic_file.hpp"
 #include "diffuse/io/byte_image.hpp"
+#include "diffuse/io/grid_image.hpp"
 
 namespace diffuse::io {
 
@@ -32,15 +33,6 @@ struct Image {
 
     float operator()(int y, int x, int c) const { return pixels[(std::size_t(y) * width + x) * channels + c]; }
 };
-
-/// [-1, 1] -> 0..255, rounded; out-of-range values clip, NaN gives 0.
-template <class T>
-inline std::uint8_t to_byte(T v) {
-    const double b = (double(v) + 1.0) * 127.5;
-    if (!(b > 0.0)) return 0;
-    return b >= 255.0 ? 255 : std::uint8_t(std::lround(b));
-}
-inline float from_byte(std::uint8_t b) { return float(b) / 127.5f - 1.0f; }
 
 namespace detail {
 
@@ -108,26 +100,22 @@ void write_png(const std::string& path, const X& image) {
     write_png(path, S::dims[0], S::dims[1], S::dims[2], image.data());
 }
 
+/// An 8-bit image (a composed grid, io/grid_image.hpp) as a PNG file.
+inline void write_png(const std::string& path, const ByteImage& image) {
+    write_png(path, image.height, image.width, image.channels, image.pixels.data());
+}
+
 /// Tiles n images [n, h, w, c] in [-1, 1] into a rows x cols grid (row-major, empty cells and
-/// the `gap` pixels between cells filled with `background`) and writes it as one PNG.
+/// the `gap` pixels between cells filled with `background`) and writes it as one PNG; for a scaled
+/// grid with captions, io::compose_grid and the ByteImage write_png.
 template <class T>
 void write_png_grid(const std::string& path, const T* images, int n, int h, int w, int c, int rows, int cols,
                     int gap = 1, float background = 1.0f) {
-    if (n < 0 || h <= 0 || w <= 0 || rows <= 0 || cols <= 0 || gap < 0)
-        throw std::invalid_argument("png grid " + path + ": bad dimensions");
-    if (std::size_t(rows) * std::size_t(cols) < std::size_t(n))
-        throw std::invalid_argument("png grid " + path + ": " + std::to_string(rows) + "x" + std::to_string(cols) +
-                                    " cells cannot hold " + std::to_string(n) + " images");
-    const int H = rows * h + (rows - 1) * gap, W = cols * w + (cols - 1) * gap;
-    std::vector<std::uint8_t> grid(std::size_t(H) * W * c, to_byte(background));
-    for (int i = 0; i < n; ++i) {
-        const int y0 = (i / cols) * (h + gap), x0 = (i % cols) * (w + gap);
-        const T* img = images + std::size_t(i) * h * w * c;
-        for (int y = 0; y < h; ++y)
-            for (int k = 0; k < w * c; ++k)
-                grid[(std::size_t(y0 + y) * W + x0) * c + k] = to_byte(img[std::size_t(y) * w * c + k]);
-    }
-    write_png(path, H, W, c, grid.data());
+    ByteImage grid;
+    try {
+        grid = compose_grid(images, n, h, w, c, rows, cols, GridStyle{gap, 1, background});
+    } catch (const std::invalid_argument& e) { throw std::invalid_argument("png " + path + ": " + e.what()); }
+    write_png(path, grid);
 }
 
 /// A batch [N, H, W, C] from a tensor or view, tiled rows x cols.
