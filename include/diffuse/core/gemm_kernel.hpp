@@ -225,6 +225,14 @@ void pack_b_whole(int N, int K, const T* B, std::ptrdiff_t ldb, T* dst) {
     }
 }
 
+/// Row r of a packed A panel: one type for every product, so the packed micro-kernel is compiled once
+/// a tile (a lambda would make one per caller, and bench_compare.cpp compiled 50 % longer).
+template <class T>
+struct PackedRows {
+    const T* panel;
+    const T* operator()(int r) const { return panel + r; }
+};
+
 /// Whether to pack A (pack_a) rather than read its rows in place: for row-major A in wide products,
 /// where each packed slice is swept by 8+ B panels. Measured on one Zen 4 core (CPU time, 8×2 tile):
 /// SGEMM 1024³ 66 → 87 GFLOP/s (in place, its 8 row streams 4 KB apart share L1 sets), conv dx
@@ -234,13 +242,14 @@ inline bool pack_a_pays(int N, int NR, std::ptrdiff_t ks) { return ks == 1 && N 
 /// C[M, N] += op(A)·op(B) with register tile Tl, C and B row-major with row strides ldc, ldb;
 /// op(A)[i, k] at a_row(i, k)[0], and op(A)[i, k + j] at a_row(i, k)[j·ks].
 /// With `prepacked` (pack_b_whole's layout), B is not packed again: its slices are read from there.
-template <class Tl, bool TransB, class T, class ARow>
+/// MayPackA = false (gathered rows: the convolutions' narrow products) leaves pack_a out of the build.
+template <class Tl, bool TransB, bool MayPackA = true, class T, class ARow>
 void gemm_add_rows(int M, int N, int K, ARow a_row, std::ptrdiff_t ks, const T* B, std::ptrdiff_t ldb, T* C,
                    std::ptrdiff_t ldc, const T* prepacked = nullptr) {
     constexpr int MR = Tl::MR, NR = Tl::NR;
     GemmScratch<T>& scratch = gemm_scratch<T>();
     T* const bpack = prepacked ? nullptr : GemmScratch<T>::fit(scratch.b, std::size_t(Tl::NC) * Tl::KC);
-    const bool packs_a = pack_a_pays(N, NR, ks);
+    const bool packs_a = MayPackA && pack_a_pays(N, NR, ks);
     T* const apack = packs_a ? GemmScratch<T>::fit(scratch.a, std::size_t(Tl::MC) * Tl::KC) : nullptr;
     for (int jc = 0; jc < N; jc += Tl::NC) {
         const int nc = std::min(Tl::NC, N - jc);
@@ -250,7 +259,8 @@ void gemm_add_rows(int M, int N, int K, ARow a_row, std::ptrdiff_t ks, const T* 
             if (!prepacked) pack_b<NR, TransB>(B, ldb, pc, kc, jc, nc, bpack);
             for (int ic = 0; ic < M; ic += Tl::MC) {
                 const int mc = std::min(Tl::MC, M - ic);
-                if (packs_a) pack_a<MR>(a_row, ks, ic, mc, pc, kc, apack);
+                if constexpr (MayPackA)
+                    if (packs_a) pack_a<MR>(a_row, ks, ic, mc, pc, kc, apack);
                 for (int jr = 0; jr < nc; jr += NR) {
                     const T* bp = bslice + std::ptrdiff_t(jr / NR) * kc * NR;
                     for (int ir = ic; ir < ic + mc; ir += MR) {
@@ -258,8 +268,7 @@ void gemm_add_rows(int M, int N, int K, ARow a_row, std::ptrdiff_t ks, const T* 
                         const int mr = std::min(MR, ic + mc - ir), nr = std::min(NR, nc - jr);
                         if (packs_a) {
                             const T* ap = apack + std::ptrdiff_t(ir - ic) * kc;  // panel (ir − ic)/MR
-                            micro_kernel<Tl>(
-                                kc, [=](int r) { return ap + r; }, MR, bp, c, ldc, mr, nr);
+                            micro_kernel<Tl>(kc, PackedRows<T>{ap}, MR, bp, c, ldc, mr, nr);
                         } else {
                             micro_kernel<Tl>(
                                 kc, [&](int r) { return a_row(ir + r, pc); }, ks, bp, c, ldc, mr, nr);
@@ -324,7 +333,7 @@ template <bool TransB, class T, class ARow>
 void gemm_add_gathered(int M, int N, int K, ARow a_row, const T* B, std::ptrdiff_t ldb, T* C, std::ptrdiff_t ldc,
                        const T* prepacked = nullptr) {
     const auto row = [&](int i, int k) { return a_row(i) + k; };
-    with_tile<T>(N, [&]<class Tl>() { gemm_add_rows<Tl, TransB>(M, N, K, row, 1, B, ldb, C, ldc, prepacked); });
+    with_tile<T>(N, [&]<class Tl>() { gemm_add_rows<Tl, TransB, false>(M, N, K, row, 1, B, ldb, C, ldc, prepacked); });
 }
 
 /// Values in op(B) [K, N] packed whole for the tile of N columns.
