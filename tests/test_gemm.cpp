@@ -9,6 +9,7 @@
 #include <cmath>
 #include <vector>
 
+#include "diffuse/core/aligned_buffer.hpp"
 #include "diffuse/core/gemm.hpp"
 #include "diffuse/core/rng.hpp"
 
@@ -134,7 +135,8 @@ TEST_CASE("gemm_gathered_packed: B packed once gives gemm_gathered's bits") {
         Rng rng(12);
         for (float& x : a) x = float(rng.normal());
         const auto row = [&](int i) { return a.data() + std::size_t(M - 1 - i) * lda; };
-        std::vector<float> direct = o.C, packed_c = o.C, packed_b(packed_b_size<float>(N, K));
+        std::vector<float> direct = o.C, packed_c = o.C;
+        AlignedBuffer<float> packed_b(packed_b_size<float>(N, K));  // the kernel loads it aligned
         gemm_gathered<Trans::T>(M, N, K, row, o.B.data(), o.ldb, direct.data(), N);
         pack_b<Trans::T>(N, K, o.B.data(), o.ldb, packed_b.data());
         gemm_gathered_packed(M, N, K, row, packed_b.data(), packed_c.data(), N);

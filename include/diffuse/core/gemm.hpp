@@ -125,7 +125,7 @@ void gemm_gathered(int M, int N, int K, ARow a_row, const T* B, int ldb, T* C, i
 }
 
 /// op(B) [K, N] packed once for many gemm_gathered_packed calls with the same B (a convolution's
-/// weights, read by every group of images): packed_b_size<T>(N, K) values at dst.
+/// weights, read by every group of images): packed_b_size<T>(N, K) values at dst, 64-byte aligned.
 template <class T>
 std::size_t packed_b_size(int N, int K) {
     return detail::packed::packed_b_size_for<T>(N, K);
