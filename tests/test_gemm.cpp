@@ -9,6 +9,7 @@
 #include <cmath>
 #include <vector>
 
+#include "diffuse/core/aligned_buffer.hpp"
 #include "diffuse/core/gemm.hpp"
 #include "diffuse/core/rng.hpp"
 
@@ -68,6 +69,11 @@ void check_shapes() {
         check_against_loop<TA, TB>(100, 16, 50, acc, 1);   // 16 columns: the one-vector tile
         check_against_loop<TA, TB>(40, 144, 300, acc, 0);  // 144: the three-vector tile, two KC slices
         check_against_loop<TA, TB>(29, 8, 20, acc, 2);
+        // wide enough to pack A (pack_a_pays): 12×1, 8×2 and 8×3 tiles; partial row tiles, a second
+        // MC block, two KC slices
+        check_against_loop<TA, TB>(500, 300, 300, acc, 1);
+        check_against_loop<TA, TB>(300, 256, 270, acc, 0);
+        check_against_loop<TA, TB>(450, 432, 100, acc, 2);
     }
     check_against_loop<TA, TB>(9, 4, 0, Accumulate::no, 1);  // K = 0: C = 0
 }
@@ -82,7 +88,7 @@ TEST_CASE("gemm: all transpose combinations against a double loop") {
 }
 
 TEST_CASE("gemm: the same bits for 1, 2 and 3 threads") {
-    for (auto [M, N, K] : {std::array{512, 96, 200}, std::array{80, 700, 64}}) {
+    for (auto [M, N, K] : {std::array{512, 96, 200}, std::array{80, 700, 64}, std::array{600, 300, 300}}) {
         Operands o(M, N, K, Trans::N, Trans::T, 0, 5);
         std::vector<std::vector<float>> results;
         for (int threads : {1, 2, 3}) {
@@ -101,17 +107,46 @@ TEST_CASE("gemm: the same bits for 1, 2 and 3 threads") {
 TEST_CASE("gemm: an element has the same bits whichever register tile computes it") {
     // The tile is chosen from N: 16 columns of a 144-column product run a one-vector tile, 48 a
     // three-vector one (AVX-512) and 64 a two-vector one, each a different shape from the whole's.
-    const int M = 90, N = 144, K = 600;
-    Operands o(M, N, K, Trans::N, Trans::N, 0, 9);
-    std::vector<float> whole(std::size_t(M) * N, 0.f);
-    gemm<Trans::N, Trans::N>(M, N, K, o.A.data(), o.B.data(), whole.data(), Accumulate::no);
-    for (int cols : {8, 16, 48, 64}) {
-        std::vector<float> part(std::size_t(M) * cols, 0.f);
-        gemm<Trans::N, Trans::N>(M, cols, K, o.A.data(), o.B.data(), part.data(), Accumulate::no, 0, N);
-        int same = 0;
-        for (int i = 0; i < M; ++i)
-            for (int j = 0; j < cols; ++j) same += part[std::size_t(i) * cols + j] == whole[std::size_t(i) * N + j];
-        INFO("columns ", cols);
-        CHECK(same == M * cols);
+    // The 280-column whole packs A (pack_a_pays), its narrow parts read A in place.
+    for (auto [M, N] : {std::array{90, 144}, std::array{300, 280}}) {
+        const int K = 600;
+        Operands o(M, N, K, Trans::N, Trans::N, 0, 9);
+        std::vector<float> whole(std::size_t(M) * N, 0.f);
+        gemm<Trans::N, Trans::N>(M, N, K, o.A.data(), o.B.data(), whole.data(), Accumulate::no);
+        for (int cols : {8, 16, 48, 64}) {
+            std::vector<float> part(std::size_t(M) * cols, 0.f);
+            gemm<Trans::N, Trans::N>(M, cols, K, o.A.data(), o.B.data(), part.data(), Accumulate::no, 0, N);
+            int same = 0;
+            for (int i = 0; i < M; ++i)
+                for (int j = 0; j < cols; ++j) same += part[std::size_t(i) * cols + j] == whole[std::size_t(i) * N + j];
+            INFO("M ", M, " N ", N, " columns ", cols);
+            CHECK(same == M * cols);
+        }
+    }
+}
+
+TEST_CASE("gemm_gathered_packed: B packed once gives gemm_gathered's bits") {
+    // rows gathered backwards with a stride, as a convolution's padded pixels; N = 64 and 16 (the
+    // two- and one-vector tiles on AVX-512), K = 300 (two KC slices), B stored [N, K] and [K, N]
+    for (int N : {64, 16}) {
+        const int M = 70, K = 300, lda = 320;
+        Operands o(M, N, K, Trans::N, Trans::T, 0, 11);
+        std::vector<float> a(std::size_t(M) * lda);
+        Rng rng(12);
+        for (float& x : a) x = float(rng.normal());
+        const auto row = [&](int i) { return a.data() + std::size_t(M - 1 - i) * lda; };
+        std::vector<float> direct = o.C, packed_c = o.C;
+        AlignedBuffer<float> packed_b(packed_b_size<float>(N, K));  // the kernel loads it aligned
+        gemm_gathered<Trans::T>(M, N, K, row, o.B.data(), o.ldb, direct.data(), N);
+        pack_b<Trans::T>(N, K, o.B.data(), o.ldb, packed_b.data());
+        gemm_gathered_packed(M, N, K, row, packed_b.data(), packed_c.data(), N);
+        CHECK(direct != o.C);
+        CHECK(packed_c == direct);
+        std::vector<float> bt(std::size_t(K) * N), from_bt = o.C;  // the same B stored [K, N]
+        for (int k = 0; k < K; ++k)
+            for (int j = 0; j < N; ++j) bt[std::size_t(k) * N + j] = o.B[std::size_t(j) * o.ldb + k];
+        pack_b<Trans::N>(N, K, bt.data(), N, packed_b.data());
+        gemm_gathered_packed(M, N, K, row, packed_b.data(), from_bt.data(), N);
+        CHECK(from_bt == direct);
     }
 }

@@ -7,9 +7,11 @@
 // through an Eigen expression, whose path mallocs its packing buffers for every large product.
 //   - no heap allocation per product: each thread packs into its own buffers, grown on first use
 //     and kept, so a training or sampling step allocates nothing once warm;
-//   - our own parallel split: outside a parallel region a large product is cut into fixed blocks
-//     of C rows (or columns), the cut depending only on M, N, K, never on the thread count; each
-//     block is a sequential product, so C is bitwise the same for any thread count.
+//   - our own parallel split: outside a parallel region a large product is cut into blocks of C
+//     rows (or columns), each a sequential product. For double the cut depends only on M, N, K,
+//     never on the thread count (Eigen's blocking follows the block's size); for float it is one
+//     block a thread, since our kernel gives an element the same bits wherever it falls. Either
+//     way C is bitwise the same for any thread count.
 // (A direct unpacked path for tiny products, an attention head's 16×16×32, was tried: it ran at
 // half the packed kernel's speed.)
 // Inside a parallel region (per-image convolutions in parallel_for) the product runs on the
@@ -96,6 +98,10 @@ void gemm(int M, int N, int K, const T* A, const T* B, T* C, Accumulate acc, int
     int blocks = 1;  // a power of two, so that 2, 4, 8... threads share the blocks evenly
     if (double(M) * N * K >= detail::kGemmParallelWork)
         while (blocks < detail::kGemmMaxBlocks && len / (2 * blocks) >= detail::kGemmBlock) blocks *= 2;
+    // float: an element's bits do not depend on the block it falls in (gemm_kernel.hpp), so one block
+    // a thread: each block packs all of op(B) (or op(A)) again; SGEMM 1024³ cut into 8 blocks ran
+    // 16 % slower than in one on a Zen 4 core.
+    if constexpr (std::is_same_v<T, float>) blocks = std::min(blocks, num_threads());
     // Blocks of whole tiles, as even as whole tiles allow: a unit is the float tile's MR rows (its
     // tile is chosen from N, the same in every row block) or 48 columns (a multiple of every NR).
     const int unit = !std::is_same_v<T, float> ? 1 : by_rows ? detail::packed::tile_rows<T>(N) : 48;
@@ -116,6 +122,23 @@ template <Trans TB, class T, class ARow>
 void gemm_gathered(int M, int N, int K, ARow a_row, const T* B, int ldb, T* C, int ldc) {
     if (M <= 0 || N <= 0 || K <= 0) return;
     detail::packed::gemm_add_gathered<TB == Trans::T>(M, N, K, a_row, B, ldb, C, ldc);
+}
+
+/// op(B) [K, N] packed once for many gemm_gathered_packed calls with the same B (a convolution's
+/// weights, read by every group of images): packed_b_size<T>(N, K) values at dst, 64-byte aligned.
+template <class T>
+std::size_t packed_b_size(int N, int K) {
+    return detail::packed::packed_b_size_for<T>(N, K);
+}
+template <Trans TB, class T>
+void pack_b(int N, int K, const T* B, int ldb, T* dst) {
+    if (N > 0 && K > 0) detail::packed::pack_b_for_gathered<TB == Trans::T>(N, K, B, ldb, dst);
+}
+/// gemm_gathered with op(B) packed by pack_b: the same bits, without packing B again.
+template <class T, class ARow>
+void gemm_gathered_packed(int M, int N, int K, ARow a_row, const T* packed_b, T* C, int ldc) {
+    if (M <= 0 || N <= 0 || K <= 0) return;
+    detail::packed::gemm_add_gathered<false>(M, N, K, a_row, packed_b, 0, C, ldc, packed_b);
 }
 
 }  // namespace diffuse

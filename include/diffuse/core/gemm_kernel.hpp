@@ -21,8 +21,10 @@
 // of AVX2 by 2–8 % on every shape measured on AVX-512; 12×2 or 14×2, using more of the registers,
 // lost: each tile row is one more stream of A through L1).
 //
-// A is not packed: the micro-kernel broadcasts from its rows where they lie (packing it cost more
-// than it saved at our sizes). B panels are zero-padded to whole tiles; a partial tile is computed
+// A is packed only in wide products (pack_a_pays: N ≥ 8 tile widths, such as SGEMM 1024³ and the
+// input-gradient column products); otherwise the micro-kernel broadcasts from its rows where they
+// lie (packing cost more than it saved on the conv forwards). Packing moves A, not the order of the
+// sums. B panels are zero-padded to whole tiles; a partial tile is computed
 // in full and only its valid part added to C. Each C element is the same sum in the same order
 // whatever the tile and wherever it falls (one FMA chain per KC slice, added to C slice by slice),
 // so any split of C across threads gives the same bits.
@@ -33,6 +35,7 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <type_traits>
 #include <xsimd/xsimd.hpp>
 
 #include "diffuse/core/aligned_buffer.hpp"
@@ -74,6 +77,49 @@ struct Tile {
     static constexpr int NC = 64 * NR;  // packed B slice
 };
 
+/// The depth packed by whole 16 × 16 transposes (transpose16) in an NR-wide panel of B stored [N, K]:
+/// all but the tail of kc on AVX-512 for float (a Linear 128→512's W: 19.6 → 5.6 µs on a Zen 4 core),
+/// none elsewhere.
+template <int NR, class T>
+constexpr int transposed_depth(int kc) {
+#if defined(__AVX512F__)
+    if constexpr (std::is_same_v<T, float> && NR % 16 == 0) return kc / 16 * 16;
+#endif
+    return 0 * kc;
+}
+#if defined(__AVX512F__)
+/// dst[k·ldd + j] = src[j·ld + k] for j, k < 16: 16 rows in, 16 columns out.
+inline void transpose16(const float* src, std::ptrdiff_t ld, float* dst, std::ptrdiff_t ldd) {
+    __m512 r[16], t[16];
+    for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_ps(src + i * ld);
+    for (int i = 0; i < 16; i += 2) {  // 128-bit lane L of t[i]: rows i, i+1 at columns 4L, 4L+1
+        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    }
+    const auto lo = [](__m512 a, __m512 b) {
+        return _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(a), _mm512_castps_pd(b)));
+    };
+    const auto hi = [](__m512 a, __m512 b) {
+        return _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(a), _mm512_castps_pd(b)));
+    };
+    for (int i = 0; i < 16; i += 4) {  // lane L of r[i + c]: rows i..i+3 at column 4L + c
+        r[i] = lo(t[i], t[i + 2]);
+        r[i + 1] = hi(t[i], t[i + 2]);
+        r[i + 2] = lo(t[i + 1], t[i + 3]);
+        r[i + 3] = hi(t[i + 1], t[i + 3]);
+    }
+    for (int c = 0; c < 4; ++c) {  // column 4L + c: lane L of r[c], r[4 + c], r[8 + c], r[12 + c]
+        const __m512 u0 = _mm512_shuffle_f32x4(r[c], r[4 + c], 0x44), u1 = _mm512_shuffle_f32x4(r[c], r[4 + c], 0xEE);
+        const __m512 u2 = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0x44),
+                     u3 = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0xEE);
+        _mm512_storeu_ps(dst + (0 + c) * ldd, _mm512_shuffle_f32x4(u0, u2, 0x88));
+        _mm512_storeu_ps(dst + (4 + c) * ldd, _mm512_shuffle_f32x4(u0, u2, 0xDD));
+        _mm512_storeu_ps(dst + (8 + c) * ldd, _mm512_shuffle_f32x4(u1, u3, 0x88));
+        _mm512_storeu_ps(dst + (12 + c) * ldd, _mm512_shuffle_f32x4(u1, u3, 0xDD));
+    }
+}
+#endif
+
 /// Packs op(B)[k0 : k0+kc, j0 : j0+nc] as ⌈nc/NR⌉ panels, each [kc][NR] (column index fastest).
 /// op(B)[k, j] = B[k·ldb + j], or B[j·ldb + k] when TransB (B stored [N, K]).
 template <int NR, bool TransB, class T>
@@ -82,14 +128,32 @@ void pack_b(const T* B, std::ptrdiff_t ldb, int k0, int kc, int j0, int nc, T* d
         const int cols = std::min(NR, nc - p);
         if (cols < NR) std::fill_n(dst, std::ptrdiff_t(kc) * NR, T(0));
         if constexpr (TransB) {
-            for (int j = 0; j < cols; ++j) {
-                const T* src = B + std::ptrdiff_t(j0 + p + j) * ldb + k0;
-                for (int k = 0; k < kc; ++k) dst[std::ptrdiff_t(k) * NR + j] = src[k];
-            }
+            const T* const src = B + std::ptrdiff_t(j0 + p) * ldb + k0;
+            const int whole = cols == NR ? transposed_depth<NR, T>(kc) : 0;
+#if defined(__AVX512F__)
+            if constexpr (std::is_same_v<T, float>)
+                for (int k = 0; k < whole; k += 16)
+                    for (int j = 0; j < NR; j += 16) transpose16(src + j * ldb + k, ldb, dst + k * NR + j, NR);
+#endif
+            for (int j = 0; j < cols; ++j)
+                for (int k = whole; k < kc; ++k) dst[std::ptrdiff_t(k) * NR + j] = src[j * ldb + k];
         } else {
             for (int k = 0; k < kc; ++k)
                 std::copy_n(B + std::ptrdiff_t(k0 + k) * ldb + j0 + p, cols, dst + std::ptrdiff_t(k) * NR);
         }
+    }
+}
+
+/// Packs op(A)[i0 : i0+mc, k0 : k0+kc] as ⌈mc/MR⌉ panels, each [kc][MR] (row index fastest), rows past
+/// mc repeating the last; op(A)[i, k0 + k] at a_row(i, k0)[k·ks].
+template <int MR, class T, class ARow>
+void pack_a(ARow a_row, std::ptrdiff_t ks, int i0, int mc, int k0, int kc, T* dst) {
+    for (int p = 0; p < mc; p += MR, dst += std::ptrdiff_t(kc) * MR) {
+        const T* row[MR];
+        for (int r = 0; r < MR; ++r) row[r] = a_row(i0 + p + std::min(r, mc - p - 1), k0);
+        for (std::ptrdiff_t k = 0; k < kc; ++k)
+#pragma GCC unroll 32
+            for (int r = 0; r < MR; ++r) dst[k * MR + r] = row[r][k * ks];
     }
 }
 
@@ -138,27 +202,78 @@ inline void micro_kernel(int kc, RowOf row_of, std::ptrdiff_t ks, const T* b, T*
         for (int j = 0; j < nr; ++j) c[r * ldc + j] += tile[r][j];
 }
 
+/// B packed whole, once for many products with the same B (a convolution's weights, read by every
+/// group of images): the slices gemm_add_rows would pack, one after another in its order (NC blocks,
+/// then KC slices). The slice of block jc (nc columns), depth pc starts at packed_b_offset.
+template <class Tl>
+constexpr std::size_t packed_b_offset(int K, int jc, int nc, int pc) {
+    const int padded = (nc + Tl::NR - 1) / Tl::NR * Tl::NR;
+    return std::size_t(jc) * K + std::size_t(pc) * padded;
+}
+template <class Tl>
+constexpr std::size_t packed_b_size(int N, int K) {
+    const int last = (N - 1) / Tl::NC * Tl::NC;
+    return packed_b_offset<Tl>(K, last, N - last, K);
+}
+template <class Tl, bool TransB, class T>
+void pack_b_whole(int N, int K, const T* B, std::ptrdiff_t ldb, T* dst) {
+    for (int jc = 0; jc < N; jc += Tl::NC) {
+        const int nc = std::min(Tl::NC, N - jc);
+        for (int pc = 0; pc < K; pc += Tl::KC)
+            pack_b<Tl::NR, TransB>(B, ldb, pc, std::min(Tl::KC, K - pc), jc, nc,
+                                   dst + packed_b_offset<Tl>(K, jc, nc, pc));
+    }
+}
+
+/// Row r of a packed A panel: one type for every product, so the packed micro-kernel is compiled once
+/// a tile (a lambda would make one per caller, and bench_compare.cpp compiled 50 % longer).
+template <class T>
+struct PackedRows {
+    const T* panel;
+    const T* operator()(int r) const { return panel + r; }
+};
+
+/// Whether to pack A (pack_a) rather than read its rows in place: for row-major A in wide products,
+/// where each packed slice is swept by 8+ B panels. Measured on one Zen 4 core (CPU time, 8×2 tile):
+/// SGEMM 1024³ 66 → 87 GFLOP/s (in place, its 8 row streams 4 KB apart share L1 sets), conv dx
+/// 256×576×64 70 → 94; the narrow conv forwards (N = 64, 128) and transposed A (dW) lost 3–10 %.
+inline bool pack_a_pays(int N, int NR, std::ptrdiff_t ks) { return ks == 1 && N >= 8 * NR; }
+
 /// C[M, N] += op(A)·op(B) with register tile Tl, C and B row-major with row strides ldc, ldb;
 /// op(A)[i, k] at a_row(i, k)[0], and op(A)[i, k + j] at a_row(i, k)[j·ks].
-template <class Tl, bool TransB, class T, class ARow>
+/// With `prepacked` (pack_b_whole's layout), B is not packed again: its slices are read from there.
+/// MayPackA = false (gathered rows: the convolutions' narrow products) leaves pack_a out of the build.
+template <class Tl, bool TransB, bool MayPackA = true, class T, class ARow>
 void gemm_add_rows(int M, int N, int K, ARow a_row, std::ptrdiff_t ks, const T* B, std::ptrdiff_t ldb, T* C,
-                   std::ptrdiff_t ldc) {
+                   std::ptrdiff_t ldc, const T* prepacked = nullptr) {
     constexpr int MR = Tl::MR, NR = Tl::NR;
-    T* const bpack = GemmScratch<T>::fit(gemm_scratch<T>().b, std::size_t(Tl::NC) * Tl::KC);
+    GemmScratch<T>& scratch = gemm_scratch<T>();
+    T* const bpack = prepacked ? nullptr : GemmScratch<T>::fit(scratch.b, std::size_t(Tl::NC) * Tl::KC);
+    const bool packs_a = MayPackA && pack_a_pays(N, NR, ks);
+    T* const apack = packs_a ? GemmScratch<T>::fit(scratch.a, std::size_t(Tl::MC) * Tl::KC) : nullptr;
     for (int jc = 0; jc < N; jc += Tl::NC) {
         const int nc = std::min(Tl::NC, N - jc);
         for (int pc = 0; pc < K; pc += Tl::KC) {
             const int kc = std::min(Tl::KC, K - pc);
-            pack_b<NR, TransB>(B, ldb, pc, kc, jc, nc, bpack);
+            const T* bslice = prepacked ? prepacked + packed_b_offset<Tl>(K, jc, nc, pc) : bpack;
+            if (!prepacked) pack_b<NR, TransB>(B, ldb, pc, kc, jc, nc, bpack);
             for (int ic = 0; ic < M; ic += Tl::MC) {
                 const int mc = std::min(Tl::MC, M - ic);
+                if constexpr (MayPackA)
+                    if (packs_a) pack_a<MR>(a_row, ks, ic, mc, pc, kc, apack);
                 for (int jr = 0; jr < nc; jr += NR) {
-                    const T* bp = bpack + std::ptrdiff_t(jr / NR) * kc * NR;
-                    for (int ir = ic; ir < ic + mc; ir += MR)
-                        micro_kernel<Tl>(
-                            kc, [&](int r) { return a_row(ir + r, pc); }, ks, bp,
-                            C + std::ptrdiff_t(ir) * ldc + jc + jr, ldc, std::min(MR, ic + mc - ir),
-                            std::min(NR, nc - jr));
+                    const T* bp = bslice + std::ptrdiff_t(jr / NR) * kc * NR;
+                    for (int ir = ic; ir < ic + mc; ir += MR) {
+                        T* const c = C + std::ptrdiff_t(ir) * ldc + jc + jr;
+                        const int mr = std::min(MR, ic + mc - ir), nr = std::min(NR, nc - jr);
+                        if (packs_a) {
+                            const T* ap = apack + std::ptrdiff_t(ir - ic) * kc;  // panel (ir − ic)/MR
+                            micro_kernel<Tl>(kc, PackedRows<T>{ap}, MR, bp, c, ldc, mr, nr);
+                        } else {
+                            micro_kernel<Tl>(
+                                kc, [&](int r) { return a_row(ir + r, pc); }, ks, bp, c, ldc, mr, nr);
+                        }
+                    }
                 }
             }
         }
@@ -213,10 +328,23 @@ void gemm_add(int M, int N, int K, const T* A, std::ptrdiff_t lda, const T* B, s
 
 /// C[M, N] += A·op(B), row i of A being K contiguous values at a_row(i): rows gathered from anywhere
 /// (nn/conv2d.hpp's implicit im2col). Any T: the same packed kernel for float and double.
+/// With `prepacked` (pack_b_for_gathered's output for this N, K), B and ldb are unused.
 template <bool TransB, class T, class ARow>
-void gemm_add_gathered(int M, int N, int K, ARow a_row, const T* B, std::ptrdiff_t ldb, T* C, std::ptrdiff_t ldc) {
+void gemm_add_gathered(int M, int N, int K, ARow a_row, const T* B, std::ptrdiff_t ldb, T* C, std::ptrdiff_t ldc,
+                       const T* prepacked = nullptr) {
     const auto row = [&](int i, int k) { return a_row(i) + k; };
-    with_tile<T>(N, [&]<class Tl>() { gemm_add_rows<Tl, TransB>(M, N, K, row, 1, B, ldb, C, ldc); });
+    with_tile<T>(N, [&]<class Tl>() { gemm_add_rows<Tl, TransB, false>(M, N, K, row, 1, B, ldb, C, ldc, prepacked); });
+}
+
+/// Values in op(B) [K, N] packed whole for the tile of N columns.
+template <class T>
+std::size_t packed_b_size_for(int N, int K) {
+    return with_tile<T>(N, [&]<class Tl>() { return packed_b_size<Tl>(N, K); });
+}
+/// op(B) [K, N] packed whole for gemm_add_gathered's `prepacked`: packed_b_size_for(N, K) values at dst.
+template <bool TransB, class T>
+void pack_b_for_gathered(int N, int K, const T* B, std::ptrdiff_t ldb, T* dst) {
+    with_tile<T>(N, [&]<class Tl>() { pack_b_whole<Tl, TransB>(N, K, B, ldb, dst); });
 }
 
 }  // namespace packed

@@ -47,12 +47,15 @@ struct ConvColumns {
     Tensor<T, Slots, Images * Rows, Patch> col;  // [S, G·Ho·Wo, K·K·Cin]
     Tensor<T, Slots, Cout, Patch> dweight;       // [S, Cout, K·K·Cin]
 };
-/// The calling thread's buffer for a conv's flipped weights (read by the whole team during one
-/// backward call): grown to the largest conv seen, never shrunk, like the GEMM's packing buffers.
-/// Not in the cache, which would hold a copy of every conv's weights (a 50 % larger workspace for
-/// the Seed preset at batch 1).
-template <class T>
-T* flipped_weights_buffer(std::size_t n) {
+/// What a conv keeps in a weights buffer: the flipped weights of the input gradient, or weights
+/// packed for the GEMM (pack_b).
+enum class ConvWeights { flipped, packed };
+/// The calling thread's buffer for a conv's rearranged weights (read by the whole team during one
+/// call): grown to the largest conv seen, never shrunk, like the GEMM's packing buffers. Not in the
+/// cache, which would hold a copy of every conv's weights (a 50 % larger workspace for the Seed
+/// preset at batch 1).
+template <class T, ConvWeights Use>
+T* conv_weights_buffer(std::size_t n) {
     thread_local AlignedBuffer<T> buffer;
     return GemmScratch<T>::fit(buffer, n);
 }
@@ -110,12 +113,13 @@ struct Conv2d {
             fill_bias(XS::rows, y.data());
             gemm<Trans::N, Trans::T>(XS::rows, Cout, Cin, x.data(), weight.value_ptr, y.data(), Accumulate::yes);
         } else if constexpr (implicit) {
+            const T* packed = pack_weights<Cin, Cout>(weight.value_ptr);
             for_each_group<XS, C>([&](int s, int n, int g) {
                 T* buffer = cache.col.data() + std::size_t(s) * cache.col.size / C::slots;
                 T* yn = y.data() + std::size_t(n) * Geometry<XS>::rows * Cout;
                 fill_bias(g * Geometry<XS>::rows, yn);
-                convolve_padded<XS, Cin, Cout>(x.data() + std::size_t(n) * Geometry<XS>::in_image, g, weight.value_ptr,
-                                               buffer, yn);
+                convolve_padded<XS, Cin, Cout>(x.data() + std::size_t(n) * Geometry<XS>::in_image, g, packed, buffer,
+                                               yn);
             });
         } else {
             constexpr int rows = Geometry<XS>::rows;
@@ -156,8 +160,11 @@ struct Conv2d {
             constexpr int rows = Geometry<XS>::rows;
             constexpr std::size_t wsize = std::size_t(Cout) * patch;
             for (int s = 0; s < C::slots; ++s) std::fill_n(cache.dweight.data() + s * wsize, wsize, T(0));
-            T* const flipped = implicit_dx<XS>() && dx.data() ? detail::flipped_weights_buffer<T>(wsize) : nullptr;
+            T* const flipped = implicit_dx<XS>() && dx.data()
+                                   ? detail::conv_weights_buffer<T, detail::ConvWeights::flipped>(wsize)
+                                   : nullptr;
             if (flipped) flip_weights(flipped);
+            const T* const packed_flipped = flipped ? pack_weights<Cout, Cin>(flipped) : nullptr;
             for_each_group<XS, C>([&](int s, int n, int g) {
                 T* col = cache.col.data() + std::size_t(s) * cache.col.size / C::slots;
                 const T* dyn = dy.data() + std::size_t(n) * rows * Cout;
@@ -171,7 +178,7 @@ struct Conv2d {
                 if constexpr (implicit_dx<XS>()) {
                     // dx is the convolution of dy, zero-bordered, with the flipped weights: the forward's
                     // implicit GEMM, its columns the padded dy in the slot's buffer (col is spent)
-                    convolve_padded<XS, Cout, Cin>(dyn, g, flipped, col, dx.data() + image(0));
+                    convolve_padded<XS, Cout, Cin>(dyn, g, packed_flipped, col, dx.data() + image(0));
                 } else {
                     // dcol[g·rows, patch] = dy[g·rows, Cout] · W[Cout, patch], folded back onto the images
                     gemm<Trans::N, Trans::N>(g * rows, patch, Cout, dyn, weight.value_ptr, col, Accumulate::no);
@@ -225,12 +232,22 @@ private:
         return implicit && K % 2 == 1 && need <= room && G::H >= 8 && G::W >= 8;
     }
 
-    /// out[g, H, W, Co] += in[g, H, W, Ci] convolved ("same", stride 1) with w [Co, K, K, Ci]: each
-    /// image copied once with its zero border into buffer, then one GEMM per kernel row kh whose A
-    /// rows are the padded pixels in place (K·Ci contiguous values each). The forward pass, and the
-    /// input gradient with Ci = Cout, Co = Cin and the flipped weights.
+    /// w [Co, K, K, Ci] packed for convolve_padded, once a call rather than once a group of images:
+    /// kernel row kh's [Co, K·Ci] block as op(B), one after another, in the calling thread's buffer.
+    template <int Ci, int Co>
+    static const T* pack_weights(const T* w) {
+        const std::size_t per_kh = packed_b_size<T>(Co, K * Ci);
+        T* const packed = detail::conv_weights_buffer<T, detail::ConvWeights::packed>(K * per_kh);
+        for (int kh = 0; kh < K; ++kh) pack_b<Trans::T>(Co, K * Ci, w + kh * K * Ci, K * K * Ci, packed + kh * per_kh);
+        return packed;
+    }
+
+    /// out[g, H, W, Co] += in[g, H, W, Ci] convolved ("same", stride 1) with w [Co, K, K, Ci] packed by
+    /// pack_weights: each image copied once with its zero border into buffer, then one GEMM per kernel
+    /// row kh whose A rows are the padded pixels in place (K·Ci contiguous values each). The forward
+    /// pass, and the input gradient with Ci = Cout, Co = Cin and the flipped weights.
     template <class XS, int Ci, int Co>
-    static void convolve_padded(const T* in, int g, const T* w, T* buffer, T* out) {
+    static void convolve_padded(const T* in, int g, const T* packed, T* buffer, T* out) {
         constexpr int H = XS::template dim<1>, W = XS::template dim<2>, Wp = W + K - 1, rows = H * W;
         constexpr int pad = WindowAxis<H, K, 1, Padding::same>::pad;
         constexpr std::size_t padded = std::size_t(H + K - 1) * Wp * Ci;  // one image with its border
@@ -239,14 +256,15 @@ private:
             for (int h = 0; h < H; ++h)
                 std::copy_n(in + (std::size_t(i) * H + h) * W * Ci, W * Ci,
                             buffer + i * padded + (std::size_t(h + pad) * Wp + pad) * Ci);
+        const std::size_t per_kh = packed_b_size<T>(Co, K * Ci);
         for (int kh = 0; kh < K; ++kh)  // out[g·rows, Co] += A_kh[g·rows, K·Ci] · w[:, kh]ᵀ
-            gemm_gathered<Trans::T>(
+            gemm_gathered_packed(
                 g * rows, Co, K * Ci,
                 [&](int r) {
                     const int i = r / rows, oh = r % rows / W, ow = r % W;
                     return buffer + i * padded + (std::size_t(oh + kh) * Wp + ow) * Ci;
                 },
-                w + kh * K * Ci, K * K * Ci, out, Co);
+                packed + kh * per_kh, out, Co);
     }
 
     /// flipped[c, kh, kw, o] = W[o, K-1-kh, K-1-kw, c]: the weights of dx as a convolution of dy
