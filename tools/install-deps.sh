@@ -12,6 +12,7 @@ pkgs+=(doxygen)  # the API reference (target docs, test docs_doxygen)
 pkgs+=(libbenchmark-dev)  # Google Benchmark, for the benchmarks (-DDIFFUSE_BUILD_BENCHMARKS=ON)
 [[ "${1:-}" == "--torch" ]] && pkgs+=(python3-torch)
 pkgs+=(python3-numpy)  # tools/sparkly_fashion.py: the data of README's LoRA example
+pkgs+=(gnuplot-nox)  # train's loss curve OUT/loss.png (a separate process: nothing links it)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
