@@ -71,8 +71,10 @@ int run(const cli::GenerationFlags& f, const std::string& weights, bool raw, con
     const auto prompts =
         f.prompts_file.empty() ? std::vector<std::string>{f.prompt} : cli::read_prompts(f.prompts_file);
     const int total = f.n * int(prompts.size());
-    cli::SamplingDisplay shown(*cli::parse_progress(f.progress, stderr), total, kBatch);  // on stderr: stdout
-    opt.sampler.on_step = shown.callback();                                               // stays as it was
+    // On stderr (stdout stays as it was); generate_in_chunks runs a full chunk at once, the rest one by one.
+    cli::SamplingDisplay shown(*cli::parse_progress(f.progress, stderr), total,
+                               int(prompts.size()) * (f.n / kBatch + f.n % kBatch));
+    opt.sampler.on_step = shown.callback();
     std::vector<float> images(std::size_t(total) * S * S * C);
     for (std::size_t p = 0; p < prompts.size(); ++p) {  // each prompt draws from the same seeds: rows compare
         const int before = int(p) * f.n;

@@ -163,7 +163,7 @@ Options edit_sample_options(const ImageEditFlags& f, bool raw) {
 /// sampling progress on stderr as --progress says. Returns whether the prompt was truncated.
 template <int K, class Model, class T, class Edit>
 bool edit_with_progress(const ImageEditFlags& f, const T* input, typename Model::SampleOptions opt, T* out, Edit edit) {
-    SamplingDisplay shown(*parse_progress(f.gen.progress, stderr), f.gen.n, K);
+    SamplingDisplay shown(*parse_progress(f.gen.progress, stderr), f.gen.n, (f.gen.n + K - 1) / K);  // a run a chunk
     opt.sampler.on_step = shown.callback();
     int made = 0;
     const bool cut = diffuse::app::edit_in_chunks<K, Model>(

@@ -172,26 +172,30 @@ private:
     RedrawClock clock_;
 };
 
-/// Shows a sampling program's progress over `images` images drawn in batches of up to `batch`: from
+/// Shows a sampling program's progress over `images` images made by `runs` sampler runs: from
 /// SamplerOptions::on_step a bar with the images done, the current run's step, elapsed and time
-/// left (estimated from the images done and the current run's steps); from images_done() after
-/// each batch one line ("12/48 images, 3.1 s"); or nothing.
+/// left (from the share of runs done: a run of a batch counts as much as a run of one image);
+/// from images_done() after each batch one line ("12/48 images, 3.1 s"); or nothing.
 class SamplingDisplay {
 public:
-    SamplingDisplay(ProgressMode mode, int images, int batch, std::FILE* out = stderr)
-        : mode_(mode), images_(std::max(1, images)), batch_(std::max(1, batch)), out_(out) {}
+    SamplingDisplay(ProgressMode mode, int images, int runs, std::FILE* out = stderr)
+        : mode_(mode), images_(std::max(1, images)), runs_(std::max(1, runs)), out_(out) {}
 
     /// The callback for SamplerOptions::on_step; empty unless a bar is drawn. It captures only
     /// `this`, so std::function stores it without allocating.
     std::function<void(int, int)> callback() {
         if (mode_ != ProgressMode::bar) return {};
-        return [this](int done, int total) { draw(done, total, false); };
+        return [this](int done, int total) {
+            step_ = done, steps_ = total;
+            if (done == total) ++finished_;
+            if (done == total || clock_.due()) draw();
+        };
     }
     /// After each batch: `n` images of all are done.
     void images_done(int n) {
         done_ = std::min(n, images_);
         if (mode_ == ProgressMode::lines) std::fprintf(out_, "%d/%d images, %.1f s\n", done_, images_, seconds());
-        if (mode_ == ProgressMode::bar) draw(1, 1, true);
+        if (mode_ == ProgressMode::bar) draw();
     }
     /// Ends the bar's line (before other output to the same stream).
     void finish() {
@@ -201,23 +205,20 @@ public:
 
 private:
     double seconds() const { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count(); }
-    void draw(int step, int steps, bool now) {
-        if (!now && step != steps && !clock_.due()) return;
-        const double running = double(std::min(batch_, images_ - done_)) * step / std::max(1, steps);
-        fraction_ = std::max(fraction_, std::min(1.0, (done_ + (now ? 0.0 : running)) / images_));
-        const double s = seconds();
+    void draw() {
+        const double running = step_ < steps_ ? double(step_) / steps_ : 0.0;
+        const double fraction = std::min(1.0, (finished_ + running) / runs_), s = seconds();
         char text[200];
         std::snprintf(text, sizeof text, "sampling %s %d/%d images  step %d/%d  %s elapsed  %s left",
-                      bar_cells(fraction_).c_str(), done_, images_, step, steps, format_duration(s).c_str(),
-                      format_duration(fraction_ > 0 ? s / fraction_ * (1 - fraction_) : -1).c_str());
+                      bar_cells(fraction).c_str(), done_, images_, step_, steps_, format_duration(s).c_str(),
+                      format_duration(fraction > 0 ? s / fraction * (1 - fraction) : -1).c_str());
         redraw_line(out_, text);
         drawn_ = true;
     }
 
     ProgressMode mode_;
-    int images_, batch_, done_ = 0;
+    int images_, runs_, done_ = 0, finished_ = 0, step_ = 0, steps_ = 0;
     std::FILE* out_;
-    double fraction_ = 0;
     bool drawn_ = false;
     RedrawClock clock_;
     std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
