@@ -83,7 +83,8 @@ public:
                      rows_.size() > 1 ? 1000 : 560, quoted(png).c_str());
         if (rows_.size() > 1) std::fprintf(g, "set multiplot layout 1,%zu\n", rows_.size());
         const auto column = [&](const char* phase, int col, const char* title) {
-            return csv + " skip 1 using 2:(strcol(1) eq '" + phase + "' ? $" + std::to_string(col) +
+            const std::string mine = "(strcol(1) eq '" + std::string(phase) + "' ? $";  // other phases: NaN
+            return csv + " skip 1 using " + mine + "2 : NaN):" + mine + std::to_string(col) +
                    " : NaN) with lines lw 1.5" + (col == 8 ? " dt 2" : "") + " title '" + title + "'";
         };
         if (rows_.count("vae"))
