@@ -33,8 +33,8 @@ int run(const cli::ImageEditFlags& f, const std::string& weights, bool raw) {
     const auto opt = cli::edit_sample_options<typename Model::SampleOptions>(f, raw);
     std::vector<float> input(std::size_t(S) * S * C), images(std::size_t(f.gen.n) * S * S * C);
     app::model_image(io::read_image(f.input), S, C, model->image_border, input.data());
-    const bool cut = app::edit_in_chunks<kBatch, Model>(
-        input.data(), f.gen.prompt, opt, f.gen.n, images.data(),
+    const bool cut = cli::edit_with_progress<kBatch, Model>(
+        f, input.data(), opt, images.data(),
         [&](const auto& inputs, const auto& prompts, const auto& o, auto out, auto& ws) {
             return app::img2img(*model, inputs, prompts, f.gen.negative, o, f.strength, out, ws);
         });

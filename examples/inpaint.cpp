@@ -45,8 +45,8 @@ int run(const cli::ImageEditFlags& f, const std::string& weights, bool raw) {
     auto masks = make<Tensor<float, kBatch, S, S>>();
     app::model_mask(io::read_image(f.mask), S, b, masks->data());
     for (int k = 1; k < kBatch; ++k) std::copy_n(masks->data(), S * S, masks->data() + std::size_t(k) * S * S);
-    const bool cut = app::edit_in_chunks<kBatch, Model>(
-        input.data(), f.gen.prompt, opt, f.gen.n, images.data(),
+    const bool cut = cli::edit_with_progress<kBatch, Model>(
+        f, input.data(), opt, images.data(),
         [&](const auto& inputs, const auto& prompts, const auto& o, auto out, auto& ws) {
             return app::inpaint(*model, inputs, *masks, prompts, f.gen.negative, o, edit, out, ws);
         });

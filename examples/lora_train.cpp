@@ -10,7 +10,6 @@
 // are loaded at the base model's size and channels. The preset is read from the --weights file.
 #include <omp.h>
 
-#include <chrono>
 #include <cstdio>
 #include <exception>
 #include <filesystem>
@@ -25,6 +24,7 @@
 #include "common/cli.hpp"
 #include "common/model_files.hpp"
 #include "common/preset_dispatch.hpp"
+#include "common/progress_bar.hpp"
 
 namespace {
 
@@ -35,6 +35,7 @@ constexpr int kBatch = 8;  // images per step (compile-time: sizes every workspa
 struct Args {
     std::string weights, data, out, trigger;
     std::string parts = "both";  // text, unet or both
+    std::string progress = "auto";
     int rank = 4, threads = 0;
     double alpha = 4;
     long long steps = 500, seed = 1, log_every = 50, warmup = 20;
@@ -73,18 +74,9 @@ int run(const Args& a, const std::string& weights) {
     to.warmup_steps = a.warmup;
     to.caption_dropout = a.caption_dropout;
     Tuner tuner(*model, lora, std::move(folder), to);
-    const auto start = std::chrono::steady_clock::now();
-    double sum = 0;
-    for (long long s = 1; s <= a.steps; ++s) {
-        sum += tuner.step().loss;
-        if (s % a.log_every == 0 || s == a.steps) {
-            const double t = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-            const long long n = s % a.log_every == 0 ? a.log_every : s % a.log_every;
-            std::printf("step %lld/%lld  loss %.4f  %.1f s\n", s, a.steps, sum / double(n), t);
-            std::fflush(stdout);
-            sum = 0;
-        }
-    }
+    cli::TrainDisplay display(*cli::parse_progress(a.progress, stdout), a.log_every);
+    tuner.train(a.steps, [&display](const TrainProgress& p) { display.step(p); });
+    display.finish();
     lora.save(a.out);
     std::printf("wrote %s\n", a.out.c_str());
     return 0;
@@ -114,6 +106,7 @@ int main(int argc, char** argv) {
         .option("--caption-dropout", a.caption_dropout, "share of captions dropped to \"\" (for guidance)")
         .option("--seed", a.seed, "seed of initialization, data order and noise")
         .option("--log-every", a.log_every, "print the mean loss every N steps")
+        .option("--progress", a.progress, cli::kProgressHelp)
         .option("--threads", a.threads, "OpenMP threads (0: OpenMP's default)");
     cli.parse(argc, argv);
     if (a.data.empty()) cli.fail("--data is required: a folder of images with metadata.jsonl");
@@ -128,6 +121,7 @@ int main(int argc, char** argv) {
     if (a.warmup < 0) cli.fail("--warmup must not be negative");
     if (!(a.caption_dropout >= 0 && a.caption_dropout < 1)) cli.fail("--caption-dropout must be in [0, 1)");
     if (a.log_every < 1) cli.fail("--log-every must be at least 1");
+    if (const std::string p = cli::progress_problem(a.progress); !p.empty()) cli.fail(p);
     if (a.threads < 0) cli.fail("--threads must not be negative");
     if (a.threads > 0) omp_set_num_threads(a.threads);
     try {

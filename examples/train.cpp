@@ -22,6 +22,7 @@
 #include <exception>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <string>
 #include <type_traits>
@@ -43,6 +44,8 @@
 #include "common/colour_flag.hpp"
 #include "common/grid_flags.hpp"
 #include "common/output_paths.hpp"
+#include "common/progress_bar.hpp"
+#include "common/training_log.hpp"
 
 #ifdef DIFFUSE_WITH_MPI
 #include "diffuse/dist/mpi.hpp"
@@ -63,30 +66,11 @@ struct Args {
     long long sample_every = 1000, checkpoint_every = 500, log_every = 20, warmup = 0;
     int threads = 0, sample_steps = 25;
     double guidance = 3;
+    std::string progress = "auto";
     std::string distractor_words = "/usr/share/dict/words";  // Debian's wamerican; "" for none
     data::DistractorOptions distractor;
     LatentDiffusionTrainOptions train;
     cli::GridFlags look;  // the grids' --scale, --captions (on: each row's prompt), --font
-};
-
-std::string fmt_duration(double s) {
-    if (!(s >= 0) || s > 1e8) return "?";
-    const long long t = (long long)(s + 0.5);
-    char buf[32];
-    std::snprintf(buf, sizeof buf, "%lld:%02lld:%02lld", t / 3600, t / 60 % 60, t % 60);
-    return buf;
-}
-
-/// Steps/s over the steps of this process (resumed steps do not count).
-class Meter {
-public:
-    explicit Meter(long long first_step) : first_(first_step) {}
-    double seconds() const { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count(); }
-    double per_step(long long step) const { return step > first_ ? seconds() / double(step - first_) : 0; }
-
-private:
-    long long first_;
-    std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
 };
 
 constexpr bool is_fashion(const std::string& data) { return data == "fashion-mnist"; }
@@ -119,7 +103,8 @@ public:
     static constexpr bool fashion = std::is_same_v<Source, data::FashionSource>;
 
     /// With `parallel`, this process is one rank of a data-parallel run (rank 0 writes the files).
-    Program(const Args& a, DataParallel<float>* parallel) : args_(a), parallel_(parallel) {}
+    Program(const Args& a, DataParallel<float>* parallel)
+        : args_(a), parallel_(parallel), display_(*cli::parse_progress(a.progress, stdout), a.log_every) {}
 
     int run() {
         namespace fs = std::filesystem;
@@ -157,6 +142,11 @@ public:
                 text::Tokenizer::learn(captions, std::size_t(Model::Text::vocab_size - 4));  // 4: the special ids
         }
         tr.synchronize();  // every rank from rank 0's weights, EMA and moments
+        if (leader()) {    // OUT/train_log.csv: continued after a resume, without the steps to be redone
+            const std::map<std::string, std::int64_t> reached{{"vae", tr.vae_steps}, {"diffusion", tr.diffusion_steps}};
+            log_ = std::make_unique<cli::TrainingLog>(args_.out_dir + "/train_log.csv",
+                                                      args_.resume.empty() ? nullptr : &reached);
+        }
         std::printf("tokenizer: %zu words learned from the captions (room for %d)\n", model_->tokenizer.words().size(),
                     Model::Text::vocab_size - 4);
         if (!args_.distractor_words.empty() && args_.distractor.probability > 0) {
@@ -186,6 +176,7 @@ public:
             }
             diffusion_phase();
         } catch (const NumericalFault& e) {  // nothing was updated or saved for the bad step
+            display_.finish();
             throw NumericalFault(e.what() + std::string("; ") + checkpoint_kept());
         }
         checkpoint();
@@ -200,9 +191,13 @@ public:
 private:
     bool leader() const { return !parallel_ || parallel_->rank() == 0; }
     int ranks() const { return parallel_ ? parallel_->ranks() : 1; }
-    /// Images per second over all ranks.
-    double images_per_second(double seconds_per_step) const {
-        return seconds_per_step > 0 ? trainer_->data.global_batch() / seconds_per_step : 0.0;
+    /// One step's report: the display, and at logged steps a row of the CSV log.
+    void report(const TrainProgress& p) {
+        if (const auto logged = display_.step(p); logged && log_) log_->append(*logged);
+    }
+    /// OUT/loss.png from the log (at the end of each phase and with each sample grid).
+    void plot_losses() {
+        if (log_) log_->plot(args_.out_dir + "/loss.png");
     }
 
     /// Every caption the data set can give an image (what the tokenizer learns from).
@@ -237,23 +232,12 @@ private:
         Trainer& tr = *trainer_;
         const long long total = args_.vae_steps;
         if (tr.vae_steps >= total) return;
-        Meter meter(tr.vae_steps);
-        double loss = 0, rec = 0, kl = 0;
-        int n = 0;
-        while (tr.vae_steps < total) {
-            const auto s = tr.vae_step();
-            loss += s.loss, rec += s.reconstruction, kl += s.kl, ++n;
-            const long long step = tr.vae_steps;
-            if (step % args_.log_every == 0 || step == total) {
-                const double per = meter.per_step(step);
-                std::printf("vae  %6lld/%lld  loss %.5f (reconstruction %.5f, KL %.3f)  lr %.2e  %.0f img/s  %s left\n",
-                            step, total, loss / n, rec / n, kl / n, s.lr, images_per_second(per),
-                            fmt_duration(per * double(total - step)).c_str());
-                std::fflush(stdout);
-                loss = rec = kl = 0, n = 0;
-            }
-            if (args_.checkpoint_every > 0 && step % args_.checkpoint_every == 0 && step < total) checkpoint();
-        }
+        tr.train_vae(total, [&](const TrainProgress& p) {
+            report(p);
+            if (args_.checkpoint_every > 0 && p.step % args_.checkpoint_every == 0 && p.step < total) checkpoint();
+        });
+        display_.finish();
+        plot_losses();
         if (leader()) write_reconstructions(args_.out_dir + "/vae_reconstructions.png");
         tr.scale_measured = false;  // the VAE changed: measure (and checkpoint) again
     }
@@ -261,28 +245,17 @@ private:
     void diffusion_phase() {
         Trainer& tr = *trainer_;
         const long long total = args_.steps;
-        Meter meter(tr.diffusion_steps);
-        double loss = 0, norm = 0;
-        int n = 0;
-        while (tr.diffusion_steps < total) {
-            const auto s = tr.diffusion_step();
-            loss += s.loss, norm += s.grad_norm, ++n;
-            const long long step = tr.diffusion_steps;
-            if (step % args_.log_every == 0 || step == total) {
-                const double per = meter.per_step(step);
-                std::printf("diff %6lld/%lld  loss %.5f  grad norm %.3f  lr %.2e  %.0f img/s  %s left\n", step, total,
-                            loss / n, norm / n, s.lr, images_per_second(per),
-                            fmt_duration(per * double(total - step)).c_str());
-                std::fflush(stdout);
-                loss = norm = 0, n = 0;
-            }
-            if (args_.checkpoint_every > 0 && step % args_.checkpoint_every == 0 && step < total) checkpoint();
-            if (leader() && args_.sample_every > 0 && step % args_.sample_every == 0 && step < total) {
+        tr.train_diffusion(total, [&](const TrainProgress& p) {
+            report(p);
+            if (args_.checkpoint_every > 0 && p.step % args_.checkpoint_every == 0 && p.step < total) checkpoint();
+            if (leader() && args_.sample_every > 0 && p.step % args_.sample_every == 0 && p.step < total) {
                 char name[64];
-                std::snprintf(name, sizeof name, "/samples_%07lld.png", step);
+                std::snprintf(name, sizeof name, "/samples_%07lld.png", (long long)p.step);
                 write_samples(args_.out_dir + name);
             }
-        }
+        });
+        display_.finish();
+        plot_losses();
     }
 
     /// "PATH (VAE step a, diffusion step b)" for the checkpoint of the trainer's current state.
@@ -305,6 +278,7 @@ private:
             throw std::runtime_error(e.what() + std::string("; ") + checkpoint_kept());
         }
         last_checkpoint_ = describe_checkpoint(path);
+        display_.clear();
         std::printf("checkpoint %s (VAE step %lld, diffusion step %lld)\n", path.c_str(),
                     (long long)trainer_->vae_steps, (long long)trainer_->diffusion_steps);
         std::fflush(stdout);
@@ -330,10 +304,12 @@ private:
             model_->generate(prompts, "", so, out, *sample_ws_);
         }
         cli::write_grid(path, grid.data(), rows * kGridColumns, S, S, C, rows, kGridColumns, grid_prompts_, args_.look);
+        display_.clear();
         std::printf("samples %s (DDIM %d steps, guidance %.1f, %s weights, %.1f s)\n", path.c_str(), so.sampler.steps,
                     so.sampler.guidance, model_->has_ema() ? "EMA" : "raw",
                     std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
         std::fflush(stdout);
+        plot_losses();
     }
 
     /// Two rows: images (Fashion-MNIST's test images, or the data set's first), and what the VAE makes of them.
@@ -370,6 +346,8 @@ private:
     std::unique_ptr<Model> model_;
     std::unique_ptr<Trainer> trainer_;
     std::unique_ptr<typename Model::template SampleWorkspace<kGridColumns>> sample_ws_;
+    cli::TrainDisplay display_;              // progress: a bar on a terminal, lines in a log (--progress)
+    std::unique_ptr<cli::TrainingLog> log_;  // OUT/train_log.csv and loss.png; rank 0 only
 };
 
 }  // namespace
@@ -403,7 +381,8 @@ int main(int argc, char** argv) {
         .option("--guidance", a.guidance, "classifier-free guidance scale of the sample grids")
         .option("--checkpoint-every", a.checkpoint_every,
                 "write OUT/checkpoint.safetensors every N steps (0: at phase ends)")
-        .option("--log-every", a.log_every, "print progress every N steps")
+        .option("--log-every", a.log_every, "print progress (and a row of OUT/train_log.csv) every N steps")
+        .option("--progress", a.progress, cli::kProgressHelp)
         .option("--threads", a.threads, "OpenMP threads (0: OpenMP's default)")
         .option("--distractor-words", a.distractor_words,
                 "word list of distractors inserted into captions, so unknown words are ignored (\"\": none)")
@@ -433,6 +412,7 @@ int main(int argc, char** argv) {
     if (a.sample_every < 0 || a.checkpoint_every < 0)
         cli.fail("--sample-every and --checkpoint-every must not be negative");
     if (a.log_every < 1) cli.fail("--log-every must be at least 1");
+    if (const std::string p = cli::progress_problem(a.progress); !p.empty()) cli.fail(p);
     if (a.sample_steps < 1 || a.sample_steps > 1000) cli.fail("--sample-steps must be in [1, 1000]");
     if (!(a.guidance >= 0)) cli.fail("--guidance must not be negative");
     if (a.threads < 0) cli.fail("--threads must not be negative");

@@ -37,6 +37,7 @@
 #include "common/model_files.hpp"
 #include "common/output_paths.hpp"
 #include "common/preset_dispatch.hpp"
+#include "common/progress_bar.hpp"
 
 namespace {
 // The sampling workspace is sized at compile time; --n images are drawn in batches of this many.
@@ -69,19 +70,20 @@ int run(const cli::GenerationFlags& f, const cli::GridFlags& look, const std::st
 
     constexpr int S = Model::image_size, C = Model::image_channels;
     const int b = model->image_border, side = S - 2 * b;
-    const auto start = std::chrono::steady_clock::now();
-    const auto report = [&](int c, int) {
-        const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-        std::fprintf(stderr, "\r%d/%d images, %.1f s", std::min((c + 1) * kBatch, f.n), f.n, s);
-    };
     const auto prompts =
         f.prompts_file.empty() ? std::vector<std::string>{f.prompt} : cli::read_prompts(f.prompts_file);
     const int total = f.n * int(prompts.size());
+    // On stderr (stdout stays as it was); generate_in_chunks runs a full chunk at once, the rest one by one.
+    cli::SamplingDisplay shown(*cli::parse_progress(f.progress, stderr), total,
+                               int(prompts.size()) * (f.n / kBatch + f.n % kBatch));
+    opt.sampler.on_step = shown.callback();
     std::vector<float> images(std::size_t(total) * S * S * C);
     for (std::size_t p = 0; p < prompts.size(); ++p) {  // each prompt draws from the same seeds: rows compare
-        const bool cut = app::generate_in_chunks<kBatch>(*model, prompts[p], f.negative, opt, f.n,
-                                                         images.data() + p * std::size_t(f.n) * S * S * C, report);
-        std::fprintf(stderr, "\n");
+        const int before = int(p) * f.n;
+        const bool cut = app::generate_in_chunks<kBatch>(
+            *model, prompts[p], f.negative, opt, f.n, images.data() + p * std::size_t(f.n) * S * S * C,
+            [&](int c, int) { shown.images_done(before + std::min((c + 1) * kBatch, f.n)); });
+        shown.finish();
         if (cut)
             std::fprintf(stderr, "txt2img: warning: \"%s\" was cut to %d tokens\n", prompts[p].c_str(),
                          Model::context_length);
@@ -136,7 +138,8 @@ int main(int argc, char** argv) {
         .flag("--raw-weights", raw, "sample with the trained weights instead of their EMA")
         .option("--lora", lf.file, "low-rank adapters (and trigger word) from lora_train, on top of the model")
         .option("--lora-strength", lf.strength, "how strongly the adapters act: 0 is the base model, 1 as trained")
-        .flag("--lora-merge", lf.merge, "merge the adapters into the weights before sampling (same images, faster)");
+        .flag("--lora-merge", lf.merge, "merge the adapters into the weights before sampling (same images, faster)")
+        .option("--progress", f.progress, cli::kProgressHelp);
     cli::add_grid_options(cli, look, "on with --prompts, where a row is one prompt");
     cli.parse(argc, argv);
     if (const std::string problem = cli::validate(f); !problem.empty()) cli.fail(problem);

@@ -235,6 +235,13 @@ TEST_CASE("allocations: LatentDiffusion<Default>::generate with a reused workspa
         model->generate(prompts, "", o, images->view(), *ws);
         check_no_allocations(count([&] { model->generate(prompts, "", o, images->view(), *ws); }),
                              "generate() unguided");
+        int calls = 0, last = 0;  // a progress callback (two references: stored inline) adds nothing
+        o.sampler.on_step = [&calls, &last](int done, int) { ++calls, last = done; };
+        model->generate(prompts, "", o, images->view(), *ws);
+        check_no_allocations(count([&] { model->generate(prompts, "", o, images->view(), *ws); }),
+                             "generate() with a progress callback");
+        CHECK(calls == 2 * o.sampler.steps);
+        CHECK(last == o.sampler.steps);
         check_counter_works();
     }
 }

@@ -13,6 +13,7 @@ pkgs+=(libbenchmark-dev)  # Google Benchmark, for the benchmarks (-DDIFFUSE_BUIL
 [[ "${1:-}" == "--torch" ]] && pkgs+=(python3-torch)
 pkgs+=(python3-numpy)  # tools/sparkly_fashion.py: the data of README's LoRA example
 pkgs+=(libfreetype-dev fonts-dejavu-core)  # captions under the programs' grid rows (--captions, --font)
+pkgs+=(gnuplot-nox)  # train's loss curve OUT/loss.png (a separate process: nothing links it)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -13,6 +13,8 @@
 
 #include "diffuse/sample/samplers.hpp"
 
+#include "progress_bar.hpp"
+
 namespace cli {
 
 /// Command-line names of the samplers.
@@ -44,7 +46,8 @@ struct GenerationFlags {
     long long seed = 0;
     int threads = 0;  // OpenMP threads; 0 = OpenMP's default
     std::string weights, out_dir, grid;
-    std::string prompts_file;  // txt2img --prompts: one prompt per line, a grid row each
+    std::string prompts_file;       // txt2img --prompts: one prompt per line, a grid row each
+    std::string progress = "auto";  // --progress: sampling progress on stderr (progress_bar.hpp)
 };
 
 /// The prompts of a --prompts file: its lines, blank ones and '#' comments skipped. Throws naming the
@@ -90,6 +93,7 @@ inline std::string validate(const GenerationFlags& f, bool need_output = true) {
     if (!(f.guidance >= 0)) return "--guidance must not be negative (1 = no guidance, 0 = unconditional)";
     if (f.seed < 0) return "--seed must not be negative";
     if (f.threads < 0) return "--threads must not be negative (0: OpenMP's default)";
+    if (std::string p = progress_problem(f.progress); !p.empty()) return p;
     if (need_output) {
         if (!f.out_dir.empty() && !f.grid.empty()) return "give either --out-dir or --grid, not both";
         if (f.out_dir.empty() && f.grid.empty()) return "give --out-dir DIR (one PNG per sample) or --grid FILE.png";

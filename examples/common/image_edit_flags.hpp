@@ -17,6 +17,7 @@
 #include <system_error>
 #include <vector>
 
+#include "diffuse/app/image_edit.hpp"
 #include "diffuse/app/images.hpp"
 #include "diffuse/io/byte_image.hpp"
 #include "diffuse/io/image.hpp"
@@ -28,6 +29,7 @@
 #include "model_files.hpp"
 #include "output_paths.hpp"
 #include "preset_dispatch.hpp"
+#include "progress_bar.hpp"
 
 namespace cli {
 
@@ -146,7 +148,8 @@ inline void add_shared_edit_options(Parser& p, ImageEditFlags& f, bool& raw) {
         .option("--out-dir", g.out_dir, "write DIR/0000.png, DIR/0001.png, ... (one per image)")
         .option("--grid", g.grid, "write all images as one row in a PNG")
         .option("--threads", g.threads, "OpenMP threads (0: OpenMP's default; on a busy machine 1 can be much faster)")
-        .flag("--raw-weights", raw, "sample with the trained weights instead of their EMA");
+        .flag("--raw-weights", raw, "sample with the trained weights instead of their EMA")
+        .option("--progress", g.progress, kProgressHelp);
     add_grid_options(p, f.look, "on: the row is one prompt");
 }
 
@@ -158,6 +161,24 @@ Options edit_sample_options(const ImageEditFlags& f, bool raw) {
     o.seed = std::uint64_t(f.gen.seed);
     o.use_ema = !raw;
     return o;
+}
+
+/// app::edit_in_chunks(input, prompt, opt, n, out, edit) for the flags' prompt and --n, showing the
+/// sampling progress on stderr as --progress says. Returns whether the prompt was truncated.
+template <int K, class Model, class T, class Edit>
+bool edit_with_progress(const ImageEditFlags& f, const T* input, typename Model::SampleOptions opt, T* out, Edit edit) {
+    SamplingDisplay shown(*parse_progress(f.gen.progress, stderr), f.gen.n, (f.gen.n + K - 1) / K);  // a run a chunk
+    opt.sampler.on_step = shown.callback();
+    int made = 0;
+    const bool cut = diffuse::app::edit_in_chunks<K, Model>(
+        input, f.gen.prompt, opt, f.gen.n, out,
+        [&](const auto& inputs, const auto& prompts, const auto& o, auto images, auto& ws) {
+            const int truncated = edit(inputs, prompts, o, images, ws);
+            shown.images_done(made += K);
+            return truncated;
+        });
+    shown.finish();
+    return cut;
 }
 
 /// The rest of an editing program's main once its flags are parsed: checks the flags and files

@@ -103,6 +103,7 @@
 #include "diffuse/train/lora_trainer.hpp"
 #include "diffuse/train/lr_schedule.hpp"
 #include "diffuse/train/numerical_fault.hpp"
+#include "diffuse/train/progress.hpp"
 #include "diffuse/train/seed_diffusion_training.hpp"
 
 // app: generation, reconstruction, scoring

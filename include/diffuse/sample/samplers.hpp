@@ -50,6 +50,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
@@ -87,6 +88,12 @@ struct SamplerOptions {
     // The index of this call's first item in a larger run: item i draws from stream_rng(seed,
     // first_item + i), so a run split into calls of any sizes gives the images of one big call.
     std::uint64_t first_item = 0;
+    // Progress: called after each step a run takes as on_step(done, total), done from 1 to total =
+    // the steps run, (steps − first_step)·(jumps + 1) with RePaint's redos (a Heun step's two model
+    // calls are one step). Empty: never called. It sees no state (that is RunControl's hook) and
+    // changes no bit of the result; calling it allocates nothing, and copying the options stores a
+    // lambda of up to two pointers inline (libstdc++), so generate() stays allocation-free with one.
+    std::function<void(int done, int total)> on_step = {};
 };
 
 /// One request to the model: fill out [batch, item_size] from z [batch, item_size].
@@ -399,6 +406,11 @@ void sample(const NoiseSchedule& s, const SamplerOptions& o, int batch, std::siz
             RunLevel<T>{out, batch, item_size, ab, euler ? 1 / std::sqrt(ab) : 1.0, int(next)}));
     };
     reached(first);
+    const int run_steps = int(plan.size() - first) * (control.jumps + 1);
+    int done = 0;
+    const auto step_taken = [&] {
+        if (o.on_step) o.on_step(++done, run_steps);
+    };
 
     // The model's eps for sigma-form state x at planned step q, into r.eps (z = x·sqrt(ab): diffusers'
     // scale_model_input).
@@ -504,6 +516,7 @@ void sample(const NoiseSchedule& s, const SamplerOptions& o, int batch, std::siz
         const bool redo = control.jumps > 0;
         if (redo && o.method == Method::dpmpp_2m) std::copy_n(r.prev.data(), n, r.held.data());
         take_step(i);
+        step_taken();
         reached(i + 1);
         for (int j = 0; j < control.jumps; ++j) {  // back to step i's level with fresh noise, and again
             const double ab = plan[i].alpha_bar, abn = i + 1 < plan.size() ? plan[i + 1].alpha_bar : 1.0;
@@ -517,6 +530,7 @@ void sample(const NoiseSchedule& s, const SamplerOptions& o, int batch, std::siz
             reached(i);
             if (o.method == Method::dpmpp_2m) std::copy_n(r.held.data(), n, r.prev.data());
             take_step(i);
+            step_taken();
             reached(i + 1);
         }
     }

@@ -22,6 +22,7 @@
 #include "diffuse/train/adam.hpp"
 #include "diffuse/train/latent_diffusion_trainer.hpp"
 #include "diffuse/train/lr_schedule.hpp"
+#include "diffuse/train/progress.hpp"
 
 namespace diffuse {
 
@@ -78,6 +79,18 @@ public:
         adapters.write_trigger_rows();
         ++base.diffusion_steps;
         return s;
+    }
+
+    /// Steps until steps() reaches `total`, calling on_step (if any) after each (train/progress.hpp).
+    void train(std::int64_t total, const TrainCallback& on_step = {}) {
+        const PhaseClock clock(TrainPhase::lora, steps(), total, base.data.global_batch());
+        while (steps() < total) {
+            const Stats s = step();
+            if (!on_step) continue;
+            TrainProgress p = clock.at(steps());
+            p.loss = s.loss, p.lr = s.lr, p.grad_norm = s.grad_norm;
+            on_step(p);
+        }
     }
 
 private:
