@@ -19,6 +19,8 @@
 #include "diffuse/train/checkpoint.hpp"
 #include "diffuse/train/latent_diffusion_trainer.hpp"
 
+#include "fashion_images.hpp"
+
 using namespace diffuse;
 
 namespace {
@@ -34,11 +36,7 @@ constexpr int kBatch = 4;
 using Model = LatentDiffusion<float, presets::Tiny>;
 using Trainer = LatentDiffusionTrainer<float, presets::Tiny, kBatch>;
 
-/// The first `count` training images of Fashion-MNIST.
-io::FashionMnist few_images(int count) {
-    static const io::FashionMnist all = io::load_fashion_mnist(io::Split::train, DIFFUSE_FASHION_MNIST_DIR);
-    return io::first_images(all, count);
-}
+using test::few_images;
 
 LatentDiffusionTrainOptions options() {
     LatentDiffusionTrainOptions o;

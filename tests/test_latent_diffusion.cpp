@@ -18,6 +18,8 @@
 #include "diffuse/models/latent_diffusion.hpp"
 #include "diffuse/train/latent_diffusion_trainer.hpp"
 
+#include "fashion_images.hpp"
+
 using namespace diffuse;
 
 namespace {
@@ -31,10 +33,7 @@ const int kOneThread = [] {
 
 using Model = LatentDiffusion<float, presets::Tiny>;
 
-io::FashionMnist few_images(int count) {
-    static const io::FashionMnist all = io::load_fashion_mnist(io::Split::train, DIFFUSE_FASHION_MNIST_DIR);
-    return io::first_images(all, count);
-}
+using test::few_images;
 
 template <class V>
 double mean_of(const V& v, std::size_t b, std::size_t e) {

@@ -17,6 +17,8 @@
 #include "diffuse/train/latent_diffusion_trainer.hpp"
 #include "diffuse/train/numerical_fault.hpp"
 
+#include "fashion_images.hpp"
+
 using namespace diffuse;
 
 namespace {
@@ -30,14 +32,11 @@ using Model = LatentDiffusion<float, presets::Tiny>;
 using Trainer = LatentDiffusionTrainer<float, presets::Tiny, 4>;
 constexpr float kNan = std::numeric_limits<float>::quiet_NaN();
 
-io::FashionMnist few_images() {
-    static const io::FashionMnist all = io::load_fashion_mnist(io::Split::train, DIFFUSE_FASHION_MNIST_DIR);
-    return io::first_images(all, 8);
-}
+using test::few_images;
 
 struct Run {
     std::unique_ptr<Model> model = std::make_unique<Model>(3);
-    std::unique_ptr<Trainer> trainer = std::make_unique<Trainer>(*model, few_images(), LatentDiffusionTrainOptions{});
+    std::unique_ptr<Trainer> trainer = std::make_unique<Trainer>(*model, few_images(8), LatentDiffusionTrainOptions{});
     Run() {
         for (int i = 0; i < 2; ++i) trainer->vae_step();
         trainer->measure_latent_scale();

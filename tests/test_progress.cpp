@@ -22,6 +22,8 @@
 #include "diffuse/train/lora_trainer.hpp"
 #include "diffuse/train/progress.hpp"
 
+#include "fashion_images.hpp"
+
 using namespace diffuse;
 
 namespace {
@@ -35,10 +37,7 @@ constexpr int kBatch = 4;
 using Model = LatentDiffusion<float, presets::Tiny>;
 using Trainer = LatentDiffusionTrainer<float, presets::Tiny, kBatch>;
 
-io::FashionMnist few_images(int count) {
-    static const io::FashionMnist all = io::load_fashion_mnist(io::Split::train, DIFFUSE_FASHION_MNIST_DIR);
-    return io::first_images(all, count);
-}
+using test::few_images;
 
 LatentDiffusionTrainOptions options() {
     LatentDiffusionTrainOptions o;

@@ -270,27 +270,16 @@ public:
     /// VAE steps until vae_steps reaches `total`, calling on_step (if any) after each with the step's
     /// loss terms, learning rate and timing (train/progress.hpp). Every rank calls it.
     void train_vae(std::int64_t total, const TrainCallback& on_step = {}) {
-        const PhaseClock clock(TrainPhase::vae, vae_steps, total, data.global_batch());
-        while (vae_steps < total) {
-            const VaeStats s = vae_step();
-            if (!on_step) continue;
-            TrainProgress p = clock.at(vae_steps);
-            p.loss = s.loss, p.lr = s.lr, p.grad_norm = s.grad_norm;
-            p.reconstruction = s.reconstruction, p.kl = s.kl;
-            on_step(p);
-        }
+        drive_phase(
+            TrainPhase::vae, total, data.global_batch(), on_step, [&] { return vae_steps; },
+            [&] { return vae_step(); });
     }
 
     /// Diffusion steps until diffusion_steps reaches `total`, calling on_step (if any) after each.
     void train_diffusion(std::int64_t total, const TrainCallback& on_step = {}) {
-        const PhaseClock clock(TrainPhase::diffusion, diffusion_steps, total, data.global_batch());
-        while (diffusion_steps < total) {
-            const DiffusionStats s = diffusion_step();
-            if (!on_step) continue;
-            TrainProgress p = clock.at(diffusion_steps);
-            p.loss = s.loss, p.lr = s.lr, p.grad_norm = s.grad_norm;
-            on_step(p);
-        }
+        drive_phase(
+            TrainPhase::diffusion, total, data.global_batch(), on_step, [&] { return diffusion_steps; },
+            [&] { return diffusion_step(); });
     }
 
     /// Every rank takes rank 0's parameters, EMA shadow and Adam moments: at the start of a run and

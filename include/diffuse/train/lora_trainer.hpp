@@ -83,14 +83,9 @@ public:
 
     /// Steps until steps() reaches `total`, calling on_step (if any) after each (train/progress.hpp).
     void train(std::int64_t total, const TrainCallback& on_step = {}) {
-        const PhaseClock clock(TrainPhase::lora, steps(), total, base.data.global_batch());
-        while (steps() < total) {
-            const Stats s = step();
-            if (!on_step) continue;
-            TrainProgress p = clock.at(steps());
-            p.loss = s.loss, p.lr = s.lr, p.grad_norm = s.grad_norm;
-            on_step(p);
-        }
+        drive_phase(
+            TrainPhase::lora, total, base.data.global_batch(), on_step, [&] { return steps(); },
+            [&] { return step(); });
     }
 
 private:

@@ -87,6 +87,23 @@ private:
     std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
 };
 
+/// A trainer's driver loop: step() until steps() reaches `total`, handing on_step (if any) a
+/// TrainProgress after each step with the loss, learning rate and gradient norm of the stats step()
+/// returns (and the VAE's reconstruction and KL where the stats have them).
+template <class Steps, class Step>
+void drive_phase(TrainPhase phase, std::int64_t total, int images_per_step, const TrainCallback& on_step,
+                 const Steps& steps, const Step& step) {
+    const PhaseClock clock(phase, steps(), total, images_per_step);
+    while (steps() < total) {
+        const auto s = step();
+        if (!on_step) continue;
+        TrainProgress p = clock.at(steps());
+        p.loss = s.loss, p.lr = s.lr, p.grad_norm = s.grad_norm;
+        if constexpr (requires { s.kl; }) p.reconstruction = s.reconstruction, p.kl = s.kl;
+        on_step(p);
+    }
+}
+
 }  // namespace diffuse
 
 #endif
