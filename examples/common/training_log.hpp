@@ -74,7 +74,9 @@ public:
             noted_ = true;
             return false;
         }
-        std::FILE* g = popen("gnuplot", "w");
+        // gnuplot's warnings (an empty x range while a phase has one row) would interleave with the
+        // program's own output on stderr: they are dropped, and a drawing that fails is noted once.
+        std::FILE* g = popen("gnuplot 2> /dev/null", "w");
         if (!g) return false;
         const std::string csv = quoted(path_);
         std::fprintf(g,
@@ -95,7 +97,10 @@ public:
             std::fprintf(g, "set title 'diffusion (text encoder + UNet)'\nset ylabel 'loss (MSE)'\nplot %s\n",
                          column("diffusion", 3, "loss").c_str());
         if (rows_.size() > 1) std::fprintf(g, "unset multiplot\n");
-        return pclose(g) == 0;
+        const bool drawn = pclose(g) == 0;
+        if (!drawn && !noted_) std::printf("note: gnuplot could not draw %s (the CSV has the figures)\n", png.c_str());
+        noted_ = noted_ || !drawn;
+        return drawn;
     }
 
 private:

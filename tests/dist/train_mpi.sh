@@ -10,7 +10,8 @@ train=$1 mpirun=$2
 dir=$(mktemp -d)
 trap 'kill -9 $(jobs -p) 2>/dev/null; rm -rf "$dir"' EXIT
 fail() { echo "FAILED: $*"; for f in "$dir"/*.log; do echo "--- $f"; tail -n 20 "$f"; done; exit 1; }
-common=(--preset tiny --sample-every 0 --sample-steps 2 --log-every 2 --threads 1)
+# --progress lines: Open MPI hands its ranks a pseudo-terminal, where train would draw a bar.
+common=(--preset tiny --sample-every 0 --sample-steps 2 --log-every 2 --threads 1 --progress lines)
 
 # 1. Two ranks train; rank 0 alone logs (every log line once) and writes the files.
 "$mpirun" -np 2 "$train" "${common[@]}" --vae-steps 4 --steps 4 --checkpoint-every 2 --out-dir "$dir/a" \
