@@ -8,13 +8,7 @@
 # Usage: progress.sh BIN_DIR SOURCE_DIR (BIN_DIR holds the example programs).
 set -uo pipefail
 bin=$1 src=$2
-dir=$(mktemp -d)
-trap 'rm -rf "$dir"' EXIT
-failures=0
-fail() {
-  echo "FAILED: $*"
-  failures=$((failures + 1))
-}
+source "$(dirname "$0")/checks.sh"  # $dir, fail() and $failures
 cr=$'\r'
 
 train=("$bin/train" --preset tiny --vae-steps 12 --log-every 4 --threads 1 --sample-every 0 --checkpoint-every 0)

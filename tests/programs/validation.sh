@@ -6,13 +6,7 @@
 # Usage: validation.sh BIN_DIR SOURCE_DIR (BIN_DIR holds the example programs).
 set -uo pipefail
 bin=$1 src=$2
-dir=$(mktemp -d)
-trap 'rm -rf "$dir"' EXIT
-failures=0
-fail() {
-  echo "FAILED: $*"
-  failures=$((failures + 1))
-}
+source "$(dirname "$0")/checks.sh"  # $dir, fail() and $failures
 
 # expect CODE TEXT PROGRAM ARGS...: exit status CODE and TEXT in stderr (one line when CODE is 1).
 expect() {
