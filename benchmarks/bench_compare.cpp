@@ -670,7 +670,9 @@ int main(int argc, char** argv) {
         try {
             if (f.empty()) throw std::invalid_argument("empty command");
             if (f[0] == "quit") break;
-            if (f[0] == "list") {
+            if (f[0] == "isa") {  // the instruction set the kernels were compiled for
+                reply = xsimd::default_arch::name();
+            } else if (f[0] == "list") {
                 for (const auto& e : list) reply += (reply.empty() ? "" : "\t") + e.name;
             } else if (f[0] == "setup" && f.size() == 3) {
                 current.reset();

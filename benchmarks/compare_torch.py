@@ -36,6 +36,7 @@ import gc
 import json
 import math
 import os
+import re
 import statistics
 import struct
 import subprocess
@@ -660,6 +661,9 @@ def mb(b):
 
 def blas_description():
     """The BLAS library torch loaded, and OpenBLAS's kernel set."""
+    built_with = re.search(r"BLAS_INFO=(\w+)", torch.__config__.show())
+    if built_with and built_with.group(1) == "mkl":  # pip's torch calls its own MKL (a BLAS numpy loaded is not the one it uses)
+        return "MKL (linked into torch)"
     with open("/proc/self/maps") as f:
         libs = sorted({line.split()[-1] for line in f if "blas" in line.split()[-1]})
     if not libs:
@@ -681,16 +685,24 @@ def blas_description():
     return desc
 
 
-def report(rows, baselines, elapsed):
+def torch_isa_caps():
+    """Caps on torch's instruction sets from the environment (ATen's dispatch, oneDNN), if any."""
+    caps = [f"{k}={os.environ[k]}" for k in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA")
+            if os.environ.get(k)]
+    return f", {' '.join(caps)}" if caps else ""
+
+
+def report(rows, baselines, elapsed, isa):
     cpu = cpuinfo("model name") or "unknown CPU"
     mkldnn = torch.backends.mkldnn.enabled and torch.backends.mkldnn.is_available()
     lines = [
         "# diffuse vs PyTorch",
         "",
         f"{datetime.datetime.now().strftime('%Y-%m-%d %H:%M')} · {cpu} ({instruction_set()}, family "
-        f"{cpuinfo('cpu family')} model {cpuinfo('model')}; {os.cpu_count()} logical CPUs) · diffuse on "
+        f"{cpuinfo('cpu family')} model {cpuinfo('model')}; {len(os.sched_getaffinity(0))} of "
+        f"{os.cpu_count()} logical CPUs) · diffuse ({isa} kernels) on "
         f"{ARGS.threads} threads, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')} · "
-        f"torch {torch.__version__}: mkldnn {'on' if mkldnn else 'off'}, "
+        f"torch {torch.__version__}{torch_isa_caps()}: mkldnn {'on' if mkldnn else 'off'}, "
         f"BLAS {blas_description()}; per case the fastest of set_num_threads({' / '.join(map(str, torch_thread_counts()))}), "
         f"of NCHW / channels_last and of Adam foreach=True / False "
         f"(each checked; the one kept is in the last column); forward-only cases under inference_mode in eval mode "
@@ -748,6 +760,7 @@ def main():
     baseline_torch = status_kb("self", "VmRSS") * 1024
     cpp = Cpp(ARGS.binary)
     names = cpp.ask("list").split("\t")
+    isa = cpp.ask("isa")
     baseline_cpp = status_kb(cpp.p.pid, "VmRSS") * 1024
     prefixes = [p.strip() for p in ARGS.cases.split(",") if p.strip()]
     chosen = [n for n in names if not prefixes or any(n.startswith(p) for p in prefixes)]
@@ -762,7 +775,7 @@ def main():
             note(f"  diffuse {seconds_str(r['diffuse'])}, torch {seconds_str(r['torch'])} ({r['variant']}), "
                  f"check {r['error']:.2g} ({r['tensor']}), calls per round {r['calls']}")
     cpp.close()
-    text = report(rows, (baseline_cpp, baseline_torch), time.perf_counter() - t0)
+    text = report(rows, (baseline_cpp, baseline_torch), time.perf_counter() - t0, isa)
     print(text, end="")
     if ARGS.out:
         with open(ARGS.out, "w") as f:

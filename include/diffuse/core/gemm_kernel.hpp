@@ -40,6 +40,15 @@
 
 #include "diffuse/core/aligned_buffer.hpp"
 
+// The blocking depths, overridable for tuning experiments (bench_gemm_tiles); KC sets where each
+// C element's sum is cut into slices, so it changes the bits of every product deeper than it.
+#ifndef DIFFUSE_GEMM_KC
+#define DIFFUSE_GEMM_KC 256
+#endif
+#ifndef DIFFUSE_GEMM_MC_TILES
+#define DIFFUSE_GEMM_MC_TILES 16
+#endif
+
 namespace diffuse::detail {
 
 /// One thread's packing buffers (both GEMM paths): grown to the largest product seen, never
@@ -72,8 +81,8 @@ struct Tile {
     static constexpr int NV = NV_, NR = NV * W;
     static constexpr int MR = NV == 1 ? 12 : vector_registers<T> == 32 ? 8 : 12 / NV;  // see the top
     static_assert(MR * NV + NV + 1 <= vector_registers<T>, "Tile: accumulators must fit the registers");
-    static constexpr int KC = 256;      // one KC slice of A rows and the B panel stay in L1
-    static constexpr int MC = 16 * MR;  // rows of A swept per B panel: L2
+    static constexpr int KC = DIFFUSE_GEMM_KC;            // one KC slice of A rows and the B panel stay in L1
+    static constexpr int MC = DIFFUSE_GEMM_MC_TILES * MR;  // rows of A swept per B panel: L2
     static constexpr int NC = 64 * NR;  // packed B slice
 };
 
@@ -237,7 +246,10 @@ struct PackedRows {
 /// where each packed slice is swept by 8+ B panels. Measured on one Zen 4 core (CPU time, 8×2 tile):
 /// SGEMM 1024³ 66 → 87 GFLOP/s (in place, its 8 row streams 4 KB apart share L1 sets), conv dx
 /// 256×576×64 70 → 94; the narrow conv forwards (N = 64, 128) and transposed A (dW) lost 3–10 %.
-inline bool pack_a_pays(int N, int NR, std::ptrdiff_t ks) { return ks == 1 && N >= 8 * NR; }
+#ifndef DIFFUSE_GEMM_PACK_A_TILES
+#define DIFFUSE_GEMM_PACK_A_TILES 8
+#endif
+inline bool pack_a_pays(int N, int NR, std::ptrdiff_t ks) { return ks == 1 && N >= DIFFUSE_GEMM_PACK_A_TILES * NR; }
 
 /// C[M, N] += op(A)·op(B) with register tile Tl, C and B row-major with row strides ldc, ldb;
 /// op(A)[i, k] at a_row(i, k)[0], and op(A)[i, k + j] at a_row(i, k)[j·ks].

@@ -47,6 +47,25 @@ inline void for_each_flat_chunk(std::size_t n, F f) {
 
 inline int num_threads() { return omp_in_parallel() ? 1 : omp_get_max_threads(); }
 
+/// first() and second() at once when exactly two threads are available, one after the other
+/// otherwise. For two independent halves of a batch: one parallel region in place of one per layer
+/// inside them (each region wakes the other thread, under OMP_WAIT_POLICY=passive a futex round trip
+/// of tens of microseconds). With more threads the halves' own parallel loops use them all instead.
+/// Neither may throw (an exception cannot leave a parallel region).
+template <class F0, class F1>
+inline void run_pair(F0 first, F1 second) {
+    if (num_threads() != 2) {
+        first();
+        second();
+        return;
+    }
+#pragma omp parallel num_threads(2)
+    {
+        if (omp_get_thread_num() == 0) first();
+        else second();
+    }
+}
+
 }  // namespace diffuse
 
 #endif

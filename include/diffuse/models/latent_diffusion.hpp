@@ -159,9 +159,10 @@ public:
         // items [0, N) see the prompts, [N, 2N) the negative prompt. Unguided sampling runs N.
         Tensor<T, 2 * N, context_length, context_width> context;
         Tensor<bool, 2 * N, context_length> mask;
-        // The UNet's caches for a call of 2N (guided) or N (unguided), each made on first use.
+        // The UNet's caches, each made on first use: a call of 2N (guided), of N (unguided, or the
+        // prompts' branch when two threads run the branches side by side), of N (the negative branch).
         std::unique_ptr<typename Denoiser::template Workspace<2 * N>> unet_guided;
-        std::unique_ptr<typename Denoiser::template Workspace<N>> unet_unguided;
+        std::unique_ptr<typename Denoiser::template Workspace<N>> unet_unguided, unet_negative;
         Tensor<T, N, latent_size, latent_size, latent_channels> latents;
         typename Vae::DecoderT::template Cache<N> dec;
         diffusion::SamplerWorkspace<T> sampler;  // the sampler's buffers and plan, sized on the first call
@@ -288,26 +289,49 @@ public:
     }
 
     /// The UNet as the sampler calls it (diffusion::DenoiseCall), on the context and mask that
-    /// encode_prompts left in the workspace: a call of 2N runs both guidance branches at once, a
-    /// call of N (unguided) the prompts' half of the context alone.
+    /// encode_prompts left in the workspace: a call of 2N runs both guidance branches, a call of N
+    /// (unguided) the prompts' half of the context alone. On exactly two threads the two branches run
+    /// side by side, one a thread, as calls of N: one parallel region a model call instead of one a
+    /// layer. Every item's output is the same either way (an item's arithmetic never depends on the
+    /// batch it is in), so results stay bitwise independent of the thread count.
     template <int N>
     struct ContextDenoiser {
         const Denoiser& net;
         SampleWorkspace<N>& ws;
 
         void operator()(const diffusion::DenoiseCall<T>& call) const {
-            if (call.batch == 2 * N) run<2 * N>(call, ws.context, ws.mask, ws.unet_guided);  // both branches
-            else
-                run<N>(call, View<const T, N, context_length, context_width>(ws.context.data()),  // the prompts
-                       View<const bool, N, context_length>(ws.mask.data()), ws.unet_unguided);
+            if (call.batch != 2 * N) {
+                run(call, 0, ws.unet_unguided);  // the prompts' branch alone
+            } else if (num_threads() != 2) {
+                if (!ws.unet_guided) ws.unet_guided = make<typename Denoiser::template Workspace<2 * N>>();
+                net.forward(call.template input<2 * N, latent_size, latent_size, latent_channels>(),
+                            call.template timestep_view<2 * N>(), ws.context, ws.mask,
+                            call.template output<2 * N, latent_size, latent_size, latent_channels>(), *ws.unet_guided);
+            } else {
+                const diffusion::DenoiseCall<T> prompts = branch(call, 0), negative = branch(call, 1);
+                for (auto* w : {&ws.unet_unguided, &ws.unet_negative})
+                    if (!*w) *w = make<typename Denoiser::template Workspace<N>>();  // not inside the region
+                run_pair([&] { run(prompts, 0, ws.unet_unguided); }, [&] { run(negative, N, ws.unet_negative); });
+            }
         }
-        template <int B, class Context, class Mask, class W>
-        void run(const diffusion::DenoiseCall<T>& call, const Context& context, const Mask& mask,
-                 std::unique_ptr<W>& unet_ws) const {
-            if (!unet_ws) unet_ws = make<W>();
-            net.forward(call.template input<B, latent_size, latent_size, latent_channels>(),
-                        call.template timestep_view<B>(), context, mask,
-                        call.template output<B, latent_size, latent_size, latent_channels>(), *unet_ws);
+        /// Half `b` of a call of 2N as a call of N.
+        static diffusion::DenoiseCall<T> branch(diffusion::DenoiseCall<T> call, int b) {
+            const std::size_t items = std::size_t(b) * N;
+            call.z += items * call.item_size;
+            call.out += items * call.item_size;
+            call.timesteps += items;
+            call.batch = N;
+            return call;
+        }
+        /// A call of N on the context and mask items [first, first + N).
+        void run(const diffusion::DenoiseCall<T>& call, int first,
+                 std::unique_ptr<typename Denoiser::template Workspace<N>>& unet_ws) const {
+            if (!unet_ws) unet_ws = make<typename Denoiser::template Workspace<N>>();
+            net.forward(call.template input<N, latent_size, latent_size, latent_channels>(), call.template timestep_view<N>(),
+                        View<const T, N, context_length, context_width>(ws.context.data() +
+                                                                          std::size_t(first) * context_length * context_width),
+                        View<const bool, N, context_length>(ws.mask.data() + std::size_t(first) * context_length),
+                        call.template output<N, latent_size, latent_size, latent_channels>(), *unet_ws);
         }
     };
 
