@@ -20,6 +20,7 @@
 #include "diffuse/train/latent_diffusion_trainer.hpp"
 
 #include "fashion_images.hpp"
+#include "one_thread.hpp"
 
 using namespace diffuse;
 
@@ -27,11 +28,6 @@ namespace {
 
 // One thread: these Tiny models are too small to gain from threads, and OpenMP's spinning threads
 // crawl on a shared, oversubscribed machine. (Results are reproducible for any fixed thread count.)
-const int kOneThread = [] {
-    omp_set_num_threads(1);
-    return 1;
-}();
-
 constexpr int kBatch = 4;
 using Model = LatentDiffusion<float, presets::Tiny>;
 using Trainer = LatentDiffusionTrainer<float, presets::Tiny, kBatch>;

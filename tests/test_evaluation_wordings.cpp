@@ -27,13 +27,10 @@
 #include "diffuse/data/captions.hpp"
 #include "diffuse/io/idx.hpp"
 
+#include "one_thread.hpp"
+
 using namespace diffuse;
 using namespace diffuse::app;
-
-static const int kOneThread = [] {
-    omp_set_num_threads(1);
-    return 1;
-}();
 
 namespace {
 std::string source_root() { return std::filesystem::path(DIFFUSE_TEST_DATA_DIR).parent_path().parent_path().string(); }

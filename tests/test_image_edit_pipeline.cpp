@@ -19,15 +19,11 @@
 
 #include "../examples/common/image_edit_flags.hpp"
 #include "file_test_util.hpp"
+#include "one_thread.hpp"
 
 using namespace diffuse;
 
 namespace {
-
-const int kOneThread = [] {  // Tiny models gain nothing from threads; spinning ones crawl on a busy machine
-    omp_set_num_threads(1);
-    return 1;
-}();
 
 using Model = LatentDiffusion<float, presets::Tiny>;
 constexpr int N = 3, S = Model::image_size;

@@ -24,15 +24,11 @@
 
 #include "file_test_util.hpp"
 #include "tiny_folder_util.hpp"
+#include "one_thread.hpp"
 
 using namespace diffuse;
 
 namespace {
-
-const int kOneThread = [] {
-    omp_set_num_threads(1);
-    return 1;
-}();  // Tiny models gain nothing from threads
 
 template <int In, int Out, int R, int... Lead>
 void check_adapted_linear(double scale) {

@@ -22,6 +22,7 @@
 
 #include "file_test_util.hpp"
 #include "tiny_folder_util.hpp"
+#include "one_thread.hpp"
 
 using namespace diffuse;
 
@@ -110,11 +111,6 @@ TEST_CASE("prompt following: picks spread evenly, pixel features box-averaged") 
 }
 
 namespace {
-
-const int kOneThread = [] {
-    omp_set_num_threads(1);
-    return 1;
-}();  // Tiny models gain nothing from threads
 
 constexpr int kBatch = 8, kSide = 8, kEntries = 12;
 using Model = LatentDiffusion<float, presets::Tiny>;

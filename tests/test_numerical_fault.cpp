@@ -18,15 +18,11 @@
 #include "diffuse/train/numerical_fault.hpp"
 
 #include "fashion_images.hpp"
+#include "one_thread.hpp"
 
 using namespace diffuse;
 
 namespace {
-
-const int kOneThread = [] {
-    omp_set_num_threads(1);  // Tiny: threads gain nothing and crawl on a shared machine
-    return 1;
-}();
 
 using Model = LatentDiffusion<float, presets::Tiny>;
 using Trainer = LatentDiffusionTrainer<float, presets::Tiny, 4>;

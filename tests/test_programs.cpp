@@ -31,6 +31,7 @@
 #include "../examples/common/generation_flags.hpp"
 #include "../examples/common/model_files.hpp"
 #include "../examples/common/output_paths.hpp"
+#include "one_thread.hpp"
 
 using namespace diffuse;
 using namespace diffuse::app;
@@ -38,11 +39,6 @@ using namespace cli;
 
 // One thread: these sizes are far too small to share, and on a busy 2-core machine two spinning
 // OpenMP threads made the Tiny pipeline test 20x slower (22 s against 1 s).
-static const int kOneThread = [] {
-    omp_set_num_threads(1);
-    return 1;
-}();
-
 namespace {
 GenerationFlags good_flags() {
     GenerationFlags f;

@@ -23,15 +23,11 @@
 #include "diffuse/train/progress.hpp"
 
 #include "fashion_images.hpp"
+#include "one_thread.hpp"
 
 using namespace diffuse;
 
 namespace {
-
-const int kOneThread = [] {  // Tiny models gain nothing from threads
-    omp_set_num_threads(1);
-    return 1;
-}();
 
 constexpr int kBatch = 4;
 using Model = LatentDiffusion<float, presets::Tiny>;

@@ -20,15 +20,11 @@
 
 #include "file_test_util.hpp"
 #include "tiny_folder_util.hpp"
+#include "one_thread.hpp"
 
 using namespace diffuse;
 
 namespace {
-
-const int kOneThread = [] {
-    omp_set_num_threads(1);
-    return 1;
-}();  // Tiny models gain nothing from threads
 
 constexpr int kBatch = 8, kSide = 8;
 using Model = LatentDiffusion<float, presets::Tiny>;

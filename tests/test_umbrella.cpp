@@ -15,14 +15,11 @@
 #include <string>
 #include <vector>
 
+#include "one_thread.hpp"
+
 using namespace diffuse;
 
 namespace {
-
-const int kOneThread = [] {  // Tiny models gain nothing from threads on a shared machine
-    omp_set_num_threads(1);
-    return 1;
-}();
 
 using Model = LatentDiffusion<float, presets::Tiny>;
 
