@@ -167,9 +167,11 @@ public:
         typename Vae::DecoderT::template Cache<N> dec;
         diffusion::SamplerWorkspace<T> sampler;  // the sampler's buffers and plan, sized on the first call
     };
+    /// Bytes of guided sampling: one UNet call of 2N, or on two threads two calls of N (ContextDenoiser).
     template <int N>
     static constexpr std::size_t sample_workspace_bytes =
-        sizeof(SampleWorkspace<N>) + sizeof(typename Denoiser::template Workspace<2 * N>);  // guided
+        sizeof(SampleWorkspace<N>) + std::max(sizeof(typename Denoiser::template Workspace<2 * N>),
+                                              2 * sizeof(typename Denoiser::template Workspace<N>));
 
     /// Fresh weights from `seed` (the two parts from independent streams).
     explicit LatentDiffusion(std::uint64_t seed = 0)
