@@ -21,8 +21,8 @@
 #include "diffuse/train/latent_diffusion_trainer.hpp"
 
 #include "file_test_util.hpp"
-#include "tiny_folder_util.hpp"
 #include "one_thread.hpp"
+#include "tiny_folder_util.hpp"
 
 using namespace diffuse;
 

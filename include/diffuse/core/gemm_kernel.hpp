@@ -81,9 +81,9 @@ struct Tile {
     static constexpr int NV = NV_, NR = NV * W;
     static constexpr int MR = NV == 1 ? 12 : vector_registers<T> == 32 ? 8 : 12 / NV;  // see the top
     static_assert(MR * NV + NV + 1 <= vector_registers<T>, "Tile: accumulators must fit the registers");
-    static constexpr int KC = DIFFUSE_GEMM_KC;            // one KC slice of A rows and the B panel stay in L1
+    static constexpr int KC = DIFFUSE_GEMM_KC;             // one KC slice of A rows and the B panel stay in L1
     static constexpr int MC = DIFFUSE_GEMM_MC_TILES * MR;  // rows of A swept per B panel: L2
-    static constexpr int NC = 64 * NR;  // packed B slice
+    static constexpr int NC = 64 * NR;                     // packed B slice
 };
 
 /// The depth packed by whole 16 × 16 transposes (transpose16) in an NR-wide panel of B stored [N, K]:

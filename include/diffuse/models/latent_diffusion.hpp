@@ -329,9 +329,10 @@ public:
         void run(const diffusion::DenoiseCall<T>& call, int first,
                  std::unique_ptr<typename Denoiser::template Workspace<N>>& unet_ws) const {
             if (!unet_ws) unet_ws = make<typename Denoiser::template Workspace<N>>();
-            net.forward(call.template input<N, latent_size, latent_size, latent_channels>(), call.template timestep_view<N>(),
-                        View<const T, N, context_length, context_width>(ws.context.data() +
-                                                                          std::size_t(first) * context_length * context_width),
+            net.forward(call.template input<N, latent_size, latent_size, latent_channels>(),
+                        call.template timestep_view<N>(),
+                        View<const T, N, context_length, context_width>(
+                            ws.context.data() + std::size_t(first) * context_length * context_width),
                         View<const bool, N, context_length>(ws.mask.data() + std::size_t(first) * context_length),
                         call.template output<N, latent_size, latent_size, latent_channels>(), *unet_ws);
         }

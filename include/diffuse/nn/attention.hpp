@@ -15,9 +15,9 @@
 // and no gradient flows to its context.
 //
 // Heads are strided column slices of q, k, v and ctx: the per-(sample, head) GEMMs address them with
-// a row stride of D, no copies. Those GEMMs run in parallel over (sample, head), each writing only
-// its own slices; the projections' parameter gradients are single GEMMs over all rows at once,
-// outside the parallel region, so every reduction has a fixed order.
+// a row stride of D, no copies. Each thread takes a contiguous share of the samples and runs their
+// projections, heads and input gradients, all in one parallel region; the projections' parameter
+// gradients are single GEMMs over all rows at once, outside it, so every reduction has a fixed order.
 //
 // Backward (S = scaled scores, dctx = dy · Wo):
 //   dv_h = P_hᵀ dctx_h,   dP_h = dctx_h v_hᵀ,   dS_h = P_h ∘ (dP_h − rowsum(dP_h ∘ P_h)) / sqrt(dh)
@@ -25,6 +25,7 @@
 #ifndef DIFFUSE_NN_ATTENTION_HPP
 #define DIFFUSE_NN_ATTENTION_HPP
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -96,35 +97,34 @@ struct MultiHeadAttention {
         constexpr int N = shape_of<X>::first, Tq = shape_of<X>::template dim<1>, Tk = shape_of<C>::template dim<1>;
         constexpr int dh = head_width;
         const T scale = T(1) / std::sqrt(T(dh));
-
-        q_proj.forward(x, cache.q);
-        k_proj.forward(context, cache.k);
-        v_proj.forward(context, cache.v);
-
-        const T *q = cache.q.data(), *k = cache.k.data(), *v = cache.v.data();
-        T *p = cache.p.data(), *ctx = cache.ctx.data();
+        T *q = cache.q.data(), *k = cache.k.data(), *v = cache.v.data(), *p = cache.p.data(), *ctx = cache.ctx.data();
         const auto* padded = mask_data(mask);
-        parallel_for(N * Heads, [&](int i) {
-            const int n = i / Heads, h = i % Heads;
-            const T* qh = q + std::size_t(n) * Tq * D + h * dh;
-            const T* kh = k + std::size_t(n) * Tk * D + h * dh;
-            const T* vh = v + std::size_t(n) * Tk * D + h * dh;
-            T* ph = p + std::size_t(i) * Tq * Tk;
-            // S[Tq, Tk] = q_h · k_hᵀ (unscaled; softmax_row applies the scale)
-            gemm<Trans::N, Trans::T>(Tq, Tk, dh, qh, kh, ph, Accumulate::no, D, D, Tk);
-            for (int t = 0; t < Tq; ++t) {
-                T* row = ph + std::size_t(t) * Tk;
-                if (padded)
-                    for (int j = 0; j < Tk; ++j)
-                        if (padded[std::size_t(n) * Tk + j]) row[j] = -std::numeric_limits<T>::infinity();
-                softmax_row(Tk, row, row, scale);
+        each_share<N>([&](int n0, int n1) {
+            const int items = n1 - n0;
+            q_proj.forward_rows(items * Tq, x.data() + std::size_t(n0) * Tq * D, q + std::size_t(n0) * Tq * D);
+            k_proj.forward_rows(items * Tk, context.data() + std::size_t(n0) * Tk * Dkv, k + std::size_t(n0) * Tk * D);
+            v_proj.forward_rows(items * Tk, context.data() + std::size_t(n0) * Tk * Dkv, v + std::size_t(n0) * Tk * D);
+            for (int i = n0 * Heads; i < n1 * Heads; ++i) {
+                const int n = i / Heads, h = i % Heads;
+                const T* qh = q + std::size_t(n) * Tq * D + h * dh;
+                const T* kh = k + std::size_t(n) * Tk * D + h * dh;
+                const T* vh = v + std::size_t(n) * Tk * D + h * dh;
+                T* ph = p + std::size_t(i) * Tq * Tk;
+                // S[Tq, Tk] = q_h · k_hᵀ (unscaled; softmax_row applies the scale)
+                gemm<Trans::N, Trans::T>(Tq, Tk, dh, qh, kh, ph, Accumulate::no, D, D, Tk);
+                for (int t = 0; t < Tq; ++t) {
+                    T* row = ph + std::size_t(t) * Tk;
+                    if (padded)
+                        for (int j = 0; j < Tk; ++j)
+                            if (padded[std::size_t(n) * Tk + j]) row[j] = -std::numeric_limits<T>::infinity();
+                    softmax_row(Tk, row, row, scale);
+                }
+                // ctx_h[Tq, dh] = P[Tq, Tk] · v_h[Tk, dh]
+                gemm<Trans::N, Trans::N>(Tq, dh, Tk, ph, vh, ctx + std::size_t(n) * Tq * D + h * dh, Accumulate::no, Tk,
+                                         D, D);
             }
-            // ctx_h[Tq, dh] = P[Tq, Tk] · v_h[Tk, dh]
-            gemm<Trans::N, Trans::N>(Tq, dh, Tk, ph, vh, ctx + std::size_t(n) * Tq * D + h * dh, Accumulate::no, Tk, D,
-                                     D);
+            out_proj.forward_rows(items * Tq, ctx + std::size_t(n0) * Tq * D, y.data() + std::size_t(n0) * Tq * D);
         });
-
-        out_proj.forward(cache.ctx, y);
     }
 
     /// Mirrors forward. Adds into dx, dcontext and the parameter gradients; a null dx or dcontext view
@@ -140,35 +140,50 @@ struct MultiHeadAttention {
         constexpr int N = shape_of<X>::first, Tq = shape_of<X>::template dim<1>, Tk = shape_of<C>::template dim<1>;
         constexpr int dh = head_width;
         const T scale = T(1) / std::sqrt(T(dh));
-
-        cache.dctx.fill(T(0));
-        out_proj.backward(cache.ctx, y, dy, cache.dctx);
+        (void)y;
+        (void)mask;  // masked keys already carry P = 0, so dS = 0 there
 
         const T *q = cache.q.data(), *k = cache.k.data(), *v = cache.v.data(), *p = cache.p.data();
         T *dctx = cache.dctx.data(), *dk = cache.dk.data(), *dv = cache.dv.data(), *ds = cache.ds.data();
-        parallel_for(N * Heads, [&](int i) {
-            const int n = i / Heads, h = i % Heads;
-            const std::size_t qo = std::size_t(n) * Tq * D + h * dh, ko = std::size_t(n) * Tk * D + h * dh;
-            const T* ph = p + std::size_t(i) * Tq * Tk;
-            T* dsh = ds + std::size_t(i) * Tq * Tk;
-            // dv_h[Tk, dh] = Pᵀ[Tk, Tq] · dctx_h[Tq, dh]
-            gemm<Trans::T, Trans::N>(Tk, dh, Tq, ph, dctx + qo, dv + ko, Accumulate::no, Tk, D, D);
-            // dP[Tq, Tk] = dctx_h · v_hᵀ, then dS in place
-            gemm<Trans::N, Trans::T>(Tq, Tk, dh, dctx + qo, v + ko, dsh, Accumulate::no, D, D, Tk);
-            for (int t = 0; t < Tq; ++t) {
-                const std::size_t r = std::size_t(t) * Tk;
-                softmax_row_backward(Tk, ph + r, dsh + r, dsh + r, Accumulate::no, scale);
+        each_share<N>([&](int n0, int n1) {
+            const int items = n1 - n0;
+            const std::size_t q0 = std::size_t(n0) * Tq * D, k0 = std::size_t(n0) * Tk * D;
+            std::fill(dctx + q0, dctx + q0 + std::size_t(items) * Tq * D, T(0));
+            out_proj.backward_input(items * Tq, dy.data() + q0, dctx + q0);
+            for (int i = n0 * Heads; i < n1 * Heads; ++i) {
+                const int n = i / Heads, h = i % Heads;
+                const std::size_t qo = std::size_t(n) * Tq * D + h * dh, ko = std::size_t(n) * Tk * D + h * dh;
+                const T* ph = p + std::size_t(i) * Tq * Tk;
+                T* dsh = ds + std::size_t(i) * Tq * Tk;
+                // dv_h[Tk, dh] = Pᵀ[Tk, Tq] · dctx_h[Tq, dh]
+                gemm<Trans::T, Trans::N>(Tk, dh, Tq, ph, dctx + qo, dv + ko, Accumulate::no, Tk, D, D);
+                // dP[Tq, Tk] = dctx_h · v_hᵀ, then dS in place
+                gemm<Trans::N, Trans::T>(Tq, Tk, dh, dctx + qo, v + ko, dsh, Accumulate::no, D, D, Tk);
+                for (int t = 0; t < Tq; ++t) {
+                    const std::size_t r = std::size_t(t) * Tk;
+                    softmax_row_backward(Tk, ph + r, dsh + r, dsh + r, Accumulate::no, scale);
+                }
+                // dq_h[Tq, dh] = dS · k_h, written over dctx_h (dead from here on)
+                gemm<Trans::N, Trans::N>(Tq, dh, Tk, dsh, k + ko, dctx + qo, Accumulate::no, Tk, D, D);
+                // dk_h[Tk, dh] = dSᵀ · q_h
+                gemm<Trans::T, Trans::N>(Tk, dh, Tq, dsh, q + qo, dk + ko, Accumulate::no, Tk, D, D);
             }
-            // dq_h[Tq, dh] = dS · k_h, written over dctx_h (dead from here on)
-            gemm<Trans::N, Trans::N>(Tq, dh, Tk, dsh, k + ko, dctx + qo, Accumulate::no, Tk, D, D);
-            // dk_h[Tk, dh] = dSᵀ · q_h
-            gemm<Trans::T, Trans::N>(Tk, dh, Tq, dsh, q + qo, dk + ko, Accumulate::no, Tk, D, D);
+            // Into dx, then dcontext (the same memory in self attention), in q, k, v order.
+            if (dx.data()) q_proj.backward_input(items * Tq, dctx + q0, dx.data() + q0);
+            if (dcontext.data()) {
+                T* dc = dcontext.data() + std::size_t(n0) * Tk * Dkv;
+                k_proj.backward_input(items * Tk, dk + k0, dc);
+                v_proj.backward_input(items * Tk, dv + k0, dc);
+            }
         });
-        (void)mask;  // masked keys already carry P = 0, so dS = 0 there
-
-        q_proj.backward(x, cache.q, cache.dctx, dx);
-        k_proj.backward(context, cache.k, cache.dk, dcontext);
-        v_proj.backward(context, cache.v, cache.dv, dcontext);
+        // The four parameter gradients, a product a thread in one region (cut by gemm, each of these
+        // 128-row products would go to two threads at most, in a region of its own).
+        parallel_for(4, [&](int j) {
+            if (j == 0) out_proj.backward_params(N * Tq, cache.ctx.data(), dy.data());
+            else if (j == 1) q_proj.backward_params(N * Tq, x.data(), dctx);
+            else if (j == 2) k_proj.backward_params(N * Tk, context.data(), dk);
+            else v_proj.backward_params(N * Tk, context.data(), dv);
+        });
     }
 
     /// Self attention: context is x (requires Dkv == D).
@@ -183,6 +198,19 @@ struct MultiHeadAttention {
     }
 
 private:
+    /// f(n0, n1) over contiguous shares of the N samples, one a thread, in one parallel region: the
+    /// projections, the heads and the input gradients of a share run on its thread. The layer is
+    /// row by row up to the parameter gradients, which sum over all rows outside (a fixed order), so
+    /// the cut changes no bits. Forward runs one region instead of five, backward two instead of
+    /// nine: each region wakes the other threads (a futex round trip under passive waits).
+    /// (Float only: that its product rows do not depend on the cut is gemm_kernel.hpp's property; double
+    /// runs one share, its products parallel inside.)
+    template <int N, class F>
+    static void each_share(F f) {
+        const int shares = std::is_same_v<T, float> ? std::min(num_threads(), N) : 1;
+        parallel_for(shares, [&](int s) { f(s * N / shares, (s + 1) * N / shares); });
+    }
+
     template <class M>
     static const auto* mask_data(const M& mask) {
         if constexpr (std::is_same_v<M, Absent>) return static_cast<const unsigned char*>(nullptr);

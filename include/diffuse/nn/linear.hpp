@@ -43,11 +43,7 @@ struct Linear {
     template <Shaped X, Shaped Y>
     void forward(const X& x, Y&& y) const {
         check_shapes<X, Y>();
-        constexpr int M = shape_of<X>::rows;
-        T* yp = y.data();
-        for (int m = 0; m < M; ++m) std::copy(bias.value_ptr, bias.value_ptr + Out, yp + std::size_t(m) * Out);
-        gemm<Trans::N, Trans::T>(M, Out, In, x.data(), weight.value_ptr, yp, Accumulate::yes);
-        if (lora) lora::forward_add(*lora, M, In, Out, x.data(), yp);
+        forward_rows(shape_of<X>::rows, x.data(), y.data());
     }
 
     template <Shaped X, Shaped Y, Shaped DY, Shaped DX>
@@ -56,13 +52,30 @@ struct Linear {
         static_assert(same_shape<shape_of<DY>, shape_of<Y>> && same_shape<shape_of<DX>, shape_of<X>>,
                       "Linear: gradients must have the shapes of their values");
         constexpr int M = shape_of<X>::rows;
-        // dW[Out, In] += dyᵀ[Out, M] · x[M, In]
-        gemm<Trans::T, Trans::N>(Out, In, M, dy.data(), x.data(), weight.grad_ptr, Accumulate::yes);
-        // db[o] += Σ_m dy[m, o], rows summed in order
-        for (int m = 0; m < M; ++m) simd::add_to(std::size_t(Out), dy.data() + std::size_t(m) * Out, bias.grad_ptr);
-        // dx[M, In] += dy[M, Out] · W[Out, In]
-        if (dx.data()) gemm<Trans::N, Trans::N>(M, In, Out, dy.data(), weight.value_ptr, dx.data(), Accumulate::yes);
-        if (lora) lora::backward(*lora, M, In, Out, x.data(), dy.data(), dx.data());
+        backward_params(M, x.data(), dy.data());
+        if (dx.data()) backward_input(M, dy.data(), dx.data());
+    }
+
+    // The same over M rows given at run time. forward_rows and backward_input are row by row, so a
+    // caller may cut the rows between threads (MultiHeadAttention does) and get the same bits;
+    // backward_params sums over all M rows and takes them in one call.
+
+    /// y[M, Out] = x[M, In] · Wᵀ + b (+ the adapter's share)
+    void forward_rows(int M, const T* x, T* y) const {
+        for (int m = 0; m < M; ++m) std::copy(bias.value_ptr, bias.value_ptr + Out, y + std::size_t(m) * Out);
+        gemm<Trans::N, Trans::T>(M, Out, In, x, weight.value_ptr, y, Accumulate::yes);
+        if (lora) lora::forward_add(*lora, M, In, Out, x, y);
+    }
+    /// dW[Out, In] += dyᵀ · x, db += Σ_m dy (rows summed in order), and the adapter's gradients.
+    void backward_params(int M, const T* x, const T* dy) const {
+        gemm<Trans::T, Trans::N>(Out, In, M, dy, x, weight.grad_ptr, Accumulate::yes);
+        for (int m = 0; m < M; ++m) simd::add_to(std::size_t(Out), dy + std::size_t(m) * Out, bias.grad_ptr);
+        if (lora) lora::backward_params(*lora, M, In, Out, x, dy);
+    }
+    /// dx[M, In] += dy[M, Out] · W (+ the adapter's share)
+    void backward_input(int M, const T* dy, T* dx) const {
+        gemm<Trans::N, Trans::N>(M, In, Out, dy, weight.value_ptr, dx, Accumulate::yes);
+        if (lora) lora::backward_input(*lora, M, In, Out, dy, dx);
     }
 
 private:

@@ -51,22 +51,35 @@ void forward_add(const LoraHook<T>& a, int M, int In, int Out, const T* x, T* y)
     gemm<Trans::N, Trans::T>(M, Out, r, h, a.up, y, Accumulate::yes);
 }
 
-/// Adds the adapter's share of dx (when dx is not null) and its parameter gradients (when asked for).
+/// g = s·dy·B [M, r] into the calling thread's scratch, after `keep` values of it.
 template <class T>
-void backward(const LoraHook<T>& a, int M, int In, int Out, const T* x, const T* dy, T* dx) {
-    if (a.scale == T(0) || a.rank == 0) return;
+T* scaled_up_gradient(const LoraHook<T>& a, int M, int Out, const T* dy, std::size_t keep) {
     const int r = a.rank;
-    T* h = scratch<T>(2 * std::size_t(M) * r);  // h [M, r], then g [M, r]
-    T* g = h + std::size_t(M) * r;
-    gemm<Trans::N, Trans::N>(M, r, Out, dy, a.up, g, Accumulate::no);  // g = dy·B
+    T* g = scratch<T>(keep + std::size_t(M) * r) + keep;
+    gemm<Trans::N, Trans::N>(M, r, Out, dy, a.up, g, Accumulate::no);
     for (std::size_t i = 0; i < std::size_t(M) * r; ++i) g[i] *= a.scale;
-    if (a.dup) {
-        gemm<Trans::N, Trans::T>(M, r, In, x, a.down, h, Accumulate::no);  // h = x·Aᵀ
-        for (std::size_t i = 0; i < std::size_t(M) * r; ++i) h[i] *= a.scale;
-        gemm<Trans::T, Trans::N>(Out, r, M, dy, h, a.dup, Accumulate::yes);  // dB += dyᵀ·(s·h)
-        gemm<Trans::T, Trans::N>(r, In, M, g, x, a.ddown, Accumulate::yes);  // dA += (s·g)ᵀ·x
-    }
-    if (dx) gemm<Trans::N, Trans::N>(M, In, r, g, a.down, dx, Accumulate::yes);  // dx += (s·g)·A
+    return g;
+}
+
+/// Adds the adapter's parameter gradients (when it has them): sums over all M rows, so one call a batch.
+template <class T>
+void backward_params(const LoraHook<T>& a, int M, int In, int Out, const T* x, const T* dy) {
+    if (a.scale == T(0) || a.rank == 0 || !a.dup) return;
+    const int r = a.rank;
+    T* g = scaled_up_gradient(a, M, Out, dy, std::size_t(M) * r);  // scratch: h [M, r], then g [M, r]
+    T* h = g - std::size_t(M) * r;
+    gemm<Trans::N, Trans::T>(M, r, In, x, a.down, h, Accumulate::no);  // h = x·Aᵀ
+    for (std::size_t i = 0; i < std::size_t(M) * r; ++i) h[i] *= a.scale;
+    gemm<Trans::T, Trans::N>(Out, r, M, dy, h, a.dup, Accumulate::yes);  // dB += dyᵀ·(s·h)
+    gemm<Trans::T, Trans::N>(r, In, M, g, x, a.ddown, Accumulate::yes);  // dA += (s·g)ᵀ·x
+}
+
+/// Adds the adapter's share of dx: row by row, so callers may cut the rows.
+template <class T>
+void backward_input(const LoraHook<T>& a, int M, int In, int Out, const T* dy, T* dx) {
+    if (a.scale == T(0) || a.rank == 0) return;
+    const T* g = scaled_up_gradient(a, M, Out, dy, 0);
+    gemm<Trans::N, Trans::N>(M, In, a.rank, g, a.down, dx, Accumulate::yes);  // dx += (s·g)·A
 }
 
 }  // namespace lora
