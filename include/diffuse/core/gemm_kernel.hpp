@@ -40,13 +40,17 @@
 
 #include "diffuse/core/aligned_buffer.hpp"
 
-// The blocking depths, overridable for tuning experiments (bench_gemm_tiles); KC sets where each
-// C element's sum is cut into slices, so it changes the bits of every product deeper than it.
+// The blocking and when A is packed, overridable for tuning runs (e.g. bench_gemm_tiles built with
+// -DDIFFUSE_GEMM_KC=192 on a new kind of CPU). KC sets where each C element's sum is cut into slices,
+// so it changes the bits of every product deeper than it; the others change no bits.
 #ifndef DIFFUSE_GEMM_KC
 #define DIFFUSE_GEMM_KC 256
 #endif
 #ifndef DIFFUSE_GEMM_MC_TILES
-#define DIFFUSE_GEMM_MC_TILES 16
+#define DIFFUSE_GEMM_MC_TILES 16  // MC = this many tiles' rows
+#endif
+#ifndef DIFFUSE_GEMM_PACK_A_TILES
+#define DIFFUSE_GEMM_PACK_A_TILES 8  // pack A when N spans at least this many tile widths
 #endif
 
 namespace diffuse::detail {
@@ -246,9 +250,6 @@ struct PackedRows {
 /// where each packed slice is swept by 8+ B panels. Measured on one Zen 4 core (CPU time, 8×2 tile):
 /// SGEMM 1024³ 66 → 87 GFLOP/s (in place, its 8 row streams 4 KB apart share L1 sets), conv dx
 /// 256×576×64 70 → 94; the narrow conv forwards (N = 64, 128) and transposed A (dW) lost 3–10 %.
-#ifndef DIFFUSE_GEMM_PACK_A_TILES
-#define DIFFUSE_GEMM_PACK_A_TILES 8
-#endif
 inline bool pack_a_pays(int N, int NR, std::ptrdiff_t ks) { return ks == 1 && N >= DIFFUSE_GEMM_PACK_A_TILES * NR; }
 
 /// C[M, N] += op(A)·op(B) with register tile Tl, C and B row-major with row strides ldc, ldb;
