@@ -26,8 +26,6 @@ using namespace diffuse;
 
 namespace {
 
-// One thread: these Tiny models are too small to gain from threads, and OpenMP's spinning threads
-// crawl on a shared, oversubscribed machine. (Results are reproducible for any fixed thread count.)
 constexpr int kBatch = 4;
 using Model = LatentDiffusion<float, presets::Tiny>;
 using Trainer = LatentDiffusionTrainer<float, presets::Tiny, kBatch>;

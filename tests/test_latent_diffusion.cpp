@@ -25,8 +25,6 @@ using namespace diffuse;
 
 namespace {
 
-// One thread: these Tiny models are too small to gain from threads, and OpenMP's spinning threads
-// crawl on a shared, oversubscribed machine. (Results are reproducible for any fixed thread count.)
 using Model = LatentDiffusion<float, presets::Tiny>;
 
 using test::few_images;
