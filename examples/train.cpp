@@ -191,9 +191,11 @@ public:
 private:
     bool leader() const { return !parallel_ || parallel_->rank() == 0; }
     int ranks() const { return parallel_ ? parallel_->ranks() : 1; }
-    /// One step's report: the display, and at logged steps a row of the CSV log.
+    /// One step's report: the display, at logged steps a row of the CSV log, and every
+    /// --checkpoint-every steps before the phase's last a checkpoint.
     void report(const TrainProgress& p) {
         if (const auto logged = display_.step(p); logged && log_) log_->append(*logged);
+        if (args_.checkpoint_every > 0 && p.step % args_.checkpoint_every == 0 && p.step < p.total) checkpoint();
     }
     /// OUT/loss.png from the log (at the end of each phase and with each sample grid).
     void plot_losses() {
@@ -232,10 +234,7 @@ private:
         Trainer& tr = *trainer_;
         const long long total = args_.vae_steps;
         if (tr.vae_steps >= total) return;
-        tr.train_vae(total, [&](const TrainProgress& p) {
-            report(p);
-            if (args_.checkpoint_every > 0 && p.step % args_.checkpoint_every == 0 && p.step < total) checkpoint();
-        });
+        tr.train_vae(total, [&](const TrainProgress& p) { report(p); });
         display_.finish();
         plot_losses();
         if (leader()) write_reconstructions(args_.out_dir + "/vae_reconstructions.png");
@@ -247,7 +246,6 @@ private:
         const long long total = args_.steps;
         tr.train_diffusion(total, [&](const TrainProgress& p) {
             report(p);
-            if (args_.checkpoint_every > 0 && p.step % args_.checkpoint_every == 0 && p.step < total) checkpoint();
             if (leader() && args_.sample_every > 0 && p.step % args_.sample_every == 0 && p.step < total) {
                 char name[64];
                 std::snprintf(name, sizeof name, "/samples_%07lld.png", (long long)p.step);

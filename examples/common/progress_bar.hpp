@@ -37,7 +37,7 @@ inline std::optional<ProgressMode> parse_progress(const std::string& flag, std::
 
 /// What is wrong with a --progress value, or "" when it names a mode.
 inline std::string progress_problem(const std::string& flag) {
-    if (flag == "auto" || flag == "bar" || flag == "lines" || flag == "none") return {};
+    if (parse_progress(flag, stdout)) return {};
     return "--progress must be auto, bar, lines or none, not '" + flag + "'";
 }
 
