@@ -59,6 +59,14 @@ T* conv_weights_buffer(std::size_t n) {
     thread_local AlignedBuffer<T> buffer;
     return GemmScratch<T>::fit(buffer, n);
 }
+/// The calling thread's table of gathered GEMM rows (a convolution's A, one pointer a row), grown
+/// like conv_weights_buffer.
+template <class T>
+const T** conv_rows_buffer(std::size_t n) {
+    thread_local AlignedBuffer<const T*> buffer;
+    if (buffer.size() < n) buffer = AlignedBuffer<const T*>(n);
+    return buffer.data();
+}
 /// Images per GEMM for `rows` output pixels an image and N images over `slots` slots.
 constexpr int conv_group(int rows, int n, int slots) {
     const int per_slot = slots > 0 ? (n + slots - 1) / slots : 1;
@@ -80,11 +88,10 @@ struct Conv2d {
     static constexpr int patch = K * K * Cin;
     /// 1×1 with stride 1: y = x·Wᵀ + b over every pixel, no im2col.
     static constexpr bool pointwise = K == 1 && Stride == 1;
-    /// Stride 1, "same" padding: the forward pass needs no im2col either. Each image is copied once
-    /// with its zero border into the slot's column buffer, and the GEMM reads its pixels in place,
-    /// one K-slice per kernel row kh: output pixel (oh, ow) reads the K·Cin contiguous values at
-    /// padded pixel (oh + kh, ow), against the weights [Cout, kh, 0:K, 0:Cin]. A ninth of im2col's
-    /// copying for 3×3, and the column matrix is never written.
+    /// Stride 1, "same" padding: the forward pass needs no im2col either. The GEMM reads the input's
+    /// pixels in place, one K-slice per kernel row kh: output pixel (oh, ow) reads the K·Cin contiguous
+    /// values of its window's row ih = oh + kh − pad, against the weights [Cout, kh, 0:K, 0:Cin]. Only
+    /// the windows that leave the image are built, in the slot's column buffer (convolve_same).
     static constexpr bool implicit = K > 1 && Stride == 1 && Pad == Padding::same;
 
     Param<T, Cout, K, K, Cin> weight{Init::FanIn(patch)};
@@ -118,8 +125,7 @@ struct Conv2d {
                 T* buffer = cache.col.data() + std::size_t(s) * cache.col.size / C::slots;
                 T* yn = y.data() + std::size_t(n) * Geometry<XS>::rows * Cout;
                 fill_bias(g * Geometry<XS>::rows, yn);
-                convolve_padded<XS, Cin, Cout>(x.data() + std::size_t(n) * Geometry<XS>::in_image, g, packed, buffer,
-                                               yn);
+                convolve_same<XS, Cin, Cout>(x.data() + std::size_t(n) * Geometry<XS>::in_image, g, packed, buffer, yn);
             });
         } else {
             constexpr int rows = Geometry<XS>::rows;
@@ -177,8 +183,8 @@ struct Conv2d {
                 if (!dx.data()) return;
                 if constexpr (implicit_dx<XS>()) {
                     // dx is the convolution of dy, zero-bordered, with the flipped weights: the forward's
-                    // implicit GEMM, its columns the padded dy in the slot's buffer (col is spent)
-                    convolve_padded<XS, Cout, Cin>(dyn, g, packed_flipped, col, dx.data() + image(0));
+                    // implicit GEMM over dy in place, its edge windows in the slot's buffer (col is spent)
+                    convolve_same<XS, Cout, Cin>(dyn, g, packed_flipped, col, dx.data() + image(0));
                 } else {
                     // dcol[g·rows, patch] = dy[g·rows, Cout] · W[Cout, patch], folded back onto the images
                     gemm<Trans::N, Trans::N>(g * rows, patch, Cout, dyn, weight.value_ptr, col, Accumulate::no);
@@ -222,17 +228,18 @@ private:
     }
 
     /// The input gradient by implicit GEMM too (see `implicit`), for odd K (dy's border is then x's),
-    /// when the slot's buffer holds g zero-bordered dy images, and for images of 8×8 and more: at 4×4
-    /// the border more than doubles the pixels and the dcol GEMM + col2im was faster (128→128 at 4×4,
-    /// batch 32, fwd+bwd on 2 threads: 1.52 ms against 1.95 ms, compare.sh).
+    /// when the slot's buffer holds convolve_same's windows of dy, and for images of 8×8 and more: at 4×4
+    /// half the rows of the outer kernel rows are zero windows, and the dcol GEMM + col2im was faster
+    /// (128→128 at 4×4, batch 32, fwd+bwd on 2 Zen 4 threads: 2.43 ms against 2.56 ms with dy read in
+    /// place, 1.52 against 1.95 ms when it was copied with its border).
     template <class XS>
     static constexpr bool implicit_dx() {
         using G = Geometry<XS>;
-        const std::size_t need = std::size_t(G::H + K - 1) * (G::W + K - 1) * Cout, room = std::size_t(G::rows) * patch;
-        return implicit && K % 2 == 1 && need <= room && G::H >= 8 && G::W >= 8;
+        return implicit && K % 2 == 1 && same_buffer_size<G::H, G::W, Cout>(1) <= std::size_t(G::rows) * patch &&
+               G::H >= 8 && G::W >= 8;
     }
 
-    /// w [Co, K, K, Ci] packed for convolve_padded, once a call rather than once a group of images:
+    /// w [Co, K, K, Ci] packed for convolve_same, once a call rather than once a group of images:
     /// kernel row kh's [Co, K·Ci] block as op(B), one after another, in the calling thread's buffer.
     template <int Ci, int Co>
     static const T* pack_weights(const T* w) {
@@ -242,29 +249,72 @@ private:
         return packed;
     }
 
+    /// Edge pixels of a row of W for a K-wide "same" window: those whose window reaches past either end.
+    static constexpr int edge_pixels(int W) { return W < K - 1 ? W : K - 1; }
+    /// Values convolve_same keeps in its buffer for g images of H×W×Ci: a zero window, then each edge
+    /// pixel's window (K·Ci values, zeros where it leaves the image) for every image row.
+    template <int H, int W, int Ci>
+    static constexpr std::size_t same_buffer_size(int g) {
+        return std::size_t(K) * Ci * (1 + std::size_t(g) * H * edge_pixels(W));
+    }
+
     /// out[g, H, W, Co] += in[g, H, W, Ci] convolved ("same", stride 1) with w [Co, K, K, Ci] packed by
-    /// pack_weights: each image copied once with its zero border into buffer, then one GEMM per kernel
-    /// row kh whose A rows are the padded pixels in place (K·Ci contiguous values each). The forward
-    /// pass, and the input gradient with Ci = Cout, Co = Cin and the flipped weights.
+    /// pack_weights: one GEMM per kernel row kh whose A rows are the input pixels' windows in place
+    /// (K·Ci contiguous values each), with no padded copy of the images. Windows that leave the image
+    /// are read from buffer instead: the zero window for a kernel row above or below the image, and for
+    /// the few pixels at each row's ends (K − 1 of 32 at 32×32) a copy with zeros where the window
+    /// leaves it. The GEMM reads the values a zero-bordered copy would hold, so the bits are those of
+    /// one. The forward pass, and the input gradient with Ci = Cout, Co = Cin and the flipped weights.
     template <class XS, int Ci, int Co>
-    static void convolve_padded(const T* in, int g, const T* packed, T* buffer, T* out) {
-        constexpr int H = XS::template dim<1>, W = XS::template dim<2>, Wp = W + K - 1, rows = H * W;
-        constexpr int pad = WindowAxis<H, K, 1, Padding::same>::pad;
-        constexpr std::size_t padded = std::size_t(H + K - 1) * Wp * Ci;  // one image with its border
-        std::fill_n(buffer, g * padded, T(0));
+    static void convolve_same(const T* in, int g, const T* packed, T* buffer, T* out) {
+        constexpr int H = XS::template dim<1>, W = XS::template dim<2>, rows = H * W, E = edge_pixels(W);
+        constexpr int window = K * Ci;
+        using AW = WindowAxis<W, K, 1, Padding::same>;
+        using AH = WindowAxis<H, K, 1, Padding::same>;
+        // edge slot of pixel ow, or -1 inside: the first pad pixels, then the last K − 1 − pad
+        const auto edge = [](int ow) {
+            return AW::first(ow) == 0 && AW::last(ow) == K ? -1 : W < K - 1 ? ow : ow < AW::pad ? ow : ow - W + K - 1;
+        };
+        const T* const zeros = buffer;
+        T* const edges = buffer + window;  // [g, H, E, K·Ci]
+        std::fill_n(buffer, window, T(0));
         for (int i = 0; i < g; ++i)
             for (int h = 0; h < H; ++h)
-                std::copy_n(in + (std::size_t(i) * H + h) * W * Ci, W * Ci,
-                            buffer + i * padded + (std::size_t(h + pad) * Wp + pad) * Ci);
+                for (int ow = 0; ow < W; ++ow) {
+                    const int e = edge(ow);
+                    if (e < 0) continue;
+                    T* dst = edges + ((std::size_t(i) * H + h) * E + e) * window;
+                    for (int kw = 0; kw < K; ++kw, dst += Ci) {
+                        const int iw = AW::input(ow, kw);
+                        if (iw < 0 || iw >= W) std::fill_n(dst, Ci, T(0));
+                        else std::copy_n(in + ((std::size_t(i) * H + h) * W + iw) * Ci, Ci, dst);
+                    }
+                }
+        // A's rows, kernel row by kernel row: a table built in one pass whose branches follow each image
+        // row's pattern, rather than the same choice made per row in every tile (mispredicted at edges)
+        const T** const table = detail::conv_rows_buffer<T>(std::size_t(K) * g * rows);
+        for (int kh = 0; kh < K; ++kh)
+            for (int i = 0; i < g; ++i)
+                for (int oh = 0; oh < H; ++oh) {
+                    const T** row = table + (std::size_t(kh) * g + i) * rows + std::size_t(oh) * W;
+                    const int ih = AH::input(oh, kh);
+                    if (ih < 0 || ih >= H) {
+                        std::fill_n(row, W, zeros);
+                        continue;
+                    }
+                    const std::size_t image_row = std::size_t(i) * H + ih;
+                    for (int ow = 0; ow < W; ++ow) {
+                        const int e = edge(ow);
+                        row[ow] =
+                            e < 0 ? in + (image_row * W + AW::input(ow, 0)) * Ci : edges + (image_row * E + e) * window;
+                    }
+                }
         const std::size_t per_kh = packed_b_size<T>(Co, K * Ci);
-        for (int kh = 0; kh < K; ++kh)  // out[g·rows, Co] += A_kh[g·rows, K·Ci] · w[:, kh]ᵀ
+        for (int kh = 0; kh < K; ++kh) {  // out[g·rows, Co] += A_kh[g·rows, K·Ci] · w[:, kh]ᵀ
+            const T* const* rows_kh = table + std::size_t(kh) * g * rows;
             gemm_gathered_packed(
-                g * rows, Co, K * Ci,
-                [&](int r) {
-                    const int i = r / rows, oh = r % rows / W, ow = r % W;
-                    return buffer + i * padded + (std::size_t(oh + kh) * Wp + ow) * Ci;
-                },
-                packed + kh * per_kh, out, Co);
+                g * rows, Co, window, [rows_kh](int r) { return rows_kh[r]; }, packed + kh * per_kh, out, Co);
+        }
     }
 
     /// flipped[c, kh, kw, o] = W[o, K-1-kh, K-1-kw, c]: the weights of dx as a convolution of dy
