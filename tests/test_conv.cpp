@@ -172,14 +172,22 @@ TEST_CASE("Conv2d: the column buffer holds a group of images, never the batch") 
     static_assert(Small::slots == conv_default_slots && Big::slots == conv_default_slots);
     static_assert(Small::images == 1 && Big::images == 1);  // 256 rows an image: one GEMM each
     CHECK(sizeof(Big) == sizeof(Small));
-    CHECK(sizeof(Small) == conv_default_slots * (16 * 16 * 9 * 16 + 32 * 9 * 16) * sizeof(float));
-    CHECK(sizeof(L::Cache<Shape<1, 16, 16, 16>>) == (16 * 16 * 9 * 16 + 32 * 9 * 16) * sizeof(float));
-    // 4×4 images (16 rows) go 16 to a GEMM, however large the batch
+    // read in place: a slot holds the zero window and each image row's two edge windows (K·C values)
+    // of x (16 channels) or dy (32), and the weight-gradient partial
+    constexpr int windows = 3 * 32 * (1 + 16 * 2), dweight = 32 * 9 * 16;
+    CHECK(sizeof(Small) == conv_default_slots * (windows + dweight) * sizeof(float));
+    CHECK(sizeof(L::Cache<Shape<1, 16, 16, 16>>) == (windows + dweight) * sizeof(float));
+    // 4×4 images (16 rows) go 16 to a GEMM, however large the batch; their input gradient builds the
+    // group's columns (implicit_dx)
     using Group = L::Cache<Shape<64, 4, 4, 16>>;
     using Huge = L::Cache<Shape<1024, 4, 4, 16>>;
     static_assert(Group::images == kConvGemmRows / 16 && Huge::images == Group::images);
     CHECK(sizeof(Huge) == sizeof(Group));
-    CHECK(sizeof(Group) == conv_default_slots * (16 * 16 * 9 * 16 + 32 * 9 * 16) * sizeof(float));
+    CHECK(sizeof(Group) == conv_default_slots * (16 * 16 * 9 * 16 + dweight) * sizeof(float));
+    // a strided conv builds the columns of its group: 8×8 outputs, 4 images to a GEMM
+    using Strided = Conv2d<float, 16, 32, 3, 2>::Cache<Shape<64, 16, 16, 16>>;
+    static_assert(Strided::images == 4);
+    CHECK(sizeof(Strided) == conv_default_slots * (4 * 64 * 9 * 16 + dweight) * sizeof(float));
 }
 
 TEST_CASE("Conv2d: results are bitwise the same for any thread count") {

@@ -150,3 +150,25 @@ TEST_CASE("gemm_gathered_packed: B packed once gives gemm_gathered's bits") {
         CHECK(from_bt == direct);
     }
 }
+
+TEST_CASE("gemm_gathered_b: B's rows gathered from anywhere give gemm's bits") {
+    // A transposed (a convolution's dyᵀ), B's rows gathered backwards from a strided buffer and one
+    // row repeated (its windows, the zero window shared); K = 600 (three KC slices), N = 48 and 144
+    for (int N : {48, 144}) {
+        const int M = 32, K = 600, ldb = N + 5;
+        Operands o(M, N, K, Trans::T, Trans::N, 0, 13);
+        std::vector<float> b(std::size_t(K) * ldb), contiguous(std::size_t(K) * N);
+        Rng rng(14);
+        for (float& x : b) x = float(rng.normal());
+        std::vector<const float*> rows(K, nullptr);
+        for (int k = 0; k < K; ++k) {
+            rows[std::size_t(k)] = b.data() + std::size_t(k % 7 == 3 ? 0 : K - 1 - k) * ldb;
+            std::copy_n(rows[std::size_t(k)], N, contiguous.data() + std::size_t(k) * N);
+        }
+        std::vector<float> want = o.C, got = o.C;
+        gemm<Trans::T, Trans::N>(M, N, K, o.A.data(), contiguous.data(), want.data(), Accumulate::yes, o.lda);
+        gemm_gathered_b<Trans::T>(M, N, K, o.A.data(), o.lda, GatheredRows<float>{rows.data()}, got.data(), N);
+        CHECK(want != o.C);
+        CHECK(got == want);
+    }
+}

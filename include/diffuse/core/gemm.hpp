@@ -124,6 +124,23 @@ void gemm_gathered(int M, int N, int K, ARow a_row, const T* B, int ldb, T* C, i
     detail::packed::gemm_add_gathered<TB == Trans::T>(M, N, K, a_row, B, ldb, C, ldc);
 }
 
+/// Rows gathered through a table of pointers: row i at rows[i] (one type for every caller, so each
+/// gathered product is compiled once).
+template <class T>
+struct GatheredRows {
+    const T* const* rows;
+    const T* operator()(std::ptrdiff_t i) const { return rows[i]; }
+};
+
+/// C[M, N] += op(A)·B on the calling thread, row k of B (N contiguous values) at b_row(k): B gathered
+/// from anywhere, such as the input windows of a convolution's weight gradient (nn/conv2d.hpp). Our
+/// packed kernel for float and double alike; lda and ldc are row strides.
+template <Trans TA, class T, class BRow>
+void gemm_gathered_b(int M, int N, int K, const T* A, int lda, BRow b_row, T* C, int ldc) {
+    if (M <= 0 || N <= 0 || K <= 0) return;
+    detail::packed::gemm_add_gathered_b<TA == Trans::T>(M, N, K, A, lda, b_row, C, ldc);
+}
+
 /// op(B) [K, N] packed once for many gemm_gathered_packed calls with the same B (a convolution's
 /// weights, read by every group of images): packed_b_size<T>(N, K) values at dst, 64-byte aligned.
 template <class T>

@@ -133,15 +133,27 @@ inline void transpose16(const float* src, std::ptrdiff_t ld, float* dst, std::pt
 }
 #endif
 
+/// B's stored rows at a fixed stride: row r at data + r·ld.
+template <class T>
+struct StridedRows {
+    const T* data;
+    std::ptrdiff_t ld;
+    const T* operator()(std::ptrdiff_t r) const { return data + r * ld; }
+};
+
 /// Packs op(B)[k0 : k0+kc, j0 : j0+nc] as ⌈nc/NR⌉ panels, each [kc][NR] (column index fastest).
-/// op(B)[k, j] = B[k·ldb + j], or B[j·ldb + k] when TransB (B stored [N, K]).
-template <int NR, bool TransB, class T>
-void pack_b(const T* B, std::ptrdiff_t ldb, int k0, int kc, int j0, int nc, T* dst) {
+/// b(r) is B's stored row r: op(B)[k, j] = b(k)[j], or b(j)[k] when TransB (B stored [N, K], whose
+/// rows must then be StridedRows). Rows gathered from anywhere serve as an untransposed B: the
+/// windows of a convolution's input, for its weight gradient (nn/conv2d.hpp).
+template <int NR, bool TransB, class T, class BRows>
+void pack_b(BRows b, int k0, int kc, int j0, int nc, T* dst) {
     for (int p = 0; p < nc; p += NR, dst += std::ptrdiff_t(kc) * NR) {
         const int cols = std::min(NR, nc - p);
         if (cols < NR) std::fill_n(dst, std::ptrdiff_t(kc) * NR, T(0));
         if constexpr (TransB) {
-            const T* const src = B + std::ptrdiff_t(j0 + p) * ldb + k0;
+            static_assert(std::is_same_v<BRows, StridedRows<T>>, "pack_b: a transposed B must be strided");
+            const std::ptrdiff_t ldb = b.ld;
+            const T* const src = b(j0 + p) + k0;
             const int whole = cols == NR ? transposed_depth<NR, T>(kc) : 0;
 #if defined(__AVX512F__)
             if constexpr (std::is_same_v<T, float>)
@@ -151,8 +163,7 @@ void pack_b(const T* B, std::ptrdiff_t ldb, int k0, int kc, int j0, int nc, T* d
             for (int j = 0; j < cols; ++j)
                 for (int k = whole; k < kc; ++k) dst[std::ptrdiff_t(k) * NR + j] = src[j * ldb + k];
         } else {
-            for (int k = 0; k < kc; ++k)
-                std::copy_n(B + std::ptrdiff_t(k0 + k) * ldb + j0 + p, cols, dst + std::ptrdiff_t(k) * NR);
+            for (int k = 0; k < kc; ++k) std::copy_n(b(k0 + k) + j0 + p, cols, dst + std::ptrdiff_t(k) * NR);
         }
     }
 }
@@ -233,7 +244,7 @@ void pack_b_whole(int N, int K, const T* B, std::ptrdiff_t ldb, T* dst) {
     for (int jc = 0; jc < N; jc += Tl::NC) {
         const int nc = std::min(Tl::NC, N - jc);
         for (int pc = 0; pc < K; pc += Tl::KC)
-            pack_b<Tl::NR, TransB>(B, ldb, pc, std::min(Tl::KC, K - pc), jc, nc,
+            pack_b<Tl::NR, TransB>(StridedRows<T>{B, ldb}, pc, std::min(Tl::KC, K - pc), jc, nc,
                                    dst + packed_b_offset<Tl>(K, jc, nc, pc));
     }
 }
@@ -252,13 +263,13 @@ struct PackedRows {
 /// 256×576×64 70 → 94; the narrow conv forwards (N = 64, 128) and transposed A (dW) lost 3–10 %.
 inline bool pack_a_pays(int N, int NR, std::ptrdiff_t ks) { return ks == 1 && N >= DIFFUSE_GEMM_PACK_A_TILES * NR; }
 
-/// C[M, N] += op(A)·op(B) with register tile Tl, C and B row-major with row strides ldc, ldb;
-/// op(A)[i, k] at a_row(i, k)[0], and op(A)[i, k + j] at a_row(i, k)[j·ks].
+/// C[M, N] += op(A)·op(B) with register tile Tl, C row-major with row stride ldc, B's stored rows
+/// b (pack_b); op(A)[i, k] at a_row(i, k)[0], and op(A)[i, k + j] at a_row(i, k)[j·ks].
 /// With `prepacked` (pack_b_whole's layout), B is not packed again: its slices are read from there.
 /// MayPackA = false (gathered rows: the convolutions' narrow products) leaves pack_a out of the build.
-template <class Tl, bool TransB, bool MayPackA = true, class T, class ARow>
-void gemm_add_rows(int M, int N, int K, ARow a_row, std::ptrdiff_t ks, const T* B, std::ptrdiff_t ldb, T* C,
-                   std::ptrdiff_t ldc, const T* prepacked = nullptr) {
+template <class Tl, bool TransB, bool MayPackA = true, class T, class ARow, class BRows>
+void gemm_add_rows(int M, int N, int K, ARow a_row, std::ptrdiff_t ks, BRows b, T* C, std::ptrdiff_t ldc,
+                   const T* prepacked = nullptr) {
     constexpr int MR = Tl::MR, NR = Tl::NR;
     GemmScratch<T>& scratch = gemm_scratch<T>();
     T* const bpack = prepacked ? nullptr : GemmScratch<T>::fit(scratch.b, std::size_t(Tl::NC) * Tl::KC);
@@ -269,7 +280,7 @@ void gemm_add_rows(int M, int N, int K, ARow a_row, std::ptrdiff_t ks, const T* 
         for (int pc = 0; pc < K; pc += Tl::KC) {
             const int kc = std::min(Tl::KC, K - pc);
             const T* bslice = prepacked ? prepacked + packed_b_offset<Tl>(K, jc, nc, pc) : bpack;
-            if (!prepacked) pack_b<NR, TransB>(B, ldb, pc, kc, jc, nc, bpack);
+            if (!prepacked) pack_b<NR, TransB>(b, pc, kc, jc, nc, bpack);
             for (int ic = 0; ic < M; ic += Tl::MC) {
                 const int mc = std::min(Tl::MC, M - ic);
                 if constexpr (MayPackA)
@@ -299,7 +310,7 @@ void gemm_add_tiled(int M, int N, int K, const T* A, std::ptrdiff_t lda, const T
                     std::ptrdiff_t ldc) {
     const std::ptrdiff_t rs = TransA ? 1 : lda, ks = TransA ? lda : 1;  // op(A)[i, k] = A[i·rs + k·ks]
     gemm_add_rows<Tl, TransB>(
-        M, N, K, [=](int i, int k) { return A + i * rs + k * ks; }, ks, B, ldb, C, ldc);
+        M, N, K, [=](int i, int k) { return A + i * rs + k * ks; }, ks, StridedRows<T>{B, ldb}, C, ldc);
 }
 
 /// The tile's vectors for N columns: the fewest padded columns, 2 vectors on a tie (see the top).
@@ -346,7 +357,18 @@ template <bool TransB, class T, class ARow>
 void gemm_add_gathered(int M, int N, int K, ARow a_row, const T* B, std::ptrdiff_t ldb, T* C, std::ptrdiff_t ldc,
                        const T* prepacked = nullptr) {
     const auto row = [&](int i, int k) { return a_row(i) + k; };
-    with_tile<T>(N, [&]<class Tl>() { gemm_add_rows<Tl, TransB, false>(M, N, K, row, 1, B, ldb, C, ldc, prepacked); });
+    with_tile<T>(N, [&]<class Tl>() {
+        gemm_add_rows<Tl, TransB, false>(M, N, K, row, 1, StridedRows<T>{B, ldb}, C, ldc, prepacked);
+    });
+}
+
+/// C[M, N] += op(A)·B, row k of B (N contiguous values) at b_row(k): B gathered from anywhere, such as
+/// the input windows of a convolution's weight gradient (nn/conv2d.hpp). op(A) as in gemm_add.
+template <bool TransA, class T, class BRow>
+void gemm_add_gathered_b(int M, int N, int K, const T* A, std::ptrdiff_t lda, BRow b_row, T* C, std::ptrdiff_t ldc) {
+    const std::ptrdiff_t rs = TransA ? 1 : lda, ks = TransA ? lda : 1;
+    const auto row = [=](int i, int k) { return A + i * rs + k * ks; };
+    with_tile<T>(N, [&]<class Tl>() { gemm_add_rows<Tl, false>(M, N, K, row, ks, b_row, C, ldc); });
 }
 
 /// Values in op(B) [K, N] packed whole for the tile of N columns.
