@@ -167,7 +167,7 @@ TEST_CASE("gemm_gathered_b: B's rows gathered from anywhere give gemm's bits") {
         }
         std::vector<float> want = o.C, got = o.C;
         gemm<Trans::T, Trans::N>(M, N, K, o.A.data(), contiguous.data(), want.data(), Accumulate::yes, o.lda);
-        gemm_gathered_b<Trans::T>(M, N, K, o.A.data(), o.lda, GatheredRows<float>{rows.data()}, got.data(), N);
+        gemm_gathered_b<Trans::T>(M, N, K, o.A.data(), o.lda, GatheredRows<const float>{rows.data()}, got.data(), N);
         CHECK(want != o.C);
         CHECK(got == want);
     }

@@ -121,15 +121,15 @@ void gemm(int M, int N, int K, const T* A, const T* B, T* C, Accumulate acc, int
 template <Trans TB, class T, class ARow>
 void gemm_gathered(int M, int N, int K, ARow a_row, const T* B, int ldb, T* C, int ldc) {
     if (M <= 0 || N <= 0 || K <= 0) return;
-    detail::packed::gemm_add_gathered<TB == Trans::T>(M, N, K, a_row, B, ldb, C, ldc);
+    detail::packed::gemm_add_gathered<TB == Trans::T>(M, N, K, a_row, B, ldb, detail::packed::StridedRows<T>{C, ldc});
 }
 
 /// Rows gathered through a table of pointers: row i at rows[i] (one type for every caller, so each
-/// gathered product is compiled once).
+/// gathered product is compiled once); T const for A's or B's rows, mutable for C's.
 template <class T>
 struct GatheredRows {
-    const T* const* rows;
-    const T* operator()(std::ptrdiff_t i) const { return rows[i]; }
+    T* const* rows;
+    T* operator()(std::ptrdiff_t i) const { return rows[i]; }
 };
 
 /// C[M, N] += op(A)·B on the calling thread, row k of B (N contiguous values) at b_row(k): B gathered
@@ -155,7 +155,15 @@ void pack_b(int N, int K, const T* B, int ldb, T* dst) {
 template <class T, class ARow>
 void gemm_gathered_packed(int M, int N, int K, ARow a_row, const T* packed_b, T* C, int ldc) {
     if (M <= 0 || N <= 0 || K <= 0) return;
-    detail::packed::gemm_add_gathered<false>(M, N, K, a_row, packed_b, 0, C, ldc, packed_b);
+    detail::packed::gemm_add_gathered<false>(M, N, K, a_row, packed_b, 0, detail::packed::StridedRows<T>{C, ldc},
+                                             packed_b);
+}
+/// gemm_gathered_packed with C's rows gathered too: row i of C at c_rows(i) (N contiguous values), such
+/// as the output pixels of a convolution whose window rows are not all zero.
+template <class T, class ARow>
+void gemm_gathered_packed(int M, int N, int K, ARow a_row, const T* packed_b, GatheredRows<T> c_rows) {
+    if (M <= 0 || N <= 0 || K <= 0) return;
+    detail::packed::gemm_add_gathered<false>(M, N, K, a_row, packed_b, 0, c_rows, packed_b);
 }
 
 }  // namespace diffuse

@@ -133,12 +133,21 @@ inline void transpose16(const float* src, std::ptrdiff_t ld, float* dst, std::pt
 }
 #endif
 
-/// B's stored rows at a fixed stride: row r at data + r·ld.
+/// A row-major matrix's rows at a fixed stride: row r at data + r·ld (B's stored rows with T const,
+/// C's with T mutable).
 template <class T>
 struct StridedRows {
-    const T* data;
+    T* data;
     std::ptrdiff_t ld;
-    const T* operator()(std::ptrdiff_t r) const { return data + r * ld; }
+    T* operator()(std::ptrdiff_t r) const { return data + r * ld; }
+};
+/// Rows i0.. of C from column j0, as a micro-kernel's tile sees them: one type per kind of C rows,
+/// so the micro-kernel is not compiled once per caller.
+template <class CRows>
+struct TileRows {
+    CRows rows;
+    std::ptrdiff_t i0, j0;
+    auto* operator()(int r) const { return rows(i0 + r) + j0; }
 };
 
 /// Packs op(B)[k0 : k0+kc, j0 : j0+nc] as ⌈nc/NR⌉ panels, each [kc][NR] (column index fastest).
@@ -151,7 +160,7 @@ void pack_b(BRows b, int k0, int kc, int j0, int nc, T* dst) {
         const int cols = std::min(NR, nc - p);
         if (cols < NR) std::fill_n(dst, std::ptrdiff_t(kc) * NR, T(0));
         if constexpr (TransB) {
-            static_assert(std::is_same_v<BRows, StridedRows<T>>, "pack_b: a transposed B must be strided");
+            static_assert(std::is_same_v<BRows, StridedRows<const T>>, "pack_b: a transposed B must be strided");
             const std::ptrdiff_t ldb = b.ld;
             const T* const src = b(j0 + p) + k0;
             const int whole = cols == NR ? transposed_depth<NR, T>(kc) : 0;
@@ -185,9 +194,8 @@ void pack_a(ARow a_row, std::ptrdiff_t ks, int i0, int mc, int k0, int kc, T* ds
 /// A is read in place, not packed: tile row r, depth k at row_of(r)[k·ks] (ks = 1 for a row-major
 /// or gathered A, lda for a transposed one). Rows past mr repeat row mr − 1 (valid memory; their
 /// results are dropped).
-template <class Tl, class T, class RowOf>
-inline void micro_kernel(int kc, RowOf row_of, std::ptrdiff_t ks, const T* b, T* c, std::ptrdiff_t ldc, int mr,
-                         int nr) {
+template <class Tl, class T, class RowOf, class CTile>
+inline void micro_kernel(int kc, RowOf row_of, std::ptrdiff_t ks, const T* b, CTile c, int mr, int nr) {
     using V = typename Tl::V;
     constexpr int MR = Tl::MR, NV = Tl::NV, NR = Tl::NR, W = Tl::W;
     const T* row[MR];
@@ -214,7 +222,7 @@ inline void micro_kernel(int kc, RowOf row_of, std::ptrdiff_t ks, const T* b, T*
         for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 4
             for (int v = 0; v < NV; ++v) {
-                T* out = c + r * ldc + v * W;
+                T* out = c(r) + v * W;
                 (V::load_unaligned(out) + acc[r][v]).store_unaligned(out);
             }
         return;
@@ -223,7 +231,7 @@ inline void micro_kernel(int kc, RowOf row_of, std::ptrdiff_t ks, const T* b, T*
     for (int r = 0; r < MR; ++r)
         for (int v = 0; v < NV; ++v) acc[r][v].store_aligned(tile[r] + v * W);
     for (int r = 0; r < mr; ++r)
-        for (int j = 0; j < nr; ++j) c[r * ldc + j] += tile[r][j];
+        for (int j = 0; j < nr; ++j) c(r)[j] += tile[r][j];
 }
 
 /// B packed whole, once for many products with the same B (a convolution's weights, read by every
@@ -244,7 +252,7 @@ void pack_b_whole(int N, int K, const T* B, std::ptrdiff_t ldb, T* dst) {
     for (int jc = 0; jc < N; jc += Tl::NC) {
         const int nc = std::min(Tl::NC, N - jc);
         for (int pc = 0; pc < K; pc += Tl::KC)
-            pack_b<Tl::NR, TransB>(StridedRows<T>{B, ldb}, pc, std::min(Tl::KC, K - pc), jc, nc,
+            pack_b<Tl::NR, TransB>(StridedRows<const T>{B, ldb}, pc, std::min(Tl::KC, K - pc), jc, nc,
                                    dst + packed_b_offset<Tl>(K, jc, nc, pc));
     }
 }
@@ -263,12 +271,13 @@ struct PackedRows {
 /// 256×576×64 70 → 94; the narrow conv forwards (N = 64, 128) and transposed A (dW) lost 3–10 %.
 inline bool pack_a_pays(int N, int NR, std::ptrdiff_t ks) { return ks == 1 && N >= DIFFUSE_GEMM_PACK_A_TILES * NR; }
 
-/// C[M, N] += op(A)·op(B) with register tile Tl, C row-major with row stride ldc, B's stored rows
-/// b (pack_b); op(A)[i, k] at a_row(i, k)[0], and op(A)[i, k + j] at a_row(i, k)[j·ks].
+/// C[M, N] += op(A)·op(B) with register tile Tl: B's stored rows b (pack_b), row i of C at c(i) (N
+/// contiguous values), op(A)[i, k] at a_row(i, k)[0] and op(A)[i, k + j] at a_row(i, k)[j·ks].
 /// With `prepacked` (pack_b_whole's layout), B is not packed again: its slices are read from there.
 /// MayPackA = false (gathered rows: the convolutions' narrow products) leaves pack_a out of the build.
-template <class Tl, bool TransB, bool MayPackA = true, class T, class ARow, class BRows>
-void gemm_add_rows(int M, int N, int K, ARow a_row, std::ptrdiff_t ks, BRows b, T* C, std::ptrdiff_t ldc,
+template <class Tl, bool TransB, bool MayPackA = true, class ARow, class BRows, class CRows,
+          class T = typename Tl::V::value_type>
+void gemm_add_rows(int M, int N, int K, ARow a_row, std::ptrdiff_t ks, BRows b, CRows c_rows,
                    const T* prepacked = nullptr) {
     constexpr int MR = Tl::MR, NR = Tl::NR;
     GemmScratch<T>& scratch = gemm_scratch<T>();
@@ -288,14 +297,14 @@ void gemm_add_rows(int M, int N, int K, ARow a_row, std::ptrdiff_t ks, BRows b, 
                 for (int jr = 0; jr < nc; jr += NR) {
                     const T* bp = bslice + std::ptrdiff_t(jr / NR) * kc * NR;
                     for (int ir = ic; ir < ic + mc; ir += MR) {
-                        T* const c = C + std::ptrdiff_t(ir) * ldc + jc + jr;
+                        const TileRows<CRows> c{c_rows, ir, jc + jr};
                         const int mr = std::min(MR, ic + mc - ir), nr = std::min(NR, nc - jr);
                         if (packs_a) {
                             const T* ap = apack + std::ptrdiff_t(ir - ic) * kc;  // panel (ir − ic)/MR
-                            micro_kernel<Tl>(kc, PackedRows<T>{ap}, MR, bp, c, ldc, mr, nr);
+                            micro_kernel<Tl>(kc, PackedRows<T>{ap}, MR, bp, c, mr, nr);
                         } else {
                             micro_kernel<Tl>(
-                                kc, [&](int r) { return a_row(ir + r, pc); }, ks, bp, c, ldc, mr, nr);
+                                kc, [&](int r) { return a_row(ir + r, pc); }, ks, bp, c, mr, nr);
                         }
                     }
                 }
@@ -310,7 +319,8 @@ void gemm_add_tiled(int M, int N, int K, const T* A, std::ptrdiff_t lda, const T
                     std::ptrdiff_t ldc) {
     const std::ptrdiff_t rs = TransA ? 1 : lda, ks = TransA ? lda : 1;  // op(A)[i, k] = A[i·rs + k·ks]
     gemm_add_rows<Tl, TransB>(
-        M, N, K, [=](int i, int k) { return A + i * rs + k * ks; }, ks, StridedRows<T>{B, ldb}, C, ldc);
+        M, N, K, [=](int i, int k) { return A + i * rs + k * ks; }, ks, StridedRows<const T>{B, ldb},
+        StridedRows<T>{C, ldc});
 }
 
 /// The tile's vectors for N columns: the fewest padded columns, 2 vectors on a tie (see the top).
@@ -353,12 +363,12 @@ void gemm_add(int M, int N, int K, const T* A, std::ptrdiff_t lda, const T* B, s
 /// C[M, N] += A·op(B), row i of A being K contiguous values at a_row(i): rows gathered from anywhere
 /// (nn/conv2d.hpp's implicit im2col). Any T: the same packed kernel for float and double.
 /// With `prepacked` (pack_b_for_gathered's output for this N, K), B and ldb are unused.
-template <bool TransB, class T, class ARow>
-void gemm_add_gathered(int M, int N, int K, ARow a_row, const T* B, std::ptrdiff_t ldb, T* C, std::ptrdiff_t ldc,
+template <bool TransB, class T, class ARow, class CRows>
+void gemm_add_gathered(int M, int N, int K, ARow a_row, const T* B, std::ptrdiff_t ldb, CRows c_rows,
                        const T* prepacked = nullptr) {
     const auto row = [&](int i, int k) { return a_row(i) + k; };
     with_tile<T>(N, [&]<class Tl>() {
-        gemm_add_rows<Tl, TransB, false>(M, N, K, row, 1, StridedRows<T>{B, ldb}, C, ldc, prepacked);
+        gemm_add_rows<Tl, TransB, false>(M, N, K, row, 1, StridedRows<const T>{B, ldb}, c_rows, prepacked);
     });
 }
 
@@ -368,7 +378,7 @@ template <bool TransA, class T, class BRow>
 void gemm_add_gathered_b(int M, int N, int K, const T* A, std::ptrdiff_t lda, BRow b_row, T* C, std::ptrdiff_t ldc) {
     const std::ptrdiff_t rs = TransA ? 1 : lda, ks = TransA ? lda : 1;
     const auto row = [=](int i, int k) { return A + i * rs + k * ks; };
-    with_tile<T>(N, [&]<class Tl>() { gemm_add_rows<Tl, false>(M, N, K, row, ks, b_row, C, ldc); });
+    with_tile<T>(N, [&]<class Tl>() { gemm_add_rows<Tl, false>(M, N, K, row, ks, b_row, StridedRows<T>{C, ldc}); });
 }
 
 /// Values in op(B) [K, N] packed whole for the tile of N columns.

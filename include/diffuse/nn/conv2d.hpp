@@ -7,7 +7,7 @@
 // Memory: the column matrix of a group of G images, [G·Ho·Wo, K·K·Cin], is built in one of `Slots`
 // buffers of the Cache and never for the whole batch (stable-diffusion.cpp #261); a stride-1 "same"
 // conv reads its windows in place instead (`implicit` below) and its slots hold only the windows
-// that leave the image (and, for 4×4 images, the input gradient's columns). G is the fewest
+// that leave the image (and, at 4×4, the input gradient's columns). G is the fewest
 // images giving a GEMM at least kConvGemmRows rows deep (1 for 16×16 images and up, 4 at 8×8, 16 at
 // 4×4; capped by the images of a slot): a 4×4 image alone is a 16-row GEMM that spends its time
 // packing. Slot s handles a fixed contiguous block of the batch; slots run in parallel
@@ -63,12 +63,12 @@ T* conv_weights_buffer(std::size_t n) {
     thread_local AlignedBuffer<T> buffer;
     return GemmScratch<T>::fit(buffer, n);
 }
-/// The calling thread's table of gathered GEMM rows (a convolution's windows, one pointer a row),
-/// grown like conv_weights_buffer.
-template <class T>
-const T** conv_rows_buffer(std::size_t n) {
-    thread_local AlignedBuffer<const T*> buffer;
-    if (buffer.size() < n) buffer = AlignedBuffer<const T*>(n);
+/// The calling thread's table of gathered GEMM rows, one pointer a row (Row = const T*: a convolution's
+/// windows; T*: its output rows), grown like conv_weights_buffer.
+template <class Row>
+Row* conv_row_table(std::size_t n) {
+    thread_local AlignedBuffer<Row> buffer;
+    if (buffer.size() < n) buffer = AlignedBuffer<Row>(n);
     return buffer.data();
 }
 /// Images per GEMM for `rows` output pixels an image and N images over `slots` slots.
@@ -136,7 +136,7 @@ struct Conv2d {
                 T* yn = y.data() + std::size_t(n) * Geometry<XS>::rows * Cout;
                 fill_bias(g * Geometry<XS>::rows, yn);
                 const T* const* rows = windows<XS, Cin>(x.data() + std::size_t(n) * Geometry<XS>::in_image, g, buffer);
-                convolve_same<XS, Cin, Cout>(rows, g, packed, yn);
+                convolve_same<XS, Cin, Cout>(rows, buffer, g, packed, yn);
             });
         } else {
             constexpr int rows = Geometry<XS>::rows;
@@ -193,7 +193,7 @@ struct Conv2d {
                     const T* const* rows_x = windows<XS, Cin>(x.data() + image(0), g, col);
                     for (int kh = 0; kh < K; ++kh)
                         gemm_gathered_b<Trans::T>(Cout, K * Cin, g * rows, dyn, Cout,
-                                                  GatheredRows<T>{rows_x + std::size_t(kh) * g * rows},
+                                                  GatheredRows<const T>{rows_x + std::size_t(kh) * g * rows},
                                                   dweight + kh * K * Cin, patch);
                 } else {
                     for (int i = 0; i < g; ++i) im2col<XS>(x.data() + image(i), col_of(i));
@@ -204,7 +204,7 @@ struct Conv2d {
                 if constexpr (implicit_dx<XS>()) {
                     // dx is the convolution of dy, zero-bordered, with the flipped weights: the forward's
                     // implicit GEMM over dy in place, its edge windows in the slot's buffer (x's are spent)
-                    convolve_same<XS, Cout, Cin>(windows<XS, Cout>(dyn, g, col), g, packed_flipped,
+                    convolve_same<XS, Cout, Cin>(windows<XS, Cout>(dyn, g, col), col, g, packed_flipped,
                                                  dx.data() + image(0));
                 } else {
                     // dcol[g·rows, patch] = dy[g·rows, Cout] · W[Cout, patch], folded back onto the images
@@ -249,10 +249,10 @@ private:
     }
 
     /// The input gradient by implicit GEMM too (see `implicit`), for odd K (dy's border is then x's)
-    /// and for images of 8×8 and more: at 4×4
-    /// a quarter of the rows of the outer kernel rows are zero windows, and the dcol GEMM + col2im was faster
-    /// (128→128 at 4×4, batch 32, fwd+bwd on 2 Zen 4 threads: 2.43 ms against 2.56 ms with dy read in
-    /// place, 1.52 against 1.95 ms when it was copied with its border).
+    /// and images of 8×8 and more. At 4×4 the dcol GEMM + col2im was faster when dy was copied with its
+    /// border (128→128, batch 32, fwd+bwd on 2 Zen 4 threads: 1.52 ms against 1.95); with zero windows
+    /// skipped the implicit GEMM is 1-3 % faster there, but the change of rounding moved test_lora's
+    /// trained-and-fine-tuned samples across its bar, and so it waits.
     template <class XS>
     static constexpr bool implicit_dx() {
         using G = Geometry<XS>;
@@ -285,7 +285,8 @@ private:
     /// the few pixels at each row's ends (K − 1 of 32 at 32×32) a copy with zeros where the window
     /// leaves it. So the products read what a zero-bordered copy would hold, without the copy. The
     /// table is the calling thread's, built in one pass whose branches follow each image row's pattern
-    /// (a choice made per row in every tile was mispredicted at the edges).
+    /// (a choice made per row in every tile was mispredicted at the edges); g·H·W more entries after
+    /// it are convolve_same's.
     template <class XS, int Ci>
     static const T* const* windows(const T* in, int g, T* buffer) {
         constexpr int H = XS::template dim<1>, W = XS::template dim<2>, rows = H * W, E = edge_pixels(W);
@@ -311,7 +312,7 @@ private:
                         else std::copy_n(in + ((std::size_t(i) * H + h) * W + iw) * Ci, Ci, dst);
                     }
                 }
-        const T** const table = detail::conv_rows_buffer<T>(std::size_t(K) * g * rows);
+        const T** const table = detail::conv_row_table<const T*>(std::size_t(K + 1) * g * rows);
         for (int kh = 0; kh < K; ++kh)
             for (int i = 0; i < g; ++i)
                 for (int oh = 0; oh < H; ++oh) {
@@ -332,15 +333,27 @@ private:
     }
 
     /// out[g, H, W, Co] += in[g, H, W, Ci] convolved ("same", stride 1) with w [Co, K, K, Ci] packed by
-    /// pack_weights, in's windows given by windows(): one GEMM per kernel row kh. The forward pass,
-    /// and the input gradient with Ci = Cout, Co = Cin and the flipped weights.
+    /// pack_weights, in's windows given by windows() (its buffer starting with the zero window): one
+    /// GEMM per kernel row kh over the output pixels whose window on that row is not all zeros (a
+    /// zero window adds nothing: 1/6 of the multiply-adds at 4×4, 1/12 at 8×8). The forward pass, and
+    /// the input gradient with Ci = Cout, Co = Cin and the flipped weights.
     template <class XS, int Ci, int Co>
-    static void convolve_same(const T* const* table, int g, const T* packed, T* out) {
+    static void convolve_same(const T* const* table, const T* zeros, int g, const T* packed, T* out) {
         constexpr int rows = XS::template dim<1> * XS::template dim<2>;
-        const std::size_t per_kh = packed_b_size<T>(Co, K * Ci);
-        for (int kh = 0; kh < K; ++kh)  // out[g·rows, Co] += A_kh[g·rows, K·Ci] · w[:, kh]ᵀ
-            gemm_gathered_packed(g * rows, Co, K * Ci, GatheredRows<T>{table + std::size_t(kh) * g * rows},
-                                 packed + kh * per_kh, out, Co);
+        const std::size_t total = std::size_t(g) * rows, per_kh = packed_b_size<T>(Co, K * Ci);
+        const T** const a_rows = detail::conv_row_table<const T*>((K + 1) * total) + K * total;
+        T** const c_rows = detail::conv_row_table<T*>(total);
+        for (int kh = 0; kh < K; ++kh) {  // out[rows of kh, Co] += A_kh[rows of kh, K·Ci] · w[:, kh]ᵀ
+            const T* const* windows_kh = table + kh * total;
+            int m = 0;
+            for (std::size_t r = 0; r < total; ++r)
+                if (windows_kh[r] != zeros) {
+                    a_rows[m] = windows_kh[r];
+                    c_rows[m++] = out + r * Co;
+                }
+            gemm_gathered_packed(m, Co, K * Ci, GatheredRows<const T>{a_rows}, packed + kh * per_kh,
+                                 GatheredRows<T>{c_rows});
+        }
     }
 
     /// flipped[c, kh, kw, o] = W[o, K-1-kh, K-1-kw, c]: the weights of dx as a convolution of dy
