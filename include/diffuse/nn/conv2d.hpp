@@ -68,8 +68,7 @@ T* conv_weights_buffer(std::size_t n) {
 template <class Row>
 Row* conv_row_table(std::size_t n) {
     thread_local AlignedBuffer<Row> buffer;
-    if (buffer.size() < n) buffer = AlignedBuffer<Row>(n);
-    return buffer.data();
+    return GemmScratch<Row>::fit(buffer, n);
 }
 /// Images per GEMM for `rows` output pixels an image and N images over `slots` slots.
 constexpr int conv_group(int rows, int n, int slots) {
@@ -135,8 +134,8 @@ struct Conv2d {
                 T* buffer = cache.col.data() + std::size_t(s) * cache.col.size / C::slots;
                 T* yn = y.data() + std::size_t(n) * Geometry<XS>::rows * Cout;
                 fill_bias(g * Geometry<XS>::rows, yn);
-                const T* const* rows = windows<XS, Cin>(x.data() + std::size_t(n) * Geometry<XS>::in_image, g, buffer);
-                convolve_same<XS, Cin, Cout>(rows, buffer, g, packed, yn);
+                convolve_same<XS, Cin, Cout>(
+                    windows<XS, Cin>(x.data() + std::size_t(n) * Geometry<XS>::in_image, g, buffer), g, packed, yn);
             });
         } else {
             constexpr int rows = Geometry<XS>::rows;
@@ -190,7 +189,7 @@ struct Conv2d {
                 T* const dweight = cache.dweight.data() + s * wsize;
                 if constexpr (implicit) {
                     // dW_s[:, kh] [Cout, K·Cin] += dyᵀ[Cout, g·rows] · windows_kh[g·rows, K·Cin], x read in place
-                    const T* const* rows_x = windows<XS, Cin>(x.data() + image(0), g, col);
+                    const T* const* rows_x = windows<XS, Cin>(x.data() + image(0), g, col).table;
                     for (int kh = 0; kh < K; ++kh)
                         gemm_gathered_b<Trans::T>(Cout, K * Cin, g * rows, dyn, Cout,
                                                   GatheredRows<const T>{rows_x + std::size_t(kh) * g * rows},
@@ -204,7 +203,7 @@ struct Conv2d {
                 if constexpr (implicit_dx<XS>()) {
                     // dx is the convolution of dy, zero-bordered, with the flipped weights: the forward's
                     // implicit GEMM over dy in place, its edge windows in the slot's buffer (x's are spent)
-                    convolve_same<XS, Cout, Cin>(windows<XS, Cout>(dyn, g, col), col, g, packed_flipped,
+                    convolve_same<XS, Cout, Cin>(windows<XS, Cout>(dyn, g, col), g, packed_flipped,
                                                  dx.data() + image(0));
                 } else {
                     // dcol[g·rows, patch] = dy[g·rows, Cout] · W[Cout, patch], folded back onto the images
@@ -285,10 +284,14 @@ private:
     /// the few pixels at each row's ends (K − 1 of 32 at 32×32) a copy with zeros where the window
     /// leaves it. So the products read what a zero-bordered copy would hold, without the copy. The
     /// table is the calling thread's, built in one pass whose branches follow each image row's pattern
-    /// (a choice made per row in every tile was mispredicted at the edges); g·H·W more entries after
-    /// it are convolve_same's.
+    /// (a choice made per row in every tile was mispredicted at the edges).
+    struct Windows {
+        const T* const* table;  // [K, g·H·W]
+        const T* zeros;         // the zero window
+        const T** scratch;      // g·H·W entries for convolve_same
+    };
     template <class XS, int Ci>
-    static const T* const* windows(const T* in, int g, T* buffer) {
+    static Windows windows(const T* in, int g, T* buffer) {
         constexpr int H = XS::template dim<1>, W = XS::template dim<2>, rows = H * W, E = edge_pixels(W);
         constexpr int window = K * Ci;
         using AW = WindowAxis<W, K, 1, Padding::same>;
@@ -329,25 +332,25 @@ private:
                             e < 0 ? in + (image_row * W + AW::input(ow, 0)) * Ci : edges + (image_row * E + e) * window;
                     }
                 }
-        return table;
+        return {table, zeros, table + std::size_t(K) * g * rows};
     }
 
     /// out[g, H, W, Co] += in[g, H, W, Ci] convolved ("same", stride 1) with w [Co, K, K, Ci] packed by
-    /// pack_weights, in's windows given by windows() (its buffer starting with the zero window): one
-    /// GEMM per kernel row kh over the output pixels whose window on that row is not all zeros (a
-    /// zero window adds nothing: 1/6 of the multiply-adds at 4×4, 1/12 at 8×8). The forward pass, and
-    /// the input gradient with Ci = Cout, Co = Cin and the flipped weights.
+    /// pack_weights, in's windows given by windows(): one GEMM per kernel row kh over the output pixels
+    /// whose window on that row is not all zeros (a zero window adds nothing: 1/6 of the multiply-adds
+    /// at 4×4, 1/12 at 8×8). The forward pass, and the input gradient with Ci = Cout, Co = Cin and the
+    /// flipped weights.
     template <class XS, int Ci, int Co>
-    static void convolve_same(const T* const* table, const T* zeros, int g, const T* packed, T* out) {
+    static void convolve_same(const Windows& in, int g, const T* packed, T* out) {
         constexpr int rows = XS::template dim<1> * XS::template dim<2>;
         const std::size_t total = std::size_t(g) * rows, per_kh = packed_b_size<T>(Co, K * Ci);
-        const T** const a_rows = detail::conv_row_table<const T*>((K + 1) * total) + K * total;
+        const T** const a_rows = in.scratch;
         T** const c_rows = detail::conv_row_table<T*>(total);
         for (int kh = 0; kh < K; ++kh) {  // out[rows of kh, Co] += A_kh[rows of kh, K·Ci] · w[:, kh]ᵀ
-            const T* const* windows_kh = table + kh * total;
+            const T* const* windows_kh = in.table + kh * total;
             int m = 0;
             for (std::size_t r = 0; r < total; ++r)
-                if (windows_kh[r] != zeros) {
+                if (windows_kh[r] != in.zeros) {
                     a_rows[m] = windows_kh[r];
                     c_rows[m++] = out + r * Co;
                 }
