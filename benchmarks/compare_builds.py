@@ -17,9 +17,10 @@ OpenMP threads spin while the other one runs and take its cores.
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
+
+from bench_client import BenchCompare
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -28,28 +29,10 @@ def die(message):
     sys.exit(f"compare_builds.py: {message}")
 
 
-class Bench:
-    """One bench_compare process, one command a line, fields separated by tabs."""
-
-    def __init__(self, binary, threads, model):
-        if not os.access(binary, os.X_OK):
-            die(f"{binary}: not an executable (build it: cmake --build build-bench --target bench_compare)")
-        self.name = binary
-        self.proc = subprocess.Popen([binary, "--threads", str(threads), "--model", model], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, text=True, cwd=ROOT)
-
-    def ask(self, *fields):
-        self.proc.stdin.write("\t".join(fields) + "\n")
-        self.proc.stdin.flush()
-        line = self.proc.stdout.readline().rstrip("\n")
-        if not line.startswith("ok"):
-            die(f"{self.name}: '{' '.join(fields)}' answered {line or 'nothing (the process ended)'}")
-        return line[3:]
-
-    def close(self):
-        self.proc.stdin.write("quit\n")
-        self.proc.stdin.close()
-        self.proc.wait()
+def bench(binary, threads, model):
+    if not os.access(binary, os.X_OK):
+        die(f"{binary}: not an executable (build it: cmake --build build-bench --target bench_compare)")
+    return BenchCompare(binary, threads, model, die, cwd=ROOT)
 
 
 def main():
@@ -68,14 +51,14 @@ def main():
     if not os.path.isfile(args.model):
         die(f"{args.model}: no such file")
 
-    benches = [Bench(args.old, args.threads, args.model), Bench(args.new, args.threads, args.model)]
+    benches = [bench(args.old, args.threads, args.model), bench(args.new, args.threads, args.model)]
     names = benches[0].ask("list").split("\t")
     chosen = [n for n in names if not args.cases or any(n.startswith(p) for p in args.cases)]
     if not chosen:
         die(f"no case matches {args.cases}; the cases: {', '.join(names)}")
     print(f"old: {args.old}\nnew: {args.new}\n{args.threads} threads, OMP_WAIT_POLICY="
           f"{os.environ.get('OMP_WAIT_POLICY', '(unset)')}, {args.rounds} rounds of {args.calls} calls, medians\n")
-    print(f"| case | old median | new median | old fastest | new fastest | old/new |\n|---|---:|---:|---:|---:|---:|")
+    print("| case | old median | new median | old fastest | new fastest | old/new |\n|---|---:|---:|---:|---:|---:|")
     with tempfile.TemporaryDirectory() as scratch:
         for case in chosen:
             for b in benches:
@@ -83,7 +66,7 @@ def main():
             times = [[], []]
             for r in range(args.rounds):
                 for i in ((0, 1) if r % 2 == 0 else (1, 0)):
-                    times[i].append(float(benches[i].ask("run", str(args.calls)).split("\t")[0]))
+                    times[i].append(benches[i].run(args.calls)[0])
             old, new = (statistics.median(t) for t in times)
             ms = lambda s: f"{s * 1e3:.3f} ms"
             print(f"| {case} | {ms(old)} | {ms(new)} | {ms(min(times[0]))} | {ms(min(times[1]))} | {old / new:.2f} |",

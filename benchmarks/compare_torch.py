@@ -39,7 +39,6 @@ import os
 import re
 import statistics
 import struct
-import subprocess
 import sys
 import sysconfig
 import tempfile
@@ -126,6 +125,7 @@ from torch import nn  # noqa: E402
 sys.path.insert(0, os.path.join(ROOT, "tools", "reference"))
 import common  # noqa: E402
 from common import nchw, nhwc  # noqa: E402
+from bench_client import BenchCompare  # noqa: E402
 
 torch.set_num_threads(ARGS.threads)
 torch.backends.mkldnn.enabled = True
@@ -547,32 +547,13 @@ def calls_for(seconds):
     return max(1, math.ceil(ARGS.target / max(seconds, 1e-9)))
 
 
-class Cpp:
-    """The C++ side: one command line in, one line out."""
+class Cpp(BenchCompare):
+    """The C++ side."""
 
     def __init__(self, binary):
         if not os.access(binary, os.X_OK):
             die(f"no C++ side at {binary} (build the bench_compare target, or pass --binary)")
-        self.p = subprocess.Popen([binary, "--threads", str(ARGS.threads), "--model", ARGS.model],
-                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, encoding="utf-8")
-
-    def ask(self, *fields):
-        self.p.stdin.write("\t".join(str(f) for f in fields) + "\n")
-        self.p.stdin.flush()
-        line = self.p.stdout.readline().rstrip("\n")
-        if line.startswith("ok"):
-            return line[3:]
-        die(f"C++ side, '{fields[0]} {' '.join(str(f) for f in fields[1:2])}': "
-            + (line[6:] if line.startswith("error") else f"exited ({self.p.poll()})"))
-
-    def run(self, k):
-        return [float(v) for v in self.ask("run", k).split()]
-
-    def close(self):
-        if self.p.poll() is None:
-            self.p.stdin.write("quit\n")
-            self.p.stdin.close()
-        self.p.wait()
+        super().__init__(binary, ARGS.threads, ARGS.model, lambda m: die(f"C++ side: {m}"))
 
 
 def run_case(name, cpp, tmp):
