@@ -7,6 +7,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
+#include <type_traits>
 #include <vector>
 
 #include "diffuse/core/aligned_buffer.hpp"
@@ -123,6 +125,28 @@ TEST_CASE("gemm: an element has the same bits whichever register tile computes i
             CHECK(same == M * cols);
         }
     }
+}
+
+template <class T>
+void check_plus_row(int M, int N, int K) {
+    Operands o(M, N, K, Trans::N, Trans::T, 1, std::uint64_t(M + N + K));
+    const std::vector<T> A(o.A.begin(), o.A.end()), B(o.B.begin(), o.B.end()), row(B.begin(), B.begin() + N);
+    std::vector<T> filled(std::size_t(M) * o.ldc, T(7)), stored(filled.size(), std::numeric_limits<T>::quiet_NaN());
+    for (int i = 0; i < M; ++i) std::copy(row.begin(), row.end(), filled.begin() + std::ptrdiff_t(i) * o.ldc);
+    gemm<Trans::N, Trans::T>(M, N, K, A.data(), B.data(), filled.data(), Accumulate::yes, o.lda, o.ldb, o.ldc);
+    gemm_plus_row<Trans::N, Trans::T>(M, N, K, A.data(), B.data(), row.data(), stored.data(), o.lda, o.ldb, o.ldc);
+    int same = 0;  // C is never read: the NaN it held does not show, and the padding keeps it
+    for (int i = 0; i < M; ++i)
+        for (int j = 0; j < N; ++j) same += stored[std::size_t(i) * o.ldc + j] == filled[std::size_t(i) * o.ldc + j];
+    INFO("M ", M, " N ", N, " K ", K, " double ", std::is_same_v<T, double>);
+    CHECK(same == M * N);
+    CHECK(std::isnan(stored[std::size_t(o.ldc) - 1]));
+}
+
+TEST_CASE("gemm_plus_row: the bits of filling C's rows with the row and accumulating, C unread") {
+    for (auto [M, N, K] :
+         {std::array{20, 36, 100}, std::array{300, 130, 300}, std::array{70, 520, 48}, std::array{9, 4, 0}})
+        check_plus_row<float>(M, N, K), check_plus_row<double>(M, N, K);
 }
 
 TEST_CASE("gemm_gathered_packed: B packed once gives gemm_gathered's bits") {

@@ -36,6 +36,14 @@ enum class Accumulate { no, yes };
 
 namespace detail {
 
+/// Each of C's M rows (N values, row stride ldc) set to `row`, or to zeros if row is null.
+template <class T>
+void fill_rows(Eigen::Index M, Eigen::Index N, const T* row, T* C, Eigen::Index ldc) {
+    for (Eigen::Index i = 0; i < M; ++i)
+        if (row) std::copy_n(row, N, C + i * ldc);
+        else std::fill_n(C + i * ldc, N, T(0));
+}
+
 /// Eigen's blocking sizes with buffers we own.
 template <class T>
 struct PooledBlocking : Eigen::internal::level3_blocking<T, T> {
@@ -65,13 +73,18 @@ void eigen_gemm_add(Eigen::Index M, Eigen::Index N, Eigen::Index K, const T* A, 
     Product::run(N, M, K, B, ldb, A, lda, C, 1, ldc, T(1), blocking, nullptr);
 }
 
-/// float: our packed kernel (gemm_kernel.hpp); double (gradient checks, references): Eigen's.
+/// C[M, N] += op(A)·op(B), or C set as `start` says (K ≥ 1). float: our packed kernel (gemm_kernel.hpp),
+/// which stores C on its first depth slice without reading it; double (gradient checks, references):
+/// Eigen's, after C is filled.
 template <Trans TA, Trans TB, class T>
 void gemm_add(Eigen::Index M, Eigen::Index N, Eigen::Index K, const T* A, Eigen::Index lda, const T* B,
-              Eigen::Index ldb, T* C, Eigen::Index ldc) {
-    if constexpr (std::is_same_v<T, float>)
-        packed::gemm_add<TA == Trans::T, TB == Trans::T>(int(M), int(N), int(K), A, lda, B, ldb, C, ldc);
-    else eigen_gemm_add<TA, TB>(M, N, K, A, lda, B, ldb, C, ldc);
+              Eigen::Index ldb, T* C, Eigen::Index ldc, packed::CStart<T> start) {
+    if constexpr (std::is_same_v<T, float>) {
+        packed::gemm_add<TA == Trans::T, TB == Trans::T>(int(M), int(N), int(K), A, lda, B, ldb, C, ldc, start);
+    } else {
+        if (start.kind == packed::CStart<T>::store) fill_rows(M, N, start.row, C, ldc);
+        eigen_gemm_add<TA, TB>(M, N, K, A, lda, B, ldb, C, ldc);
+    }
 }
 
 /// Products below this many multiply-adds run on one thread (a fork costs ~µs).
@@ -79,18 +92,16 @@ inline constexpr double kGemmParallelWork = 1 << 20;
 /// Smallest block of C rows or columns handed to a thread, and the most blocks of one product.
 inline constexpr int kGemmBlock = 64, kGemmMaxBlocks = 32;
 
-}  // namespace detail
-
-/// C = op(A)·op(B) or C += op(A)·op(B). lda/ldb/ldc are row strides of the stored matrices
-/// (0 means contiguous). Never allocates once each thread has seen a product this large.
+/// gemm, with the first depth slice meeting C as `start` says.
 template <Trans TA, Trans TB, class T>
-void gemm(int M, int N, int K, const T* A, const T* B, T* C, Accumulate acc, int lda = 0, int ldb = 0, int ldc = 0) {
+void gemm_start(int M, int N, int K, const T* A, const T* B, T* C, packed::CStart<T> start, int lda, int ldb, int ldc) {
     if (M <= 0 || N <= 0) return;
     const Eigen::Index a_cols = TA == Trans::N ? K : M, b_cols = TB == Trans::N ? N : K;
     const Eigen::Index sa = lda ? lda : a_cols, sb = ldb ? ldb : b_cols, sc = ldc ? ldc : N;
-    if (acc == Accumulate::no)
-        for (int i = 0; i < M; ++i) std::fill_n(C + i * sc, N, T(0));
-    if (K <= 0) return;
+    if (K <= 0) {
+        if (start.kind == packed::CStart<T>::store) fill_rows(M, N, start.row, C, sc);
+        return;
+    }
     // Blocks of C rows (or columns, whichever is longer): a fixed cut, so results do not depend
     // on the thread count. op(A) rows start at A + i·sa (TA = N) or A + i (TA = T); likewise B.
     const bool by_rows = M >= N;
@@ -110,9 +121,30 @@ void gemm(int M, int N, int K, const T* A, const T* B, T* C, Accumulate acc, int
         const int lo = std::min(len, unit * (b * units / blocks)),
                   n = std::min(len, unit * ((b + 1) * units / blocks)) - lo;
         if (n <= 0) return;
-        if (by_rows) detail::gemm_add<TA, TB>(n, N, K, A + (TA == Trans::N ? lo * sa : lo), sa, B, sb, C + lo * sc, sc);
-        else detail::gemm_add<TA, TB>(M, n, K, A, sa, B + (TB == Trans::N ? lo : lo * sb), sb, C + lo, sc);
+        if (by_rows) gemm_add<TA, TB>(n, N, K, A + (TA == Trans::N ? lo * sa : lo), sa, B, sb, C + lo * sc, sc, start);
+        else
+            gemm_add<TA, TB>(M, n, K, A, sa, B + (TB == Trans::N ? lo : lo * sb), sb, C + lo, sc,
+                             start.from_column(lo));
     });
+}
+
+}  // namespace detail
+
+/// C = op(A)·op(B) or C += op(A)·op(B). lda/ldb/ldc are row strides of the stored matrices
+/// (0 means contiguous). Never allocates once each thread has seen a product this large.
+template <Trans TA, Trans TB, class T>
+void gemm(int M, int N, int K, const T* A, const T* B, T* C, Accumulate acc, int lda = 0, int ldb = 0, int ldc = 0) {
+    using Start = detail::packed::CStart<T>;
+    detail::gemm_start<TA, TB>(M, N, K, A, B, C, acc == Accumulate::no ? Start{Start::store} : Start{}, lda, ldb, ldc);
+}
+
+/// C = op(A)·op(B) + row, the N values of `row` added to every row of C (a bias): the bits of filling C
+/// with the row and accumulating, without that pass over C.
+template <Trans TA, Trans TB, class T>
+void gemm_plus_row(int M, int N, int K, const T* A, const T* B, const T* row, T* C, int lda = 0, int ldb = 0,
+                   int ldc = 0) {
+    using Start = detail::packed::CStart<T>;
+    detail::gemm_start<TA, TB>(M, N, K, A, B, C, Start{Start::store, row}, lda, ldb, ldc);
 }
 
 /// C[M, N] += A·op(B) on the calling thread, where row i of A (K contiguous values) starts at

@@ -141,6 +141,17 @@ struct StridedRows {
     std::ptrdiff_t ld;
     T* operator()(std::ptrdiff_t r) const { return data + r * ld; }
 };
+/// How a product's first KC slice meets C: added to it, or stored over it unread, plus a row of N values
+/// broadcast to every row (a bias) if `row` is set. A store gives the bits of zeroing C (or filling each
+/// row with the row) and adding, without that pass over C (IEEE addition commutes, and acc + 0 is 0 +
+/// acc, signed zeros included).
+template <class T>
+struct CStart {
+    enum Kind { add, store } kind = add;
+    const T* row = nullptr;  // the row's value at C's first column
+    CStart from_column(std::ptrdiff_t j) const { return {kind, row ? row + j : row}; }
+};
+
 /// Rows i0.. of C from column j0, as a micro-kernel's tile sees them: one type per kind of C rows,
 /// so the micro-kernel is not compiled once per caller.
 template <class CRows>
@@ -171,6 +182,14 @@ void pack_b(BRows b, int k0, int kc, int j0, int nc, T* dst) {
 #endif
             for (int j = 0; j < cols; ++j)
                 for (int k = whole; k < kc; ++k) dst[std::ptrdiff_t(k) * NR + j] = src[j * ldb + k];
+        } else if (cols == NR) {  // whole vectors: a call of memmove a row cost more than the copy (head products)
+            using V = xsimd::batch<T>;
+            for (int k = 0; k < kc; ++k) {
+                const T* src = b(k0 + k) + j0 + p;
+#pragma GCC unroll 4
+                for (int j = 0; j < NR; j += int(V::size))
+                    V::load_unaligned(src + j).store_aligned(dst + std::ptrdiff_t(k) * NR + j);
+            }
         } else {
             for (int k = 0; k < kc; ++k) std::copy_n(b(k0 + k) + j0 + p, cols, dst + std::ptrdiff_t(k) * NR);
         }
@@ -190,12 +209,14 @@ void pack_a(ARow a_row, std::ptrdiff_t ks, int i0, int mc, int k0, int kc, T* ds
     }
 }
 
-/// C[mr, nr] += op(A)[MR rows, kc] · (B panel), for an MR × NR tile of which mr × nr is valid.
+/// C[mr, nr] += op(A)[MR rows, kc] · (B panel), for an MR × NR tile of which mr × nr is valid; or, as
+/// `start` says, C = that product (+ start's row, from the tile's first column).
 /// A is read in place, not packed: tile row r, depth k at row_of(r)[k·ks] (ks = 1 for a row-major
 /// or gathered A, lda for a transposed one). Rows past mr repeat row mr − 1 (valid memory; their
 /// results are dropped).
 template <class Tl, class T, class RowOf, class CTile>
-inline void micro_kernel(int kc, RowOf row_of, std::ptrdiff_t ks, const T* b, CTile c, int mr, int nr) {
+inline void micro_kernel(int kc, RowOf row_of, std::ptrdiff_t ks, const T* b, CTile c, int mr, int nr,
+                         CStart<T> start) {
     using V = typename Tl::V;
     constexpr int MR = Tl::MR, NV = Tl::NV, NR = Tl::NR, W = Tl::W;
     const T* row[MR];
@@ -218,20 +239,33 @@ inline void micro_kernel(int kc, RowOf row_of, std::ptrdiff_t ks, const T* b, CT
         }
     }
     if (mr == MR && nr == NR) {
+        if (start.kind == CStart<T>::add) {
+#pragma GCC unroll 32
+            for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+                for (int v = 0; v < NV; ++v) {
+                    T* out = c(r) + v * W;
+                    (V::load_unaligned(out) + acc[r][v]).store_unaligned(out);
+                }
+            return;
+        }
+        V base[NV];
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) base[v] = start.row ? V::load_unaligned(start.row + v * W) : V(T(0));
 #pragma GCC unroll 32
         for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 4
-            for (int v = 0; v < NV; ++v) {
-                T* out = c(r) + v * W;
-                (V::load_unaligned(out) + acc[r][v]).store_unaligned(out);
-            }
+            for (int v = 0; v < NV; ++v) (acc[r][v] + base[v]).store_unaligned(c(r) + v * W);
         return;
     }
     alignas(64) T tile[MR][NR];
     for (int r = 0; r < MR; ++r)
         for (int v = 0; v < NV; ++v) acc[r][v].store_aligned(tile[r] + v * W);
     for (int r = 0; r < mr; ++r)
-        for (int j = 0; j < nr; ++j) c(r)[j] += tile[r][j];
+        for (int j = 0; j < nr; ++j) {
+            T& out = c(r)[j];
+            out = tile[r][j] + (start.kind == CStart<T>::add ? out : start.row ? start.row[j] : T(0));
+        }
 }
 
 /// B packed whole, once for many products with the same B (a convolution's weights, read by every
@@ -275,10 +309,11 @@ inline bool pack_a_pays(int N, int NR, std::ptrdiff_t ks) { return ks == 1 && N 
 /// contiguous values), op(A)[i, k] at a_row(i, k)[0] and op(A)[i, k + j] at a_row(i, k)[j·ks].
 /// With `prepacked` (pack_b_whole's layout), B is not packed again: its slices are read from there.
 /// MayPackA = false (gathered rows: the convolutions' narrow products) leaves pack_a out of the build.
+/// The first KC slice meets C as `start` says (CStart); the others are added.
 template <class Tl, bool TransB, bool MayPackA = true, class ARow, class BRows, class CRows,
           class T = typename Tl::V::value_type>
 void gemm_add_rows(int M, int N, int K, ARow a_row, std::ptrdiff_t ks, BRows b, CRows c_rows,
-                   const T* prepacked = nullptr) {
+                   const T* prepacked = nullptr, CStart<T> start = {}) {
     constexpr int MR = Tl::MR, NR = Tl::NR;
     GemmScratch<T>& scratch = gemm_scratch<T>();
     T* const bpack = prepacked ? nullptr : GemmScratch<T>::fit(scratch.b, std::size_t(Tl::NC) * Tl::KC);
@@ -296,15 +331,16 @@ void gemm_add_rows(int M, int N, int K, ARow a_row, std::ptrdiff_t ks, BRows b, 
                     if (packs_a) pack_a<MR>(a_row, ks, ic, mc, pc, kc, apack);
                 for (int jr = 0; jr < nc; jr += NR) {
                     const T* bp = bslice + std::ptrdiff_t(jr / NR) * kc * NR;
+                    const CStart<T> first = pc == 0 ? start.from_column(jc + jr) : CStart<T>{};
                     for (int ir = ic; ir < ic + mc; ir += MR) {
                         const TileRows<CRows> c{c_rows, ir, jc + jr};
                         const int mr = std::min(MR, ic + mc - ir), nr = std::min(NR, nc - jr);
                         if (packs_a) {
                             const T* ap = apack + std::ptrdiff_t(ir - ic) * kc;  // panel (ir − ic)/MR
-                            micro_kernel<Tl>(kc, PackedRows<T>{ap}, MR, bp, c, mr, nr);
+                            micro_kernel<Tl>(kc, PackedRows<T>{ap}, MR, bp, c, mr, nr, first);
                         } else {
                             micro_kernel<Tl>(
-                                kc, [&](int r) { return a_row(ir + r, pc); }, ks, bp, c, mr, nr);
+                                kc, [&](int r) { return a_row(ir + r, pc); }, ks, bp, c, mr, nr, first);
                         }
                     }
                 }
@@ -313,14 +349,15 @@ void gemm_add_rows(int M, int N, int K, ARow a_row, std::ptrdiff_t ks, BRows b, 
     }
 }
 
-/// C[M, N] += op(A)·op(B) with register tile Tl, all row-major with row strides lda, ldb, ldc.
+/// C[M, N] += op(A)·op(B) with register tile Tl, all row-major with row strides lda, ldb, ldc (or C
+/// stored as `start` says).
 template <class Tl, bool TransA, bool TransB, class T>
 void gemm_add_tiled(int M, int N, int K, const T* A, std::ptrdiff_t lda, const T* B, std::ptrdiff_t ldb, T* C,
-                    std::ptrdiff_t ldc) {
+                    std::ptrdiff_t ldc, CStart<T> start = {}) {
     const std::ptrdiff_t rs = TransA ? 1 : lda, ks = TransA ? lda : 1;  // op(A)[i, k] = A[i·rs + k·ks]
     gemm_add_rows<Tl, TransB>(
         M, N, K, [=](int i, int k) { return A + i * rs + k * ks; }, ks, StridedRows<const T>{B, ldb},
-        StridedRows<T>{C, ldc});
+        StridedRows<T>{C, ldc}, static_cast<const T*>(nullptr), start);
 }
 
 /// The tile's vectors for N columns: the fewest padded columns, 2 vectors on a tie (see the top).
@@ -353,11 +390,12 @@ int tile_rows(int N) {
     return with_tile<T>(N, []<class Tl>() { return Tl::MR; });
 }
 
-/// C[M, N] += op(A)·op(B), all row-major with row strides lda, ldb, ldc.
+/// C[M, N] += op(A)·op(B), all row-major with row strides lda, ldb, ldc (or C stored as `start` says;
+/// K ≥ 1).
 template <bool TransA, bool TransB, class T>
 void gemm_add(int M, int N, int K, const T* A, std::ptrdiff_t lda, const T* B, std::ptrdiff_t ldb, T* C,
-              std::ptrdiff_t ldc) {
-    with_tile<T>(N, [&]<class Tl>() { gemm_add_tiled<Tl, TransA, TransB>(M, N, K, A, lda, B, ldb, C, ldc); });
+              std::ptrdiff_t ldc, CStart<T> start = {}) {
+    with_tile<T>(N, [&]<class Tl>() { gemm_add_tiled<Tl, TransA, TransB>(M, N, K, A, lda, B, ldb, C, ldc, start); });
 }
 
 /// C[M, N] += A·op(B), row i of A being K contiguous values at a_row(i): rows gathered from anywhere

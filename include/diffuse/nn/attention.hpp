@@ -148,8 +148,7 @@ struct MultiHeadAttention {
         each_share<N>([&](int n0, int n1) {
             const int items = n1 - n0;
             const std::size_t q0 = std::size_t(n0) * Tq * D, k0 = std::size_t(n0) * Tk * D;
-            std::fill(dctx + q0, dctx + q0 + std::size_t(items) * Tq * D, T(0));
-            out_proj.backward_input(items * Tq, dy.data() + q0, dctx + q0);
+            out_proj.backward_input(items * Tq, dy.data() + q0, dctx + q0, Accumulate::no);
             for (int i = n0 * Heads; i < n1 * Heads; ++i) {
                 const int n = i / Heads, h = i % Heads;
                 const std::size_t qo = std::size_t(n) * Tq * D + h * dh, ko = std::size_t(n) * Tk * D + h * dh;

@@ -62,8 +62,7 @@ struct Linear {
 
     /// y[M, Out] = x[M, In] · Wᵀ + b (+ the adapter's share)
     void forward_rows(int M, const T* x, T* y) const {
-        for (int m = 0; m < M; ++m) std::copy(bias.value_ptr, bias.value_ptr + Out, y + std::size_t(m) * Out);
-        gemm<Trans::N, Trans::T>(M, Out, In, x, weight.value_ptr, y, Accumulate::yes);
+        gemm_plus_row<Trans::N, Trans::T>(M, Out, In, x, weight.value_ptr, bias.value_ptr, y);
         if (lora) lora::forward_add(*lora, M, In, Out, x, y);
     }
     /// dW[Out, In] += dyᵀ · x, db += Σ_m dy (rows summed in order), and the adapter's gradients.
@@ -72,9 +71,9 @@ struct Linear {
         for (int m = 0; m < M; ++m) simd::add_to(std::size_t(Out), dy + std::size_t(m) * Out, bias.grad_ptr);
         if (lora) lora::backward_params(*lora, M, In, Out, x, dy);
     }
-    /// dx[M, In] += dy[M, Out] · W (+ the adapter's share)
-    void backward_input(int M, const T* dy, T* dx) const {
-        gemm<Trans::N, Trans::N>(M, In, Out, dy, weight.value_ptr, dx, Accumulate::yes);
+    /// dx[M, In] += dy[M, Out] · W (+ the adapter's share); dx = ... with Accumulate::no.
+    void backward_input(int M, const T* dy, T* dx, Accumulate acc = Accumulate::yes) const {
+        gemm<Trans::N, Trans::N>(M, In, Out, dy, weight.value_ptr, dx, acc);
         if (lora) lora::backward_input(*lora, M, In, Out, dy, dx);
     }
 
