@@ -266,3 +266,57 @@ TEST_CASE("Norm layers name their parameters as PyTorch does") {
     CHECK(store.values()[store.info("norm2.weight").offset] == 1.0f);
     CHECK(store.values()[store.info("norm2.bias").offset] == 0.0f);
 }
+
+namespace {
+/// forward_activated / backward_activated against the norm and the activation run one after the other:
+/// the same bits for y, a, the parameter gradients and dx, accumulated into (dx starting non-zero) or
+/// written over da (Accumulate::no, dx being da's memory).
+template <class Layer, class Kind, int... D>
+void check_fused_activation(Accumulate acc) {
+    Layer fused, plain;
+    ParamStore<float> sf(fused, 2), sp(plain, 2);
+    randomize_affine<Layer, float>(fused, 5);
+    randomize_affine<Layer, float>(plain, 5);
+    Rng rng(6);
+    using X = Tensor<float, D...>;
+    auto x = make<X>(), da = make<X>(), dx0 = make<X>();
+    fill_normal(*x, rng, 2.0);
+    fill_normal(*da, rng);
+    fill_normal(*dx0, rng);
+    // Unfused: the norm, the activation, then back through both (the activation into a zeroed dy).
+    auto yp = make<X>(), ap = make<X>(), dyp = make<X>(), dxp = make<X>();
+    auto cp = make<typename Layer::template Cache<Shape<D...>>>();
+    const Activation<float, Kind> act;
+    plain.forward(*x, *yp, *cp);
+    act.forward(*yp, *ap);
+    dyp->fill(0.f);
+    act.backward(*yp, *ap, *da, *dyp);
+    if (acc == Accumulate::yes) *dxp = *dx0;
+    else dxp->fill(0.f);
+    plain.backward(*x, *yp, *cp, *dyp, *dxp);
+    // Fused.
+    auto yf = make<X>(), af = make<X>(), dyf = make<X>(), daf = make<X>(), dxf = make<X>();
+    *daf = *da;
+    *dxf = *dx0;
+    auto cf = make<typename Layer::template Cache<Shape<D...>>>();
+    fused.template forward_activated<Kind>(*x, *yf, *af, *cf);
+    if (acc == Accumulate::yes) fused.template backward_activated<Kind>(*x, *yf, *cf, *daf, *dyf, *dxf);
+    else fused.template backward_activated<Kind>(*x, *yf, *cf, *daf, *dyf, *daf, Accumulate::no);
+    const X& dx = acc == Accumulate::yes ? *dxf : *daf;
+    std::size_t differ = 0;
+    for (std::size_t i = 0; i < X::size; ++i)
+        differ += (yf->data()[i] != yp->data()[i]) + (af->data()[i] != ap->data()[i]) +
+                  (dx.data()[i] != dxp->data()[i]) + (dyf->data()[i] != dyp->data()[i]);
+    for (std::size_t i = 0; i < sf.size(); ++i) differ += sf.grads()[i] != sp.grads()[i];
+    INFO("accumulate ", acc == Accumulate::yes);
+    CHECK(differ == 0);
+}
+}  // namespace
+
+TEST_CASE("Norm then activation in one pass: the bits of the two layers one after the other") {
+    for (Accumulate acc : {Accumulate::yes, Accumulate::no}) {
+        check_fused_activation<GroupNorm<float, 64, 32>, act::SiLU, 6, 8, 8, 64>(acc);  // a UNet block's
+        check_fused_activation<GroupNorm<float, 40, 8>, act::GELU, 3, 5, 7, 40>(acc);   // items not whole vectors
+        check_fused_activation<LayerNorm<float, 24>, act::SiLU, 50, 24>(acc);
+    }
+}

@@ -40,17 +40,14 @@ struct OutputHead {
 
     template <Shaped X, Shaped Y>
     void forward(const X& x, Y&& y, Cache<shape_of<X>>& c) const {
-        norm.forward(x, c.h, c.norm);
-        SiLU<T>{}.forward(c.h, c.a);
+        norm.template forward_activated<act::SiLU>(x, c.h, c.a, c.norm);
         conv.forward(c.a, y, c.conv);
     }
     template <Shaped X, Shaped Y, Shaped DY, Shaped DX>
     void backward(const X& x, const Y& y, Cache<shape_of<X>>& c, const DY& dy, DX&& dx) const {
         c.da.fill(T(0));
         conv.backward(c.a, y, c.conv, dy, c.da);
-        c.dh.fill(T(0));
-        SiLU<T>{}.backward(c.h, c.a, c.da, c.dh);
-        norm.backward(x, c.h, c.norm, c.dh, dx);
+        norm.template backward_activated<act::SiLU>(x, c.h, c.norm, c.da, c.dh, dx);  // d h into dh, then dx
     }
 };
 

@@ -153,22 +153,19 @@ private:
     void run_forward(X x, const T* temb, Y y, C& c) const {
         using XS = shape_of<X>;
         constexpr int N = XS::first;
-        const SiLU<T> silu;
-        norm1.forward(x, c.h1, c.norm1);
-        silu.forward(c.h1, c.a1);
+        norm1.template forward_activated<act::SiLU>(x, c.h1, c.a1, c.norm1);
         conv1.forward(c.a1, c.c1, c.conv1);
         if constexpr (has_time) {
-            silu.forward(View<const T, N, TimeDim>(temb), c.time.act);
+            SiLU<T>{}.forward(View<const T, N, TimeDim>(temb), c.time.act);
             time_proj.forward(c.time.act, c.time.proj);
             // c1[n, p, :] += proj[n, :] for every pixel p
-            parallel_for(N, [&](int n) {
+            parallel_for_light(N, std::size_t(N) * pixels<XS> * Cout, [&](int n) {
                 for (int p = 0; p < pixels<XS>; ++p)
                     simd::add_to(std::size_t(Cout), c.time.proj.data() + std::size_t(n) * Cout,
                                  c.c1.data() + (std::size_t(n) * pixels<XS> + p) * Cout);
             });
         }
-        norm2.forward(c.c1, c.h2, c.norm2);
-        silu.forward(c.h2, c.a2);
+        norm2.template forward_activated<act::SiLU>(c.c1, c.h2, c.a2, c.norm2);
         conv2.forward(c.a2, y, c.conv2);
         if constexpr (projects_skip) {
             skip.forward(x, c.dout_a);
@@ -182,20 +179,17 @@ private:
     void run_backward(X x, const T* temb, Y y, C& c, DY dy, DX dx, T* dtemb) const {
         using XS = shape_of<X>;
         constexpr int N = XS::first;
-        const SiLU<T> silu;
         // Skip path.
         if constexpr (projects_skip) skip.backward(x, y, dy, dx);
         else if (dx.data()) add_backward(dy, dx, ViewOf<T, shape_of<X>>());
         // Main path, from the output back to x: scratch maps are zeroed before each accumulation.
         c.dout_a.fill(T(0));
         conv2.backward(c.a2, y, c.conv2, dy, c.dout_a);  // d a2
-        c.dout_b.fill(T(0));
-        silu.backward(c.h2, c.a2, c.dout_a, c.dout_b);  // d h2
-        c.dout_a.fill(T(0));
-        norm2.backward(c.c1, c.h2, c.norm2, c.dout_b, c.dout_a);  // d c1
+        // d h2 into dout_b, then d c1 written over d a2 (an item's d a2 is read before its d c1 is written)
+        norm2.template backward_activated<act::SiLU>(c.c1, c.h2, c.norm2, c.dout_a, c.dout_b, c.dout_a, Accumulate::no);
         if constexpr (has_time) {
             // d proj[n, :] = Σ_p d c1[n, p, :], pixels summed in order
-            parallel_for(N, [&](int n) {
+            parallel_for_light(N, std::size_t(N) * pixels<XS> * Cout, [&](int n) {
                 T* dp = c.time.dproj.data() + std::size_t(n) * Cout;
                 std::fill(dp, dp + Cout, T(0));
                 for (int p = 0; p < pixels<XS>; ++p)
@@ -203,13 +197,12 @@ private:
             });
             c.time.dact.fill(T(0));
             time_proj.backward(c.time.act, c.time.proj, c.time.dproj, c.time.dact);
-            silu.backward(View<const T, N, TimeDim>(temb), c.time.act, c.time.dact, View<T, N, TimeDim>(dtemb));
+            SiLU<T>{}.backward(View<const T, N, TimeDim>(temb), c.time.act, c.time.dact, View<T, N, TimeDim>(dtemb));
         }
         c.din_a.fill(T(0));
         conv1.backward(c.a1, c.c1, c.conv1, c.dout_a, c.din_a);  // d a1
-        c.din_b.fill(T(0));
-        silu.backward(c.h1, c.a1, c.din_a, c.din_b);    // d h1
-        norm1.backward(x, c.h1, c.norm1, c.din_b, dx);  // d x (null dx: parameters only)
+        // d h1 into din_b, then into d x (null dx: parameters only)
+        norm1.template backward_activated<act::SiLU>(x, c.h1, c.norm1, c.din_a, c.din_b, dx);
     }
 };
 

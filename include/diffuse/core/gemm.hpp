@@ -87,8 +87,10 @@ void gemm_add(Eigen::Index M, Eigen::Index N, Eigen::Index K, const T* A, Eigen:
     }
 }
 
-/// Products below this many multiply-adds run on one thread (a fork costs ~µs).
-inline constexpr double kGemmParallelWork = 1 << 20;
+/// Products below this many multiply-adds run on one thread: a parallel region costs ~1 µs with
+/// spinning threads but ~40 µs under OMP_WAIT_POLICY=passive (core/parallel.hpp), about what two
+/// threads save on a product of 2^22 (a UNet block's time projection, 32×256×128, is 2^20).
+inline constexpr double kGemmParallelWork = 1 << 22;
 /// Smallest block of C rows or columns handed to a thread, and the most blocks of one product.
 inline constexpr int kGemmBlock = 64, kGemmMaxBlocks = 32;
 

@@ -24,13 +24,30 @@ inline void parallel_for(int n, F f) {
     for (int i = 0; i < n; ++i) f(i);
 }
 
-/// f(begin, end) over [0, n) in fixed chunks of `chunk` elements, spread over threads. The chunk
-/// boundaries depend only on n and chunk, never on the thread count, so per-chunk partial results
-/// combined in chunk order are reproducible.
+/// Elements below which a light pass over memory (elementwise maps, norms, copies) runs on the
+/// calling thread. A parallel region wakes the other threads: under OMP_WAIT_POLICY=passive a futex
+/// round trip, measured at ~40 µs on a 2-core KVM guest, more than a thread's share of 2^17 floats takes
+/// (PyTorch's at::parallel_for has a grain of 32768 elements for the same reason).
+inline constexpr std::size_t kParallelGrain = std::size_t(1) << 17;
+
+/// parallel_for over a pass that touches `elements` values: inline below kParallelGrain (the same
+/// iterations in the same order, so the same bits).
+template <class F>
+inline void parallel_for_light(int n, std::size_t elements, F f) {
+    if (elements < kParallelGrain) {
+        for (int i = 0; i < n; ++i) f(i);
+        return;
+    }
+    parallel_for(n, f);
+}
+
+/// f(begin, end) over [0, n) in fixed chunks of `chunk` elements, spread over threads (a light
+/// pass: inline below kParallelGrain). The chunk boundaries depend only on n and chunk, never on the
+/// thread count, so per-chunk partial results combined in chunk order are reproducible.
 template <class F>
 inline void parallel_chunks(std::size_t n, std::size_t chunk, F f) {
     const int count = int((n + chunk - 1) / chunk);
-    parallel_for(count, [&](int c) {
+    parallel_for_light(count, n, [&](int c) {
         const std::size_t b = std::size_t(c) * chunk;
         f(b, std::min(n, b + chunk));
     });

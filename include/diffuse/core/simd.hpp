@@ -52,6 +52,7 @@ constexpr std::size_t vector_end(std::size_t n) {
 /// at any position and in a batch of any size.
 template <class T, class F, class... P, std::size_t... K>
 inline void map_tail(std::size_t n, T* out, F f, std::index_sequence<K...>, const P*... in) {
+    n %= width<T>;  // n < width already; saying so keeps GCC 12's -Warray-bounds from doubting it
     alignas(64) T pad[sizeof...(P) + 1][width<T>] = {};
     (std::copy_n(in, n, pad[K]), ...);
     f(batch<T>::load_aligned(pad[K])...).store_aligned(pad[sizeof...(P)]);

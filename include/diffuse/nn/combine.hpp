@@ -19,7 +19,7 @@ void add(const A& a, const B& b, Y&& y) {
     static_assert(same_shape<shape_of<A>, shape_of<B>>, "Add: operands must have the same shape");
     static_assert(same_shape<shape_of<Y>, shape_of<A>>, "Add: the output must have the operands' shape");
     constexpr std::size_t item = shape_of<A>::size / shape_of<A>::first;
-    parallel_for(shape_of<A>::first, [&](int n) {
+    parallel_for_light(shape_of<A>::first, shape_of<A>::size, [&](int n) {
         const std::size_t o = std::size_t(n) * item;
         simd::map2(item, a.data() + o, b.data() + o, y.data() + o, [](auto u, auto v) { return u + v; });
     });
@@ -31,7 +31,7 @@ void add_backward(const DY& dy, DA&& da, DB&& db) {
     static_assert(same_shape<shape_of<DA>, shape_of<DB>>, "Add: operands must have the same shape");
     static_assert(same_shape<shape_of<DY>, shape_of<DA>>, "Add: gradients must have the shapes of their values");
     constexpr std::size_t item = shape_of<DY>::size / shape_of<DY>::first;
-    parallel_for(shape_of<DY>::first, [&](int n) {
+    parallel_for_light(shape_of<DY>::first, shape_of<DY>::size, [&](int n) {
         const std::size_t o = std::size_t(n) * item;
         if (da.data()) simd::add_to(item, dy.data() + o, da.data() + o);
         if (db.data()) simd::add_to(item, dy.data() + o, db.data() + o);
@@ -85,7 +85,7 @@ private:
     static void each_row(F f) {
         using AS = shape_of<A>;
         constexpr int per_item = AS::rows / AS::first;
-        parallel_for(AS::first, [&](int n) {
+        parallel_for_light(AS::first, std::size_t(AS::rows) * (AS::last + shape_of<B>::last), [&](int n) {
             for (int r = 0; r < per_item; ++r)
                 f(std::size_t(n) * per_item + r, std::size_t(AS::last), std::size_t(shape_of<B>::last));
         });

@@ -212,7 +212,7 @@ struct Conv2d {
                 }
             });
             // Partials added in slot order: independent of the thread count.
-            parallel_for(Cout, [&](int o) {
+            parallel_for_light(Cout, std::size_t(C::slots + 1) * wsize, [&](int o) {
                 for (int s = 0; s < C::slots; ++s)
                     simd::add_to(std::size_t(patch), cache.dweight.data() + s * wsize + std::size_t(o) * patch,
                                  weight.grad_ptr + std::size_t(o) * patch);
@@ -362,7 +362,7 @@ private:
     /// flipped[c, kh, kw, o] = W[o, K-1-kh, K-1-kw, c]: the weights of dx as a convolution of dy
     /// (input channels in parallel, each writing its own contiguous block).
     void flip_weights(T* flipped) const {
-        parallel_for(Cin, [&](int c) {
+        parallel_for_light(Cin, 2 * std::size_t(Cin) * K * K * Cout, [&](int c) {
             T* out = flipped + std::size_t(c) * K * K * Cout;
             for (int kh = 0; kh < K; ++kh)
                 for (int kw = 0; kw < K; ++kw, out += Cout)

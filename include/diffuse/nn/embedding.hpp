@@ -44,7 +44,7 @@ struct Embedding {
         check_ids(ids);
         const std::int32_t* id = ids.data();
         T* yp = y.data();
-        parallel_for(int(shape_of<Ids>::size), [&](int r) {
+        parallel_for_light(int(shape_of<Ids>::size), shape_of<Ids>::size * D, [&](int r) {
             const T* row = weight.value_ptr + std::size_t(id[r]) * D;
             std::copy(row, row + D, yp + std::size_t(r) * D);
         });
@@ -105,7 +105,7 @@ struct TokenPositionEmbedding {
         constexpr int N = shape_of<Ids>::first, Len = shape_of<Ids>::last;
         token.forward(ids, y);
         T* yp = y.data();
-        parallel_for(N, [&](int n) {
+        parallel_for_light(N, std::size_t(N) * Len * D, [&](int n) {
             simd::add_to(std::size_t(Len) * D, position.weight.value_ptr, yp + std::size_t(n) * Len * D);
         });
     }
@@ -117,7 +117,7 @@ struct TokenPositionEmbedding {
         token.backward(ids, y, dy);
         // Position t sums dy[n, t] over the batch, n in order; positions are independent.
         const T* dyp = dy.data();
-        parallel_for(Len, [&](int t) {
+        parallel_for_light(Len, std::size_t(N) * Len * D, [&](int t) {
             for (int n = 0; n < N; ++n)
                 simd::add_to(std::size_t(D), dyp + (std::size_t(n) * Len + t) * D,
                              position.weight.grad_ptr + std::size_t(t) * D);

@@ -18,6 +18,10 @@
 // The variance is a second pass over (x - mean)², so a constant row gives var = 0 and
 // rstd = 1/√eps, never NaN.
 //
+// A norm followed by an activation (each residual block's GroupNorm → SiLU) runs in one call each way,
+// forward_activated and backward_activated: the same bits as the two layers (the activation is
+// applied item by item while the item is in cache), and one parallel region fewer each way.
+//
 // Threads: forward runs items in parallel. Backward splits the items into a FIXED number of
 // contiguous blocks (at most kNormBlocks, independent of the thread count); each block sums its
 // dweight/dbias partials into the cache's scratch, and the partials are added into the parameter
@@ -30,7 +34,9 @@
 #include <array>
 #include <cmath>
 #include <cstddef>
+#include <type_traits>
 
+#include "diffuse/core/gemm.hpp"  // Accumulate
 #include "diffuse/core/lanes.hpp"
 #include "diffuse/core/parallel.hpp"
 #include "diffuse/core/params.hpp"
@@ -86,12 +92,13 @@ struct NormCache {
     Tensor<T, G::blocks, 2, G::channels> partial;  // [blocks, (dweight, dbias), C]
 };
 
-/// y = normalize(x) · w + b for every item; mean/rstd may be null (inference).
-template <class G, class T>
-void norm_forward(const T* x, T* y, const T* w, const T* b, T eps, T* mean, T* rstd) {
+/// y = normalize(x) · w + b for every item; mean/rstd may be null (inference). With an activation
+/// kind Act (nn/activation.hpp's act::), also a = Act::f(y), item by item.
+template <class G, class Act = void, class T>
+void norm_forward(const T* x, T* y, const T* w, const T* b, T eps, T* mean, T* rstd, T* a = nullptr) {
     using lanes::load;
     constexpr int C = G::channels;
-    parallel_for(G::outer, [&](int o) {
+    parallel_for_light(G::outer, G::outer * G::item, [&](int o) {
         const T* xo = x + std::size_t(o) * G::item;
         T* yo = y + std::size_t(o) * G::item;
         std::array<T, C> acc, mc, scale;
@@ -129,6 +136,9 @@ void norm_forward(const T* x, T* y, const T* w, const T* b, T eps, T* mean, T* r
             const V xc = load<V>(xo + i) - load<V>(mc.data() + c);
             lanes::store(yo + i, xc * load<V>(scale.data() + c) + load<V>(b + c));
         });
+        // The activation while the item is in cache, by simd::map as Activation's forward (no scalar tail)
+        if constexpr (!std::is_void_v<Act>)
+            simd::map(G::item, yo, a + std::size_t(o) * G::item, [](auto v) { return Act::f(v); });
         if (mean) {
             std::copy(gm.begin(), gm.end(), mean + std::size_t(o) * G::groups);
             std::copy(gr.begin(), gr.end(), rstd + std::size_t(o) * G::groups);
@@ -136,12 +146,25 @@ void norm_forward(const T* x, T* y, const T* w, const T* b, T eps, T* mean, T* r
     });
 }
 
-/// dx += ..., dw += Σ dy·x̂, db += Σ dy (see the header comment); dx may be null.
-template <class G, class T>
-void norm_backward(const T* x, const T* dy, T* dx, const T* w, const T* mean, const T* rstd, T* partial, T* dw, T* db) {
+/// How norm_backward gets dy: as given (Act void), or through the activation that followed the norm,
+/// item by item: dy = 0 + da · Act::df(y), the bits of Activation::backward into a zeroed dy.
+template <class T>
+struct NormGradIn {
+    const T* dy;
+    T* dy_out = nullptr;    // with Act: dy's memory, written
+    const T* y = nullptr;   // the norm's output (the activation's input)
+    const T* da = nullptr;  // the gradient of the activation's output
+};
+
+/// dx (+)= ..., dw += Σ dy·x̂, db += Σ dy (see the header comment); dx may be null. dx is added
+/// into, or with Accumulate::no written (then it may be da's memory: an item's da is read before
+/// its dx is written).
+template <class G, class Act = void, class T>
+void norm_backward(const T* x, NormGradIn<T> in, T* dx, Accumulate acc, const T* w, const T* mean, const T* rstd,
+                   T* partial, T* dw, T* db) {
     using lanes::load;
     constexpr int C = G::channels;
-    parallel_for(G::blocks, [&](int blk) {
+    parallel_for_light(G::blocks, G::outer * G::item, [&](int blk) {
         T* pw = partial + std::size_t(blk) * 2 * C;
         T* pb = pw + C;
         std::fill(pw, pw + 2 * C, T(0));
@@ -151,7 +174,10 @@ void norm_backward(const T* x, const T* dy, T* dx, const T* w, const T* mean, co
         for (int o = o0; o < o1; ++o) {
             const std::size_t base = std::size_t(o) * G::item;
             const T* xo = x + base;
-            const T* go = dy + base;
+            const T* const go = in.dy + base;
+            if constexpr (!std::is_void_v<Act>)
+                simd::map2(G::item, in.y + base, in.da + base, in.dy_out + base,
+                           [](auto s, auto g) { return decltype(g)(T(0)) + g * Act::df(s); });
             G::expand(mean + std::size_t(o) * G::groups, mc.data());
             G::expand(rstd + std::size_t(o) * G::groups, rc.data());
             // Per-channel Σ dy and Σ dy·x̂.
@@ -187,8 +213,9 @@ void norm_backward(const T* x, const T* dy, T* dx, const T* w, const T* mean, co
             G::template each<T>([&](std::size_t i, std::size_t c, auto tag) {
                 using V = decltype(tag);
                 const V xh = (load<V>(xo + i) - load<V>(mc.data() + c)) * load<V>(rc.data() + c);
-                lanes::store(du + i, load<V>(du + i) + load<V>(k1.data() + c) * load<V>(go + i) -
-                                         load<V>(s1.data() + c) - xh * load<V>(s2.data() + c));
+                const V before = acc == Accumulate::yes ? load<V>(du + i) : V(T(0));
+                lanes::store(du + i, before + load<V>(k1.data() + c) * load<V>(go + i) - load<V>(s1.data() + c) -
+                                         xh * load<V>(s2.data() + c));
             });
         }
     });
@@ -263,11 +290,43 @@ struct Normalization {
     template <Shaped X, Shaped Y, Shaped DY, Shaped DX>
     void backward(const X& x, const Y&, Cache<shape_of<X>>& cache, const DY& dy, DX&& dx) const {
         Shapes::template check<X, Y>();
-        static_assert(same_shape<shape_of<DY>, shape_of<Y>> && same_shape<shape_of<DX>, shape_of<X>>,
-                      "Normalization: gradients must have the shapes of their values");
+        check_grads<X, DY, DX>();
         norm_backward<typename Shapes::template geometry<shape_of<X>>>(
-            x.data(), dy.data(), dx.data(), weight.value_ptr, cache.mean.data(), cache.rstd.data(),
-            cache.partial.data(), weight.grad_ptr, bias.grad_ptr);
+            x.data(), NormGradIn<T>{dy.data()}, dx.data(), Accumulate::yes, weight.value_ptr, cache.mean.data(),
+            cache.rstd.data(), cache.partial.data(), weight.grad_ptr, bias.grad_ptr);
+    }
+
+    /// The norm followed by an activation (Kind: act::SiLU, act::GELU, ... whose derivative is taken
+    /// from its input), as in every residual block: y = norm(x) and a = Kind(y), each item's
+    /// activation while the item is in cache, in one parallel loop where the two layers take two.
+    template <class Kind, Shaped X, Shaped Y, Shaped A>
+    void forward_activated(const X& x, Y&& y, A&& a, Cache<shape_of<X>>& cache) const {
+        Shapes::template check<X, Y>();
+        static_assert(same_shape<shape_of<A>, shape_of<X>>,
+                      "Normalization: the activation must have the input's shape");
+        norm_forward<typename Shapes::template geometry<shape_of<X>>, Kind>(
+            x.data(), y.data(), weight.value_ptr, bias.value_ptr, eps, cache.mean.data(), cache.rstd.data(), a.data());
+    }
+    /// Backward of forward_activated, from da, the gradient of a: the bits of Activation::backward
+    /// into a zeroed dy, then backward(x, y, cache, dy, dx), in one parallel loop. dy is scratch (written);
+    /// dx is added into, or with Accumulate::no written, and may then be da's memory.
+    template <class Kind, Shaped X, Shaped Y, Shaped DA, Shaped DY, Shaped DX>
+    void backward_activated(const X& x, const Y& y, Cache<shape_of<X>>& cache, const DA& da, DY&& dy, DX&& dx,
+                            Accumulate acc = Accumulate::yes) const {
+        static_assert(!Kind::derivative_from_output, "Normalization: the activation's derivative must come from y");
+        Shapes::template check<X, Y>();
+        check_grads<X, DY, DX>();
+        static_assert(same_shape<shape_of<DA>, shape_of<X>>, "Normalization: da must have the input's shape");
+        norm_backward<typename Shapes::template geometry<shape_of<X>>, Kind>(
+            x.data(), NormGradIn<T>{dy.data(), dy.data(), y.data(), da.data()}, dx.data(), acc, weight.value_ptr,
+            cache.mean.data(), cache.rstd.data(), cache.partial.data(), weight.grad_ptr, bias.grad_ptr);
+    }
+
+private:
+    template <class X, class DY, class DX>
+    static constexpr void check_grads() {
+        static_assert(same_shape<shape_of<DY>, shape_of<X>> && same_shape<shape_of<DX>, shape_of<X>>,
+                      "Normalization: gradients must have the shapes of their values");
     }
 };
 

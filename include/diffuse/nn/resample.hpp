@@ -56,7 +56,7 @@ private:
     static void for_each_block(F f) {
         constexpr int H = XS::template dim<1>, W = XS::template dim<2>;
         constexpr std::size_t C = XS::last, row = std::size_t(2 * W) * C;  // one output row
-        parallel_for(XS::first * H, [&](int r) {                           // r = n·H + h
+        parallel_for_light(XS::first * H, XS::size * 5, [&](int r) {       // r = n·H + h; reads x, writes 4× it
             for (int w = 0; w < W; ++w) {
                 const std::size_t xi = (std::size_t(r) * W + w) * C;
                 const std::size_t y0 = std::size_t(2 * r) * row + std::size_t(2 * w) * C;

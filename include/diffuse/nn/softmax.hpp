@@ -77,8 +77,8 @@ struct Softmax {
         constexpr int L = shape_of<X>::last;
         const T* xp = x.data();
         T* yp = y.data();
-        parallel_for(shape_of<X>::rows,
-                     [&](int r) { softmax_row(L, xp + std::size_t(r) * L, yp + std::size_t(r) * L); });
+        parallel_for_light(shape_of<X>::rows, shape_of<X>::size,
+                           [&](int r) { softmax_row(L, xp + std::size_t(r) * L, yp + std::size_t(r) * L); });
     }
 
     template <Shaped X, Shaped Y, Shaped DY, Shaped DX>
@@ -90,7 +90,7 @@ struct Softmax {
         constexpr int L = shape_of<X>::last;
         const T *yp = y.data(), *dyp = dy.data();
         T* dxp = dx.data();
-        parallel_for(shape_of<X>::rows, [&](int r) {
+        parallel_for_light(shape_of<X>::rows, shape_of<X>::size, [&](int r) {
             const std::size_t o = std::size_t(r) * L;
             softmax_row_backward(L, yp + o, dyp + o, dxp + o, Accumulate::yes);
         });
