@@ -213,6 +213,8 @@ void norm_backward(const T* x, NormGradIn<T> in, T* dx, Accumulate acc, const T*
             G::template each<T>([&](std::size_t i, std::size_t c, auto tag) {
                 using V = decltype(tag);
                 const V xh = (load<V>(xo + i) - load<V>(mc.data() + c)) * load<V>(rc.data() + c);
+                // A run-time choice: with a compile-time zero (tried) GCC contracted k1·dy − s1 into the FMA
+                // instead of before + k1·dy, and the bits differed from adding into a zeroed dx.
                 const V before = acc == Accumulate::yes ? load<V>(du + i) : V(T(0));
                 lanes::store(du + i, before + load<V>(k1.data() + c) * load<V>(go + i) - load<V>(s1.data() + c) -
                                          xh * load<V>(s2.data() + c));
