@@ -114,9 +114,8 @@ struct Activation {
         static_assert(same_shape<shape_of<X>, shape_of<Y>>, "Activation: the output must have the input's shape");
         const T* xp = x.data();
         T* yp = y.data();
-        parallel_chunks(shape_of<X>::size, kChunk, [&](std::size_t b, std::size_t e) {
-            simd::map(e - b, xp + b, yp + b, [](auto v) { return Kind::f(v); });
-        });
+        parallel_chunks(shape_of<X>::size, kChunk,
+                        [&](std::size_t b, std::size_t e) { forward_range(e - b, xp + b, yp + b); });
     }
 
     /// dx += dy · f'(x). Reads y for ReLU, x otherwise; a null dx does nothing.
@@ -129,10 +128,17 @@ struct Activation {
         const T* sp = Kind::derivative_from_output ? y.data() : x.data();
         const T* gp = dy.data();
         T* dp = dx.data();
-        parallel_chunks(shape_of<X>::size, kChunk, [&](std::size_t b, std::size_t e) {
-            simd::map3(e - b, sp + b, gp + b, dp + b, dp + b,
-                       [](auto s, auto g, auto d) { return d + g * Kind::df(s); });
-        });
+        parallel_chunks(shape_of<X>::size, kChunk,
+                        [&](std::size_t b, std::size_t e) { backward_range(e - b, sp + b, gp + b, dp + b); });
+    }
+
+    // The two passes over one range, on the calling thread (nn/norm.hpp's fused norm runs them item by
+    // item): y[0, n) = f(x); dx[0, n) += dy · f'(s), s being x or y as in backward.
+    static void forward_range(std::size_t n, const T* x, T* y) {
+        simd::map(n, x, y, [](auto v) { return Kind::f(v); });
+    }
+    static void backward_range(std::size_t n, const T* s, const T* dy, T* dx) {
+        simd::map3(n, s, dy, dx, dx, [](auto sv, auto g, auto d) { return d + g * Kind::df(sv); });
     }
 };
 

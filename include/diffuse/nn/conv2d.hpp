@@ -126,14 +126,14 @@ struct Conv2d {
         check<X, Y, C>();
         using XS = shape_of<X>;
         if constexpr (pointwise) {
-            fill_bias(XS::rows, y.data());
-            gemm<Trans::N, Trans::T>(XS::rows, Cout, Cin, x.data(), weight.value_ptr, y.data(), Accumulate::yes);
+            gemm_plus_row<Trans::N, Trans::T>(XS::rows, Cout, Cin, x.data(), weight.value_ptr, bias.value_ptr,
+                                              y.data());
         } else if constexpr (implicit) {
             const T* packed = pack_weights<Cin, Cout>(weight.value_ptr);
             for_each_group<XS, C>([&](int s, int n, int g) {
                 T* buffer = cache.col.data() + std::size_t(s) * cache.col.size / C::slots;
                 T* yn = y.data() + std::size_t(n) * Geometry<XS>::rows * Cout;
-                fill_bias(g * Geometry<XS>::rows, yn);
+                detail::fill_rows(g * Geometry<XS>::rows, Cout, bias.value_ptr, yn, Cout);  // the bias, then 3 products
                 convolve_same<XS, Cin, Cout>(
                     windows<XS, Cin>(x.data() + std::size_t(n) * Geometry<XS>::in_image, g, buffer), g, packed, yn);
             });
@@ -145,8 +145,7 @@ struct Conv2d {
                 for (int i = 0; i < g; ++i)
                     im2col<XS>(x.data() + std::size_t(n + i) * Geometry<XS>::in_image,
                                col + std::size_t(i) * rows * patch);
-                fill_bias(g * rows, yn);
-                gemm<Trans::N, Trans::T>(g * rows, Cout, patch, col, weight.value_ptr, yn, Accumulate::yes);
+                gemm_plus_row<Trans::N, Trans::T>(g * rows, Cout, patch, col, weight.value_ptr, bias.value_ptr, yn);
             });
         }
     }
@@ -369,10 +368,6 @@ private:
                     for (int o = 0; o < Cout; ++o)
                         out[o] = weight.value_ptr[((std::size_t(o) * K + (K - 1 - kh)) * K + (K - 1 - kw)) * Cin + c];
         });
-    }
-
-    void fill_bias(int rows, T* y) const {
-        for (int m = 0; m < rows; ++m) std::copy(bias.value_ptr, bias.value_ptr + Cout, y + std::size_t(m) * Cout);
     }
 
     /// f(slot, first image, images) over groups of at most C::images images; slot s takes the

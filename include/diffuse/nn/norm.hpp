@@ -42,6 +42,7 @@
 #include "diffuse/core/params.hpp"
 #include "diffuse/core/simd.hpp"
 #include "diffuse/core/tensor.hpp"
+#include "diffuse/nn/activation.hpp"
 
 namespace diffuse {
 
@@ -136,9 +137,9 @@ void norm_forward(const T* x, T* y, const T* w, const T* b, T eps, T* mean, T* r
             const V xc = load<V>(xo + i) - load<V>(mc.data() + c);
             lanes::store(yo + i, xc * load<V>(scale.data() + c) + load<V>(b + c));
         });
-        // The activation while the item is in cache, by simd::map as Activation's forward (no scalar tail)
+        // The activation while the item is in cache: Activation's own pass, over the item
         if constexpr (!std::is_void_v<Act>)
-            simd::map(G::item, yo, a + std::size_t(o) * G::item, [](auto v) { return Act::f(v); });
+            Activation<T, Act>::forward_range(G::item, yo, a + std::size_t(o) * G::item);
         if (mean) {
             std::copy(gm.begin(), gm.end(), mean + std::size_t(o) * G::groups);
             std::copy(gr.begin(), gr.end(), rstd + std::size_t(o) * G::groups);
@@ -147,7 +148,7 @@ void norm_forward(const T* x, T* y, const T* w, const T* b, T eps, T* mean, T* r
 }
 
 /// How norm_backward gets dy: as given (Act void), or through the activation that followed the norm,
-/// item by item: dy = 0 + da · Act::df(y), the bits of Activation::backward into a zeroed dy.
+/// item by item: Activation::backward's pass from da into the zeroed item of dy.
 template <class T>
 struct NormGradIn {
     const T* dy;
@@ -175,9 +176,10 @@ void norm_backward(const T* x, NormGradIn<T> in, T* dx, Accumulate acc, const T*
             const std::size_t base = std::size_t(o) * G::item;
             const T* xo = x + base;
             const T* const go = in.dy + base;
-            if constexpr (!std::is_void_v<Act>)
-                simd::map2(G::item, in.y + base, in.da + base, in.dy_out + base,
-                           [](auto s, auto g) { return decltype(g)(T(0)) + g * Act::df(s); });
+            if constexpr (!std::is_void_v<Act>) {  // Activation's own backward pass into the zeroed item
+                std::fill_n(in.dy_out + base, G::item, T(0));
+                Activation<T, Act>::backward_range(G::item, in.y + base, in.da + base, in.dy_out + base);
+            }
             G::expand(mean + std::size_t(o) * G::groups, mc.data());
             G::expand(rstd + std::size_t(o) * G::groups, rc.data());
             // Per-channel Σ dy and Σ dy·x̂.
