@@ -139,6 +139,11 @@ TEST_CASE("Conv2d: forward matches a direct convolution, in float") {
     check_forward_float<2, 4, 5, 1, Padding::valid, 2, 9, 8, 5, 4>(0);
     check_forward_float<2, 3, 4, 1, Padding::same, 1, 6, 6, 6, 6>(1);  // even K: pad 1 before, 2 after
     check_forward_float<6, 2, 1, 1, Padding::same, 2, 3, 3, 3, 3>(0);
+    // stride 1 "same" (the implicit GEMM, bias stored by its first product): 2 rows under a 5-row
+    // kernel (kernel rows 0 and 4 reach no image row, so the first product is row 1's), and 3×3 images
+    // grouped 3 to a GEMM
+    check_forward_float<2, 3, 5, 1, Padding::same, 2, 2, 6, 2, 6>(2);
+    check_forward_float<3, 4, 3, 1, Padding::same, 9, 3, 3, 3, 3>(1);
 }
 
 TEST_CASE("Conv2d: a 1x1 conv is Linear over every pixel") {

@@ -185,19 +185,32 @@ template <Trans TB, class T>
 void pack_b(int N, int K, const T* B, int ldb, T* dst) {
     if (N > 0 && K > 0) detail::packed::pack_b_for_gathered<TB == Trans::T>(N, K, B, ldb, dst);
 }
-/// gemm_gathered with op(B) packed by pack_b: the same bits, without packing B again.
-template <class T, class ARow>
-void gemm_gathered_packed(int M, int N, int K, ARow a_row, const T* packed_b, T* C, int ldc) {
-    if (M <= 0 || N <= 0 || K <= 0) return;
-    detail::packed::gemm_add_gathered<false>(M, N, K, a_row, packed_b, 0, detail::packed::StridedRows<T>{C, ldc},
-                                             packed_b);
+/// gemm_gathered with op(B) packed by pack_b: the same bits, without packing B again. Row i of C at
+/// c_rows(i) (N contiguous values): rows gathered (GatheredRows, such as the output pixels of a
+/// convolution whose window rows are not all zero) or strided. With Accumulate::no, C = A·op(B) + row
+/// (row: N values added to every row of C, or none), C unread: the bits of filling C's rows with `row`
+/// and accumulating.
+template <class T, class ARow, class CRows>
+requires std::is_same_v<CRows, GatheredRows<T>> || std::is_same_v<CRows, detail::packed::StridedRows<T>>
+void gemm_gathered_packed(int M, int N, int K, ARow a_row, const T* packed_b, CRows c_rows,
+                          Accumulate acc = Accumulate::yes, const T* row = nullptr) {
+    using Start = detail::packed::CStart<T>;
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0) {
+        for (int i = 0; acc == Accumulate::no && i < M; ++i) {
+            if (row) std::copy_n(row, N, c_rows(i));
+            else std::fill_n(c_rows(i), N, T(0));
+        }
+        return;
+    }
+    detail::packed::gemm_add_gathered<false>(M, N, K, a_row, packed_b, 0, c_rows, packed_b,
+                                             acc == Accumulate::yes ? Start{} : Start{Start::store, row});
 }
-/// gemm_gathered_packed with C's rows gathered too: row i of C at c_rows(i) (N contiguous values), such
-/// as the output pixels of a convolution whose window rows are not all zero.
+/// gemm_gathered_packed into C with row stride ldc.
 template <class T, class ARow>
-void gemm_gathered_packed(int M, int N, int K, ARow a_row, const T* packed_b, GatheredRows<T> c_rows) {
-    if (M <= 0 || N <= 0 || K <= 0) return;
-    detail::packed::gemm_add_gathered<false>(M, N, K, a_row, packed_b, 0, c_rows, packed_b);
+void gemm_gathered_packed(int M, int N, int K, ARow a_row, const T* packed_b, T* C, int ldc,
+                          Accumulate acc = Accumulate::yes, const T* row = nullptr) {
+    gemm_gathered_packed(M, N, K, a_row, packed_b, detail::packed::StridedRows<T>{C, ldc}, acc, row);
 }
 
 }  // namespace diffuse

@@ -400,13 +400,14 @@ void gemm_add(int M, int N, int K, const T* A, std::ptrdiff_t lda, const T* B, s
 
 /// C[M, N] += A·op(B), row i of A being K contiguous values at a_row(i): rows gathered from anywhere
 /// (nn/conv2d.hpp's implicit im2col). Any T: the same packed kernel for float and double.
-/// With `prepacked` (pack_b_for_gathered's output for this N, K), B and ldb are unused.
+/// With `prepacked` (pack_b_for_gathered's output for this N, K), B and ldb are unused. C met as
+/// `start` says.
 template <bool TransB, class T, class ARow, class CRows>
 void gemm_add_gathered(int M, int N, int K, ARow a_row, const T* B, std::ptrdiff_t ldb, CRows c_rows,
-                       const T* prepacked = nullptr) {
+                       const T* prepacked = nullptr, CStart<T> start = {}) {
     const auto row = [&](int i, int k) { return a_row(i) + k; };
     with_tile<T>(N, [&]<class Tl>() {
-        gemm_add_rows<Tl, TransB, false>(M, N, K, row, 1, StridedRows<const T>{B, ldb}, c_rows, prepacked);
+        gemm_add_rows<Tl, TransB, false>(M, N, K, row, 1, StridedRows<const T>{B, ldb}, c_rows, prepacked, start);
     });
 }
 

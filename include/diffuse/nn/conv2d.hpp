@@ -133,9 +133,9 @@ struct Conv2d {
             for_each_group<XS, C>([&](int s, int n, int g) {
                 T* buffer = cache.col.data() + std::size_t(s) * cache.col.size / C::slots;
                 T* yn = y.data() + std::size_t(n) * Geometry<XS>::rows * Cout;
-                detail::fill_rows(g * Geometry<XS>::rows, Cout, bias.value_ptr, yn, Cout);  // the bias, then 3 products
                 convolve_same<XS, Cin, Cout>(
-                    windows<XS, Cin>(x.data() + std::size_t(n) * Geometry<XS>::in_image, g, buffer), g, packed, yn);
+                    windows<XS, Cin>(x.data() + std::size_t(n) * Geometry<XS>::in_image, g, buffer), g, packed, yn,
+                    bias.value_ptr);
             });
         } else {
             constexpr int rows = Geometry<XS>::rows;
@@ -203,7 +203,7 @@ struct Conv2d {
                     // dx is the convolution of dy, zero-bordered, with the flipped weights: the forward's
                     // implicit GEMM over dy in place, its edge windows in the slot's buffer (x's are spent)
                     convolve_same<XS, Cout, Cin>(windows<XS, Cout>(dyn, g, col), g, packed_flipped,
-                                                 dx.data() + image(0));
+                                                 dx.data() + image(0), nullptr);
                 } else {
                     // dcol[g·rows, patch] = dy[g·rows, Cout] · W[Cout, patch], folded back onto the images
                     gemm<Trans::N, Trans::N>(g * rows, patch, Cout, dyn, weight.value_ptr, col, Accumulate::no);
@@ -287,7 +287,8 @@ private:
     struct Windows {
         const T* const* table;  // [K, g·H·W]
         const T* zeros;         // the zero window
-        const T** scratch;      // g·H·W entries for convolve_same
+        const T** scratch;      // g·H·W entries for convolve_same's rows of A,
+        T** c_rows;             // and of C
     };
     template <class XS, int Ci>
     static Windows windows(const T* in, int g, T* buffer) {
@@ -331,30 +332,49 @@ private:
                             e < 0 ? in + (image_row * W + AW::input(ow, 0)) * Ci : edges + (image_row * E + e) * window;
                     }
                 }
-        return {table, zeros, table + std::size_t(K) * g * rows};
+        return {table, zeros, table + std::size_t(K) * g * rows, detail::conv_row_table<T*>(std::size_t(g) * rows)};
     }
 
     /// out[g, H, W, Co] += in[g, H, W, Ci] convolved ("same", stride 1) with w [Co, K, K, Ci] packed by
-    /// pack_weights, in's windows given by windows(): one GEMM per kernel row kh over the output pixels
-    /// whose window on that row is not all zeros (a zero window adds nothing: 1/6 of the multiply-adds
-    /// at 4×4, 1/12 at 8×8). The forward pass, and the input gradient with Ci = Cout, Co = Cin and the
-    /// flipped weights.
+    /// pack_weights, in's windows given by windows(); with a bias, out = bias + that convolution. One
+    /// GEMM per kernel row kh over the output pixels whose window on that row is not all zeros (a zero
+    /// window adds nothing: 1/6 of the multiply-adds at 4×4, 1/12 at 8×8): whole image rows, a range
+    /// of each image's rows, so one image's (16×16 and up) are its table's entries and strided rows of
+    /// out, and a group's are gathered range by range. The first product stores bias + its sum over
+    /// out unread, after the rows it skips took the bias (the bits of filling out with the bias and
+    /// accumulating). The forward pass, and the input gradient with Ci = Cout, Co = Cin and the flipped
+    /// weights.
     template <class XS, int Ci, int Co>
-    static void convolve_same(const Windows& in, int g, const T* packed, T* out) {
-        constexpr int rows = XS::template dim<1> * XS::template dim<2>;
+    static void convolve_same(const Windows& in, int g, const T* packed, T* out, const T* bias) {
+        constexpr int H = XS::template dim<1>, W = XS::template dim<2>, rows = H * W;
+        using AH = WindowAxis<H, K, 1, Padding::same>;
         const std::size_t total = std::size_t(g) * rows, per_kh = packed_b_size<T>(Co, K * Ci);
-        const T** const a_rows = in.scratch;
-        T** const c_rows = detail::conv_row_table<T*>(total);
-        for (int kh = 0; kh < K; ++kh) {  // out[rows of kh, Co] += A_kh[rows of kh, K·Ci] · w[:, kh]ᵀ
+        bool stored = !bias;              // whether out holds the bias yet
+        for (int kh = 0; kh < K; ++kh) {  // out[rows of kh, Co] (+)= A_kh[rows of kh, K·Ci] · w[:, kh]ᵀ
+            int oh0 = H, oh1 = 0;         // the image rows whose window's row kh is inside: [oh0, oh1)
+            for (int oh = 0; oh < H; ++oh)
+                if (AH::first(oh) <= kh && kh < AH::last(oh)) oh0 = std::min(oh0, oh), oh1 = oh + 1;
+            if (oh0 >= oh1) continue;
+            const Accumulate acc = stored ? Accumulate::yes : Accumulate::no;
+            // the rows the first product skips: [0, oh0) of each image (the first kernel row that meets the
+            // image lies above the middle one, so its rows run to the image's last)
+            if (!stored)
+                for (int i = 0; i < g; ++i) detail::fill_rows(oh0 * W, Co, bias, out + std::size_t(i) * rows * Co, Co);
+            stored = true;
+            const std::size_t first = std::size_t(oh0) * W, count = std::size_t(oh1 - oh0) * W;
             const T* const* windows_kh = in.table + kh * total;
-            int m = 0;
-            for (std::size_t r = 0; r < total; ++r)
-                if (windows_kh[r] != in.zeros) {
-                    a_rows[m] = windows_kh[r];
-                    c_rows[m++] = out + r * Co;
-                }
-            gemm_gathered_packed(m, Co, K * Ci, GatheredRows<const T>{a_rows}, packed + kh * per_kh,
-                                 GatheredRows<T>{c_rows});
+            if (g == 1) {
+                gemm_gathered_packed(int(count), Co, K * Ci, GatheredRows<const T>{windows_kh + first},
+                                     packed + kh * per_kh, out + first * Co, Co, acc, bias);
+                continue;
+            }
+            for (int i = 0; i < g; ++i) {
+                const std::size_t from = std::size_t(i) * rows + first;
+                std::copy_n(windows_kh + from, count, in.scratch + i * count);
+                for (std::size_t r = 0; r < count; ++r) in.c_rows[i * count + r] = out + (from + r) * Co;
+            }
+            gemm_gathered_packed(int(g * count), Co, K * Ci, GatheredRows<const T>{in.scratch}, packed + kh * per_kh,
+                                 GatheredRows<T>{in.c_rows}, acc, bias);
         }
     }
 
