@@ -64,6 +64,27 @@ inline void for_each_flat_chunk(std::size_t n, F f) {
 
 inline int num_threads() { return omp_in_parallel() ? 1 : omp_get_max_threads(); }
 
+/// first(t, n) on each thread t of n, then, once every thread has finished it, then(t, n): one parallel
+/// region with a barrier between the two phases, for a second phase that reads all of the first's
+/// results. Under passive waits a barrier costs about half a region (~30 µs against ~60 µs on a 2-core
+/// KVM guest, each wakes a sleeping thread). Inline, as t = 0 of n = 1, on one thread or inside a
+/// region. Neither phase may throw.
+template <class F0, class F1>
+inline void parallel_two_phases(F0 first, F1 then) {
+    if (num_threads() == 1) {
+        first(0, 1);
+        then(0, 1);
+        return;
+    }
+#pragma omp parallel
+    {
+        const int t = omp_get_thread_num(), n = omp_get_num_threads();
+        first(t, n);
+#pragma omp barrier
+        then(t, n);
+    }
+}
+
 /// first() and second() at once when exactly two threads are available, one after the other
 /// otherwise. For two independent halves of a batch: one parallel region in place of one per layer
 /// inside them (each region wakes the other thread, under OMP_WAIT_POLICY=passive a futex round trip

@@ -17,7 +17,8 @@
 // Heads are strided column slices of q, k, v and ctx: the per-(sample, head) GEMMs address them with
 // a row stride of D, no copies. Each thread takes a contiguous share of the samples and runs their
 // projections, heads and input gradients, all in one parallel region; the projections' parameter
-// gradients are single GEMMs over all rows at once, outside it, so every reduction has a fixed order.
+// gradients are single GEMMs over all rows at once, after a barrier, so every reduction has a fixed
+// order.
 //
 // Backward (S = scaled scores, dctx = dy · Wo):
 //   dv_h = P_hᵀ dctx_h,   dP_h = dctx_h v_hᵀ,   dS_h = P_h ∘ (dP_h − rowsum(dP_h ∘ P_h)) / sqrt(dh)
@@ -145,7 +146,7 @@ struct MultiHeadAttention {
 
         const T *q = cache.q.data(), *k = cache.k.data(), *v = cache.v.data(), *p = cache.p.data();
         T *dctx = cache.dctx.data(), *dk = cache.dk.data(), *dv = cache.dv.data(), *ds = cache.ds.data();
-        each_share<N>([&](int n0, int n1) {
+        const auto share = [&](int n0, int n1) {  // the samples [n0, n1): heads and input gradients
             const int items = n1 - n0;
             const std::size_t q0 = std::size_t(n0) * Tq * D, k0 = std::size_t(n0) * Tk * D;
             out_proj.backward_input(items * Tq, dy.data() + q0, dctx + q0, Accumulate::no);
@@ -174,15 +175,28 @@ struct MultiHeadAttention {
                 k_proj.backward_input(items * Tk, dk + k0, dc);
                 v_proj.backward_input(items * Tk, dv + k0, dc);
             }
-        });
-        // The four parameter gradients, a product a thread in one region (cut by gemm, each of these
+        };
+        // The four parameter gradients over all rows, a product a thread (cut by gemm, each of these
         // 128-row products would go to two threads at most, in a region of its own).
-        parallel_for(4, [&](int j) {
+        const auto parameter_gradient = [&](int j) {
             if (j == 0) out_proj.backward_params(N * Tq, cache.ctx.data(), dy.data());
             else if (j == 1) q_proj.backward_params(N * Tq, x.data(), dctx);
             else if (j == 2) k_proj.backward_params(N * Tk, context.data(), dk);
             else v_proj.backward_params(N * Tk, context.data(), dv);
-        });
+        };
+        if constexpr (std::is_same_v<T, float>) {  // one region: the shares, a barrier, the parameter gradients
+            parallel_two_phases(
+                [&](int t, int n) {
+                    const int shares = std::min(n, N);
+                    if (t < shares) share(t * N / shares, (t + 1) * N / shares);
+                },
+                [&](int t, int n) {
+                    for (int j = t; j < 4; j += n) parameter_gradient(j);
+                });
+        } else {
+            each_share<N>(share);
+            parallel_for(4, parameter_gradient);
+        }
     }
 
     /// Self attention: context is x (requires Dkv == D).
@@ -199,9 +213,10 @@ struct MultiHeadAttention {
 private:
     /// f(n0, n1) over contiguous shares of the N samples, one a thread, in one parallel region: the
     /// projections, the heads and the input gradients of a share run on its thread. The layer is
-    /// row by row up to the parameter gradients, which sum over all rows outside (a fixed order), so
-    /// the cut changes no bits. Forward runs one region instead of five, backward two instead of
-    /// nine: each region wakes the other threads (a futex round trip under passive waits).
+    /// row by row up to the parameter gradients, which sum over all rows after (a fixed order), so
+    /// the cut changes no bits. Forward runs one region instead of five, backward one (a barrier
+    /// before the parameter gradients) instead of nine: each region wakes the other threads (a futex
+    /// round trip under passive waits).
     /// (Float only: that its product rows do not depend on the cut is gemm_kernel.hpp's property; double
     /// runs one share, its products parallel inside.)
     template <int N, class F>
