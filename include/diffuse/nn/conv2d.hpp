@@ -174,13 +174,12 @@ struct Conv2d {
         } else {
             constexpr int rows = Geometry<XS>::rows;
             constexpr std::size_t wsize = std::size_t(Cout) * patch;
-            for (int s = 0; s < C::slots; ++s) std::fill_n(cache.dweight.data() + s * wsize, wsize, T(0));
             T* const flipped = implicit_dx<XS>() && dx.data()
                                    ? detail::conv_weights_buffer<T, detail::ConvWeights::flipped>(wsize)
                                    : nullptr;
             if (flipped) flip_weights(flipped);
             const T* const packed_flipped = flipped ? pack_weights<Cout, Cin>(flipped) : nullptr;
-            for_each_group<XS, C>([&](int s, int n, int g) {
+            const auto group = [&](int s, int n, int g) {
                 T* col = cache.col.data() + std::size_t(s) * cache.col.size / C::slots;
                 const T* dyn = dy.data() + std::size_t(n) * rows * Cout;
                 const auto image = [&](int i) { return std::size_t(n + i) * Geometry<XS>::in_image; };
@@ -209,13 +208,22 @@ struct Conv2d {
                     gemm<Trans::N, Trans::N>(g * rows, patch, Cout, dyn, weight.value_ptr, col, Accumulate::no);
                     for (int i = 0; i < g; ++i) col2im<XS>(col_of(i), dx.data() + image(i));
                 }
-            });
-            // Partials added in slot order: independent of the thread count.
-            parallel_for_light(Cout, std::size_t(C::slots + 1) * wsize, [&](int o) {
-                for (int s = 0; s < C::slots; ++s)
-                    simd::add_to(std::size_t(patch), cache.dweight.data() + s * wsize + std::size_t(o) * patch,
-                                 weight.grad_ptr + std::size_t(o) * patch);
-            });
+            };
+            // The slots' groups, then (after a barrier, in the same region) their dW partials added in
+            // slot order, output channels split across the threads: independent of the thread count.
+            parallel_two_phases(
+                [&](int t, int n) {
+                    for (int s = t * C::slots / n; s < (t + 1) * C::slots / n; ++s) {
+                        std::fill_n(cache.dweight.data() + s * wsize, wsize, T(0));
+                        each_group_of_slot<XS, C>(s, group);
+                    }
+                },
+                [&](int t, int n) {
+                    for (int o = t * Cout / n; o < (t + 1) * Cout / n; ++o)
+                        for (int s = 0; s < C::slots; ++s)
+                            simd::add_to(std::size_t(patch), cache.dweight.data() + s * wsize + std::size_t(o) * patch,
+                                         weight.grad_ptr + std::size_t(o) * patch);
+                });
         }
     }
     template <Shaped X, Shaped Y, Shaped DY, Shaped DX>
@@ -390,15 +398,18 @@ private:
         });
     }
 
-    /// f(slot, first image, images) over groups of at most C::images images; slot s takes the
-    /// contiguous block [s·N/S, (s+1)·N/S) of the batch, in order.
+    /// f(s, first image, images) over slot s's groups of at most C::images images: the contiguous block
+    /// [s·N/S, (s+1)·N/S) of the batch, in order.
+    template <class XS, class C, class F>
+    static void each_group_of_slot(int s, F& f) {
+        constexpr int N = XS::first, S = C::slots, G = C::images;
+        const int end = int(std::size_t(s + 1) * N / S);
+        for (int n = int(std::size_t(s) * N / S); n < end; n += G) f(s, n, std::min(G, end - n));
+    }
+    /// each_group_of_slot over every slot, slots in parallel.
     template <class XS, class C, class F>
     static void for_each_group(F f) {
-        constexpr int N = XS::first, S = C::slots, G = C::images;
-        parallel_for(S, [&](int s) {
-            const int end = int(std::size_t(s + 1) * N / S);
-            for (int n = int(std::size_t(s) * N / S); n < end; n += G) f(s, n, std::min(G, end - n));
-        });
+        parallel_for(C::slots, [&](int s) { each_group_of_slot<XS, C>(s, f); });
     }
 
     /// Walks one image's column matrix [rows, K·K·Cin] as contiguous runs: seg(col_offset, x_offset,
