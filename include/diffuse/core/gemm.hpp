@@ -183,7 +183,14 @@ std::size_t packed_b_size(int N, int K) {
 }
 template <Trans TB, class T>
 void pack_b(int N, int K, const T* B, int ldb, T* dst) {
-    if (N > 0 && K > 0) detail::packed::pack_b_for_gathered<TB == Trans::T>(N, K, B, ldb, dst);
+    if (N > 0 && K > 0)
+        detail::packed::pack_b_for_gathered<TB == Trans::T>(N, K, detail::packed::StridedRows<const T>{B, ldb}, dst);
+}
+/// pack_b with op(B)'s rows gathered from anywhere: row k (N contiguous values) at b_row(k), such as a
+/// convolution's weights read in flipped order for its input gradient.
+template <class T, class BRow>
+void pack_b_rows(int N, int K, BRow b_row, T* dst) {
+    if (N > 0 && K > 0) detail::packed::pack_b_for_gathered<false>(N, K, b_row, dst);
 }
 /// gemm_gathered with op(B) packed by pack_b: the same bits, without packing B again. Row i of C at
 /// c_rows(i) (N contiguous values): rows gathered (GatheredRows, such as the output pixels of a

@@ -283,13 +283,12 @@ constexpr std::size_t packed_b_size(int N, int K) {
     const int last = (N - 1) / Tl::NC * Tl::NC;
     return packed_b_offset<Tl>(K, last, N - last, K);
 }
-template <class Tl, bool TransB, class T>
-void pack_b_whole(int N, int K, const T* B, std::ptrdiff_t ldb, T* dst) {
+template <class Tl, bool TransB, class T, class BRows>
+void pack_b_whole(int N, int K, BRows b, T* dst) {
     for (int jc = 0; jc < N; jc += Tl::NC) {
         const int nc = std::min(Tl::NC, N - jc);
         for (int pc = 0; pc < K; pc += Tl::KC)
-            pack_b<Tl::NR, TransB>(StridedRows<const T>{B, ldb}, pc, std::min(Tl::KC, K - pc), jc, nc,
-                                   dst + packed_b_offset<Tl>(K, jc, nc, pc));
+            pack_b<Tl::NR, TransB>(b, pc, std::min(Tl::KC, K - pc), jc, nc, dst + packed_b_offset<Tl>(K, jc, nc, pc));
     }
 }
 
@@ -428,9 +427,10 @@ std::size_t packed_b_size_for(int N, int K) {
     return with_tile<T>(N, [&]<class Tl>() { return packed_b_size<Tl>(N, K); });
 }
 /// op(B) [K, N] packed whole for gemm_add_gathered's `prepacked`: packed_b_size_for(N, K) values at dst.
-template <bool TransB, class T>
-void pack_b_for_gathered(int N, int K, const T* B, std::ptrdiff_t ldb, T* dst) {
-    with_tile<T>(N, [&]<class Tl>() { pack_b_whole<Tl, TransB>(N, K, B, ldb, dst); });
+/// B's stored rows b as in pack_b.
+template <bool TransB, class T, class BRows>
+void pack_b_for_gathered(int N, int K, BRows b, T* dst) {
+    with_tile<T>(N, [&]<class Tl>() { pack_b_whole<Tl, TransB>(N, K, b, dst); });
 }
 
 }  // namespace packed

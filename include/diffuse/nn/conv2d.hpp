@@ -51,14 +51,11 @@ struct ConvColumns {
     Tensor<T, Slots, PerSlot> col;          // [S, G·Ho·Wo·K·K·Cin] or convolve_same's windows
     Tensor<T, Slots, Cout, Patch> dweight;  // [S, Cout, K·K·Cin]
 };
-/// What a conv keeps in a weights buffer: the flipped weights of the input gradient, or weights
-/// packed for the GEMM (pack_b).
-enum class ConvWeights { flipped, packed };
-/// The calling thread's buffer for a conv's rearranged weights (read by the whole team during one
-/// call): grown to the largest conv seen, never shrunk, like the GEMM's packing buffers. Not in the
-/// cache, which would hold a copy of every conv's weights (a 50 % larger workspace for the Seed
-/// preset at batch 1).
-template <class T, ConvWeights Use>
+/// The calling thread's buffer for a conv's weights packed for the GEMM (pack_b; read by the whole
+/// team during one call): grown to the largest conv seen, never shrunk, like the GEMM's packing
+/// buffers. Not in the cache, which would hold a copy of every conv's weights (a 50 % larger workspace
+/// for the Seed preset at batch 1).
+template <class T>
 T* conv_weights_buffer(std::size_t n) {
     thread_local AlignedBuffer<T> buffer;
     return GemmScratch<T>::fit(buffer, n);
@@ -174,11 +171,7 @@ struct Conv2d {
         } else {
             constexpr int rows = Geometry<XS>::rows;
             constexpr std::size_t wsize = std::size_t(Cout) * patch;
-            T* const flipped = implicit_dx<XS>() && dx.data()
-                                   ? detail::conv_weights_buffer<T, detail::ConvWeights::flipped>(wsize)
-                                   : nullptr;
-            if (flipped) flip_weights(flipped);
-            const T* const packed_flipped = flipped ? pack_weights<Cout, Cin>(flipped) : nullptr;
+            const T* const packed_flipped = implicit_dx<XS>() && dx.data() ? pack_flipped_weights() : nullptr;
             const auto group = [&](int s, int n, int g) {
                 T* col = cache.col.data() + std::size_t(s) * cache.col.size / C::slots;
                 const T* dyn = dy.data() + std::size_t(n) * rows * Cout;
@@ -270,7 +263,7 @@ private:
     template <int Ci, int Co>
     static const T* pack_weights(const T* w) {
         const std::size_t per_kh = packed_b_size<T>(Co, K * Ci);
-        T* const packed = detail::conv_weights_buffer<T, detail::ConvWeights::packed>(K * per_kh);
+        T* const packed = detail::conv_weights_buffer<T>(K * per_kh);
         for (int kh = 0; kh < K; ++kh) pack_b<Trans::T>(Co, K * Ci, w + kh * K * Ci, K * K * Ci, packed + kh * per_kh);
         return packed;
     }
@@ -386,16 +379,21 @@ private:
         }
     }
 
-    /// flipped[c, kh, kw, o] = W[o, K-1-kh, K-1-kw, c]: the weights of dx as a convolution of dy
-    /// (input channels in parallel, each writing its own contiguous block).
-    void flip_weights(T* flipped) const {
-        parallel_for_light(Cin, 2 * std::size_t(Cin) * K * K * Cout, [&](int c) {
-            T* out = flipped + std::size_t(c) * K * K * Cout;
-            for (int kh = 0; kh < K; ++kh)
-                for (int kw = 0; kw < K; ++kw, out += Cout)
-                    for (int o = 0; o < Cout; ++o)
-                        out[o] = weight.value_ptr[((std::size_t(o) * K + (K - 1 - kh)) * K + (K - 1 - kw)) * Cin + c];
-        });
+    /// The weights of dx as a convolution of dy, flipped[c, kh, kw, o] = W[o, K-1-kh, K-1-kw, c], packed
+    /// as pack_weights<Cout, Cin> packs them, without the flipped copy: row (kw, o) of kernel row kh's
+    /// op(B) [K·Cout, Cin] is W[o, K-1-kh, K-1-kw, :], read in place.
+    const T* pack_flipped_weights() const {
+        const std::size_t per_kh = packed_b_size<T>(Cin, K * Cout);
+        T* const packed = detail::conv_weights_buffer<T>(K * per_kh);
+        for (int kh = 0; kh < K; ++kh)
+            pack_b_rows(
+                Cin, K * Cout,
+                [&](int k) {
+                    const int kw = k / Cout, o = k % Cout;
+                    return weight.value_ptr + ((std::size_t(o) * K + (K - 1 - kh)) * K + (K - 1 - kw)) * Cin;
+                },
+                packed + kh * per_kh);
+        return packed;
     }
 
     /// f(s, first image, images) over slot s's groups of at most C::images images: the contiguous block
