@@ -16,9 +16,12 @@
 #define DIFFUSE_BLOCKS_TRANSFORMER_LAYER_HPP
 
 #include <algorithm>
+#include <cstddef>
 #include <type_traits>
 
+#include "diffuse/core/parallel.hpp"
 #include "diffuse/core/params.hpp"
+#include "diffuse/core/simd.hpp"
 #include "diffuse/core/tensor.hpp"
 #include "diffuse/nn/activation.hpp"
 #include "diffuse/nn/attention.hpp"
@@ -41,7 +44,7 @@ struct Layer {
     LayerNorm<T, D> ln2;
     Linear<T, D, Hidden> fc1;
     Linear<T, Hidden, D> fc2;
-    GELU<T> gelu;
+    using Gelu = GELU<T>;  // between fc1 and fc2, applied range by range
 
     template <class V>
     constexpr void visit(V& v) {
@@ -80,10 +83,15 @@ struct Layer {
         attn.forward(c.h1, c.h1, mask, c.a, c.attn_cache);
         add(x, c.a, c.r);
         ln2.forward(c.r, c.h2, c.ln2_cache);
-        fc1.forward(c.h2, c.f);
-        gelu.forward(c.f, c.g);
-        fc2.forward(c.g, y);
-        add(c.r, y, y);
+        // y = r + fc2(GELU(fc1(h2))), row by row: a share of the rows a thread, in one region
+        row_shares<shape_of<X>::rows>([&](int r0, int r1) {
+            const std::size_t d = std::size_t(r0) * D, h = std::size_t(r0) * Hidden;
+            fc1.forward_rows(r1 - r0, c.h2.data() + d, c.f.data() + h);
+            Gelu::forward_range(std::size_t(r1 - r0) * Hidden, c.f.data() + h, c.g.data() + h);
+            fc2.forward_rows(r1 - r0, c.g.data() + h, y.data() + d);
+            simd::map2(std::size_t(r1 - r0) * D, c.r.data() + d, y.data() + d, y.data() + d,
+                       [](auto u, auto v) { return u + v; });
+        });
     }
 
     /// Adds into dx (a null dx skips it) and into every parameter gradient.
@@ -92,13 +100,23 @@ struct Layer {
         check_shapes<X, Y, CacheT>();
         static_assert(same_shape<shape_of<DY>, shape_of<Y>> && same_shape<shape_of<DX>, shape_of<X>>,
                       "clip::Layer: gradients must have the shapes of their values");
-        // MLP branch.
-        c.dg.fill(T(0));
-        fc2.backward(c.g, y, dy, c.dg);
-        c.df.fill(T(0));
-        gelu.backward(c.f, c.g, c.dg, c.df);
-        c.dh.fill(T(0));
-        fc1.backward(c.h2, c.f, c.df, c.dh);
+        // MLP branch: dg, df and dh row by row, a share of the rows a thread, then (after a barrier, in
+        // the same region) the two parameter gradients over all rows, one a thread.
+        constexpr int rows = shape_of<X>::rows;
+        row_shares<rows>(
+            [&](int r0, int r1) {
+                const std::size_t d = std::size_t(r0) * D, h = std::size_t(r0) * Hidden,
+                                  n = std::size_t(r1 - r0) * Hidden;
+                fc2.backward_input(r1 - r0, dy.data() + d, c.dg.data() + h, Accumulate::no);
+                std::fill_n(c.df.data() + h, n, T(0));
+                Gelu::backward_range(n, c.f.data() + h, c.dg.data() + h, c.df.data() + h);
+                fc1.backward_input(r1 - r0, c.df.data() + h, c.dh.data() + d, Accumulate::no);
+            },
+            [&](int t, int n) {
+                for (int j = t; j < 2; j += n)
+                    if (j == 0) fc2.backward_params(rows, c.g.data(), dy.data());
+                    else fc1.backward_params(rows, c.h2.data(), c.df.data());
+            });
         // dr = dy (skip) + what flows back through ln2.
         std::copy(dy.data(), dy.data() + shape_of<DY>::size, c.dr.data());
         ln2.backward(c.r, c.h2, c.ln2_cache, c.dh, c.dr);
@@ -110,6 +128,32 @@ struct Layer {
     }
 
 private:
+    /// rows(r0, r1) over shares of the M rows, one a thread, in one parallel region for float, whose
+    /// products give a row the same bits wherever the rows are cut (core/gemm_kernel.hpp), like the
+    /// element-wise maps. double runs one share, its products parallel inside (their bits follow their
+    /// size).
+    template <int M, class Rows>
+    static void row_shares(Rows rows) {
+        const int shares = std::is_same_v<T, float> ? std::min(num_threads(), M) : 1;
+        parallel_for(shares, [&](int s) { rows(s * M / shares, (s + 1) * M / shares); });
+    }
+    /// row_shares, then all(t, n) on each thread t of n once every share is done (after a barrier in
+    /// the same region, for float).
+    template <int M, class Rows, class All>
+    static void row_shares(Rows rows, All all) {
+        if constexpr (std::is_same_v<T, float>) {
+            parallel_two_phases(
+                [&](int t, int n) {
+                    const int shares = std::min(n, M);
+                    if (t < shares) rows(t * M / shares, (t + 1) * M / shares);
+                },
+                all);
+        } else {
+            rows(0, M);
+            all(0, 1);
+        }
+    }
+
     template <class X, class Y, class CacheT>
     static constexpr void check_shapes() {
         using XS = shape_of<X>;
