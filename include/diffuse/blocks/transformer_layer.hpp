@@ -96,7 +96,7 @@ struct Layer {
 
     /// Adds into dx (a null dx skips it) and into every parameter gradient.
     template <Shaped X, class M, Shaped Y, class CacheT, Shaped DY, Shaped DX>
-    void backward(const X& x, const M& mask, const Y& y, CacheT& c, const DY& dy, DX&& dx) const {
+    void backward(const X& x, const M& mask, const Y&, CacheT& c, const DY& dy, DX&& dx) const {
         check_shapes<X, Y, CacheT>();
         static_assert(same_shape<shape_of<DY>, shape_of<Y>> && same_shape<shape_of<DX>, shape_of<X>>,
                       "clip::Layer: gradients must have the shapes of their values");
