@@ -63,3 +63,32 @@ TEST_CASE("parallel_two_phases: inside a parallel region it runs inline, as thre
     }
     CHECK(calls == std::vector<int>{1, 1});
 }
+
+TEST_CASE("parallel_shares_then: shares cover the range once, then every task sees all of them") {
+    const int before = omp_get_max_threads();
+    for (int threads : {1, 2, 3})
+        for (bool split : {true, false}) {
+            omp_set_num_threads(threads);
+            constexpr int n = 7, tasks = 5;
+            std::vector<int> covered(n, 0), task_ran(tasks, 0);
+            std::vector<long> task_saw(tasks, -1);
+            parallel_shares_then(
+                n,
+                [&](int b, int e) {
+                    for (int i = b; i < e; ++i) covered[std::size_t(i)] += 1;
+                },
+                tasks,
+                [&](int j) {
+                    long s = 0;
+                    for (int c : covered) s += c;
+                    task_saw[std::size_t(j)] = s;
+                    task_ran[std::size_t(j)] += 1;
+                },
+                split);
+            INFO(threads, " threads, split ", split);
+            CHECK(covered == std::vector<int>(n, 1));
+            CHECK(task_ran == std::vector<int>(tasks, 1));
+            CHECK(task_saw == std::vector<long>(tasks, n));
+        }
+    omp_set_num_threads(before);
+}

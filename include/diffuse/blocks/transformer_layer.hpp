@@ -19,6 +19,7 @@
 #include <cstddef>
 #include <type_traits>
 
+#include "diffuse/core/gemm.hpp"
 #include "diffuse/core/parallel.hpp"
 #include "diffuse/core/params.hpp"
 #include "diffuse/core/simd.hpp"
@@ -83,15 +84,17 @@ struct Layer {
         attn.forward(c.h1, c.h1, mask, c.a, c.attn_cache);
         add(x, c.a, c.r);
         ln2.forward(c.r, c.h2, c.ln2_cache);
-        // y = r + fc2(GELU(fc1(h2))), row by row: a share of the rows a thread, in one region
-        row_shares<shape_of<X>::rows>([&](int r0, int r1) {
+        // y = r + fc2(GELU(fc1(h2))), row by row: a share of the rows a thread, in one region (float:
+        // a product gives a row the same bits wherever the rows are cut)
+        const auto mlp = [&](int r0, int r1) {
             const std::size_t d = std::size_t(r0) * D, h = std::size_t(r0) * Hidden;
             fc1.forward_rows(r1 - r0, c.h2.data() + d, c.f.data() + h);
             Gelu::forward_range(std::size_t(r1 - r0) * Hidden, c.f.data() + h, c.g.data() + h);
             fc2.forward_rows(r1 - r0, c.g.data() + h, y.data() + d);
             simd::map2(std::size_t(r1 - r0) * D, c.r.data() + d, y.data() + d, y.data() + d,
                        [](auto u, auto v) { return u + v; });
-        });
+        };
+        parallel_shares(shape_of<X>::rows, mlp, rows_cut_freely<T>);
     }
 
     /// Adds into dx (a null dx skips it) and into every parameter gradient.
@@ -103,7 +106,8 @@ struct Layer {
         // MLP branch: dg, df and dh row by row, a share of the rows a thread, then (after a barrier, in
         // the same region) the two parameter gradients over all rows, one a thread.
         constexpr int rows = shape_of<X>::rows;
-        row_shares<rows>(
+        parallel_shares_then(
+            rows,
             [&](int r0, int r1) {
                 const std::size_t d = std::size_t(r0) * D, h = std::size_t(r0) * Hidden,
                                   n = std::size_t(r1 - r0) * Hidden;
@@ -112,11 +116,12 @@ struct Layer {
                 Gelu::backward_range(n, c.f.data() + h, c.dg.data() + h, c.df.data() + h);
                 fc1.backward_input(r1 - r0, c.df.data() + h, c.dh.data() + d, Accumulate::no);
             },
-            [&](int t, int n) {
-                for (int j = t; j < 2; j += n)
-                    if (j == 0) fc2.backward_params(rows, c.g.data(), dy.data());
-                    else fc1.backward_params(rows, c.h2.data(), c.df.data());
-            });
+            2,
+            [&](int j) {
+                if (j == 0) fc2.backward_params(rows, c.g.data(), dy.data());
+                else fc1.backward_params(rows, c.h2.data(), c.df.data());
+            },
+            rows_cut_freely<T>);
         // dr = dy (skip) + what flows back through ln2.
         std::copy(dy.data(), dy.data() + shape_of<DY>::size, c.dr.data());
         ln2.backward(c.r, c.h2, c.ln2_cache, c.dh, c.dr);
@@ -128,32 +133,6 @@ struct Layer {
     }
 
 private:
-    /// rows(r0, r1) over shares of the M rows, one a thread, in one parallel region for float, whose
-    /// products give a row the same bits wherever the rows are cut (core/gemm_kernel.hpp), like the
-    /// element-wise maps. double runs one share, its products parallel inside (their bits follow their
-    /// size).
-    template <int M, class Rows>
-    static void row_shares(Rows rows) {
-        const int shares = std::is_same_v<T, float> ? std::min(num_threads(), M) : 1;
-        parallel_for(shares, [&](int s) { rows(s * M / shares, (s + 1) * M / shares); });
-    }
-    /// row_shares, then all(t, n) on each thread t of n once every share is done (after a barrier in
-    /// the same region, for float).
-    template <int M, class Rows, class All>
-    static void row_shares(Rows rows, All all) {
-        if constexpr (std::is_same_v<T, float>) {
-            parallel_two_phases(
-                [&](int t, int n) {
-                    const int shares = std::min(n, M);
-                    if (t < shares) rows(t * M / shares, (t + 1) * M / shares);
-                },
-                all);
-        } else {
-            rows(0, M);
-            all(0, 1);
-        }
-    }
-
     template <class X, class Y, class CacheT>
     static constexpr void check_shapes() {
         using XS = shape_of<X>;

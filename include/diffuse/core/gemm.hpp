@@ -36,12 +36,17 @@ enum class Accumulate { no, yes };
 
 namespace detail {
 
-/// Each of C's M rows (N values, row stride ldc) set to `row`, or to zeros if row is null.
+/// Each of C's M rows (N values at c_rows(i)) set to `row`, or to zeros if row is null.
+template <class T, class CRows>
+void fill_rows(Eigen::Index M, Eigen::Index N, const T* row, CRows c_rows) {
+    for (Eigen::Index i = 0; i < M; ++i)
+        if (row) std::copy_n(row, N, c_rows(i));
+        else std::fill_n(c_rows(i), N, T(0));
+}
+/// fill_rows with C's rows at a stride ldc.
 template <class T>
 void fill_rows(Eigen::Index M, Eigen::Index N, const T* row, T* C, Eigen::Index ldc) {
-    for (Eigen::Index i = 0; i < M; ++i)
-        if (row) std::copy_n(row, N, C + i * ldc);
-        else std::fill_n(C + i * ldc, N, T(0));
+    fill_rows(M, N, row, packed::StridedRows<T>{C, ldc});
 }
 
 /// Eigen's blocking sizes with buffers we own.
@@ -132,6 +137,12 @@ void gemm_start(int M, int N, int K, const T* A, const T* B, T* C, packed::CStar
 
 }  // namespace detail
 
+/// Whether a product's rows may be cut between threads with no change of bits: float, whose kernel
+/// gives an element the same bits wherever it falls (gemm_kernel.hpp); not double, whose blocking
+/// follows the product's size (so its products split themselves, by size alone).
+template <class T>
+inline constexpr bool rows_cut_freely = std::is_same_v<T, float>;
+
 /// C = op(A)·op(B) or C += op(A)·op(B). lda/ldb/ldc are row strides of the stored matrices
 /// (0 means contiguous). Never allocates once each thread has seen a product this large.
 template <Trans TA, Trans TB, class T>
@@ -204,10 +215,7 @@ void gemm_gathered_packed(int M, int N, int K, ARow a_row, const T* packed_b, CR
     using Start = detail::packed::CStart<T>;
     if (M <= 0 || N <= 0) return;
     if (K <= 0) {
-        for (int i = 0; acc == Accumulate::no && i < M; ++i) {
-            if (row) std::copy_n(row, N, c_rows(i));
-            else std::fill_n(c_rows(i), N, T(0));
-        }
+        if (acc == Accumulate::no) detail::fill_rows(M, N, row, c_rows);
         return;
     }
     detail::packed::gemm_add_gathered<false>(M, N, K, a_row, packed_b, 0, c_rows, packed_b,

@@ -85,6 +85,34 @@ inline void parallel_two_phases(F0 first, F1 then) {
     }
 }
 
+/// f(begin, end) over contiguous shares of [0, n), one a thread, in one parallel region; f(0, n) on the
+/// calling thread when `split` is false (work whose bits would follow the cut).
+template <class F>
+inline void parallel_shares(int n, F f, bool split = true) {
+    const int shares = split ? std::min(num_threads(), n) : 1;
+    parallel_for(shares, [&](int s) { f(s * n / shares, (s + 1) * n / shares); });
+}
+
+/// parallel_shares, then, after a barrier in the same region (parallel_two_phases), task(j) for each j
+/// in [0, tasks), the threads taking them in turn: for tasks that read every share's results. Without
+/// `split`, f(0, n), then the tasks in a region of their own.
+template <class F, class Task>
+inline void parallel_shares_then(int n, F f, int tasks, Task task, bool split = true) {
+    if (!split) {
+        f(0, n);
+        parallel_for(tasks, task);
+        return;
+    }
+    parallel_two_phases(
+        [&](int t, int threads) {
+            const int shares = std::min(threads, n);
+            if (t < shares) f(t * n / shares, (t + 1) * n / shares);
+        },
+        [&](int t, int threads) {
+            for (int j = t; j < tasks; j += threads) task(j);
+        });
+}
+
 /// first() and second() at once when exactly two threads are available, one after the other
 /// otherwise. For two independent halves of a batch: one parallel region in place of one per layer
 /// inside them (each region wakes the other thread, under OMP_WAIT_POLICY=passive a futex round trip

@@ -16,9 +16,12 @@
 //
 // Heads are strided column slices of q, k, v and ctx: the per-(sample, head) GEMMs address them with
 // a row stride of D, no copies. Each thread takes a contiguous share of the samples and runs their
-// projections, heads and input gradients, all in one parallel region; the projections' parameter
-// gradients are single GEMMs over all rows at once, after a barrier, so every reduction has a fixed
-// order.
+// projections, heads and input gradients, all in one parallel region (parallel_shares); the
+// projections' parameter gradients are single GEMMs over all rows at once, after a barrier in the same
+// region (parallel_shares_then), so every reduction has a fixed order and the cut changes no bits.
+// Forward runs one region instead of five, backward one instead of nine: each region wakes the other
+// threads (a futex round trip under passive waits). Float only (rows_cut_freely); double runs one
+// share, its products parallel inside.
 //
 // Backward (S = scaled scores, dctx = dy · Wo):
 //   dv_h = P_hᵀ dctx_h,   dP_h = dctx_h v_hᵀ,   dS_h = P_h ∘ (dP_h − rowsum(dP_h ∘ P_h)) / sqrt(dh)
@@ -100,7 +103,7 @@ struct MultiHeadAttention {
         const T scale = T(1) / std::sqrt(T(dh));
         T *q = cache.q.data(), *k = cache.k.data(), *v = cache.v.data(), *p = cache.p.data(), *ctx = cache.ctx.data();
         const auto* padded = mask_data(mask);
-        each_share<N>([&](int n0, int n1) {
+        const auto share = [&](int n0, int n1) {  // the samples [n0, n1)
             const int items = n1 - n0;
             q_proj.forward_rows(items * Tq, x.data() + std::size_t(n0) * Tq * D, q + std::size_t(n0) * Tq * D);
             k_proj.forward_rows(items * Tk, context.data() + std::size_t(n0) * Tk * Dkv, k + std::size_t(n0) * Tk * D);
@@ -125,7 +128,8 @@ struct MultiHeadAttention {
                                          D, D);
             }
             out_proj.forward_rows(items * Tq, ctx + std::size_t(n0) * Tq * D, y.data() + std::size_t(n0) * Tq * D);
-        });
+        };
+        parallel_shares(N, share, rows_cut_freely<T>);
     }
 
     /// Mirrors forward. Adds into dx, dcontext and the parameter gradients; a null dx or dcontext view
@@ -184,19 +188,7 @@ struct MultiHeadAttention {
             else if (j == 2) k_proj.backward_params(N * Tk, context.data(), dk);
             else v_proj.backward_params(N * Tk, context.data(), dv);
         };
-        if constexpr (std::is_same_v<T, float>) {  // one region: the shares, a barrier, the parameter gradients
-            parallel_two_phases(
-                [&](int t, int n) {
-                    const int shares = std::min(n, N);
-                    if (t < shares) share(t * N / shares, (t + 1) * N / shares);
-                },
-                [&](int t, int n) {
-                    for (int j = t; j < 4; j += n) parameter_gradient(j);
-                });
-        } else {
-            each_share<N>(share);
-            parallel_for(4, parameter_gradient);
-        }
+        parallel_shares_then(N, share, 4, parameter_gradient, rows_cut_freely<T>);
     }
 
     /// Self attention: context is x (requires Dkv == D).
@@ -211,20 +203,6 @@ struct MultiHeadAttention {
     }
 
 private:
-    /// f(n0, n1) over contiguous shares of the N samples, one a thread, in one parallel region: the
-    /// projections, the heads and the input gradients of a share run on its thread. The layer is
-    /// row by row up to the parameter gradients, which sum over all rows after (a fixed order), so
-    /// the cut changes no bits. Forward runs one region instead of five, backward one (a barrier
-    /// before the parameter gradients) instead of nine: each region wakes the other threads (a futex
-    /// round trip under passive waits).
-    /// (Float only: that its product rows do not depend on the cut is gemm_kernel.hpp's property; double
-    /// runs one share, its products parallel inside.)
-    template <int N, class F>
-    static void each_share(F f) {
-        const int shares = std::is_same_v<T, float> ? std::min(num_threads(), N) : 1;
-        parallel_for(shares, [&](int s) { f(s * N / shares, (s + 1) * N / shares); });
-    }
-
     template <class M>
     static const auto* mask_data(const M& mask) {
         if constexpr (std::is_same_v<M, Absent>) return static_cast<const unsigned char*>(nullptr);

@@ -204,18 +204,19 @@ struct Conv2d {
             };
             // The slots' groups, then (after a barrier, in the same region) their dW partials added in
             // slot order, output channels split across the threads: independent of the thread count.
-            parallel_two_phases(
-                [&](int t, int n) {
-                    for (int s = t * C::slots / n; s < (t + 1) * C::slots / n; ++s) {
+            parallel_shares_then(
+                C::slots,
+                [&](int s0, int s1) {
+                    for (int s = s0; s < s1; ++s) {
                         std::fill_n(cache.dweight.data() + s * wsize, wsize, T(0));
                         each_group_of_slot<XS, C>(s, group);
                     }
                 },
-                [&](int t, int n) {
-                    for (int o = t * Cout / n; o < (t + 1) * Cout / n; ++o)
-                        for (int s = 0; s < C::slots; ++s)
-                            simd::add_to(std::size_t(patch), cache.dweight.data() + s * wsize + std::size_t(o) * patch,
-                                         weight.grad_ptr + std::size_t(o) * patch);
+                Cout,
+                [&](int o) {
+                    for (int s = 0; s < C::slots; ++s)
+                        simd::add_to(std::size_t(patch), cache.dweight.data() + s * wsize + std::size_t(o) * patch,
+                                     weight.grad_ptr + std::size_t(o) * patch);
                 });
         }
     }
@@ -288,8 +289,7 @@ private:
     struct Windows {
         const T* const* table;  // [K, g·H·W]
         const T* zeros;         // the zero window
-        const T** scratch;      // g·H·W entries for convolve_same's rows of A,
-        T** c_rows;             // and of C
+        const T** scratch;      // g·H·W entries for convolve_same's rows of A
     };
     template <class XS, int Ci>
     static Windows windows(const T* in, int g, T* buffer) {
@@ -333,7 +333,7 @@ private:
                             e < 0 ? in + (image_row * W + AW::input(ow, 0)) * Ci : edges + (image_row * E + e) * window;
                     }
                 }
-        return {table, zeros, table + std::size_t(K) * g * rows, detail::conv_row_table<T*>(std::size_t(g) * rows)};
+        return {table, zeros, table + std::size_t(K) * g * rows};
     }
 
     /// out[g, H, W, Co] += in[g, H, W, Ci] convolved ("same", stride 1) with w [Co, K, K, Ci] packed by
@@ -369,13 +369,14 @@ private:
                                      packed + kh * per_kh, out + first * Co, Co, acc, bias);
                 continue;
             }
+            T** const c_rows = detail::conv_row_table<T*>(total);
             for (int i = 0; i < g; ++i) {
                 const std::size_t from = std::size_t(i) * rows + first;
                 std::copy_n(windows_kh + from, count, in.scratch + i * count);
-                for (std::size_t r = 0; r < count; ++r) in.c_rows[i * count + r] = out + (from + r) * Co;
+                for (std::size_t r = 0; r < count; ++r) c_rows[i * count + r] = out + (from + r) * Co;
             }
             gemm_gathered_packed(int(g * count), Co, K * Ci, GatheredRows<const T>{in.scratch}, packed + kh * per_kh,
-                                 GatheredRows<T>{in.c_rows}, acc, bias);
+                                 GatheredRows<T>{c_rows}, acc, bias);
         }
     }
 
