@@ -109,21 +109,27 @@ TEST_CASE("gemm: the same bits for 1, 2 and 3 threads") {
 TEST_CASE("gemm: an element has the same bits whichever register tile computes it") {
     // The tile is chosen from N: 16 columns of a 144-column product run a one-vector tile, 48 a
     // three-vector one (AVX-512) and 64 a two-vector one, each a different shape from the whole's.
-    // The 280-column whole packs A (pack_a_pays), its narrow parts read A in place.
+    // The 280-column whole packs A (pack_a_pays; transposed too, its 300-float rows being 1 KB or more
+    // apart), its narrow parts read A in place.
     for (auto [M, N] : {std::array{90, 144}, std::array{300, 280}}) {
         const int K = 600;
-        Operands o(M, N, K, Trans::N, Trans::N, 0, 9);
-        std::vector<float> whole(std::size_t(M) * N, 0.f);
-        gemm<Trans::N, Trans::N>(M, N, K, o.A.data(), o.B.data(), whole.data(), Accumulate::no);
-        for (int cols : {8, 16, 48, 64}) {
-            std::vector<float> part(std::size_t(M) * cols, 0.f);
-            gemm<Trans::N, Trans::N>(M, cols, K, o.A.data(), o.B.data(), part.data(), Accumulate::no, 0, N);
-            int same = 0;
-            for (int i = 0; i < M; ++i)
-                for (int j = 0; j < cols; ++j) same += part[std::size_t(i) * cols + j] == whole[std::size_t(i) * N + j];
-            INFO("M ", M, " N ", N, " columns ", cols);
-            CHECK(same == M * cols);
-        }
+        const auto check = [&]<Trans TA>() {
+            Operands o(M, N, K, TA, Trans::N, 0, 9);
+            std::vector<float> whole(std::size_t(M) * N, 0.f);
+            gemm<TA, Trans::N>(M, N, K, o.A.data(), o.B.data(), whole.data(), Accumulate::no);
+            for (int cols : {8, 16, 48, 64}) {
+                std::vector<float> part(std::size_t(M) * cols, 0.f);
+                gemm<TA, Trans::N>(M, cols, K, o.A.data(), o.B.data(), part.data(), Accumulate::no, 0, N);
+                int same = 0;
+                for (int i = 0; i < M; ++i)
+                    for (int j = 0; j < cols; ++j)
+                        same += part[std::size_t(i) * cols + j] == whole[std::size_t(i) * N + j];
+                INFO("M ", M, " N ", N, " columns ", cols, " A transposed ", TA == Trans::T);
+                CHECK(same == M * cols);
+            }
+        };
+        check.template operator()<Trans::N>();
+        check.template operator()<Trans::T>();
     }
 }
 

@@ -22,8 +22,9 @@
 // lost: each tile row is one more stream of A through L1).
 //
 // A is packed only in wide products (pack_a_pays: N ≥ 8 tile widths, such as SGEMM 1024³ and the
-// input-gradient column products); otherwise the micro-kernel broadcasts from its rows where they
-// lie (packing cost more than it saved on the conv forwards). Packing moves A, not the order of the
+// input-gradient column products), and transposed only where its depth steps lie 1 KB or more apart
+// (a Linear's dW); otherwise the micro-kernel broadcasts from its rows where they lie (packing cost
+// more than it saved on the conv forwards). Packing moves A, not the order of the
 // sums. B panels are zero-padded to whole tiles; a partial tile is computed
 // in full and only its valid part added to C. Each C element is the same sum in the same order
 // whatever the tile and wherever it falls (one FMA chain per KC slice, added to C slice by slice),
@@ -300,11 +301,17 @@ struct PackedRows {
     const T* operator()(int r) const { return panel + r; }
 };
 
-/// Whether to pack A (pack_a) rather than read its rows in place: for row-major A in wide products,
-/// where each packed slice is swept by 8+ B panels. Measured on one Zen 4 core (CPU time, 8×2 tile):
-/// SGEMM 1024³ 66 → 87 GFLOP/s (in place, its 8 row streams 4 KB apart share L1 sets), conv dx
-/// 256×576×64 70 → 94; the narrow conv forwards (N = 64, 128) and transposed A (dW) lost 3–10 %.
-inline bool pack_a_pays(int N, int NR, std::ptrdiff_t ks) { return ks == 1 && N >= DIFFUSE_GEMM_PACK_A_TILES * NR; }
+/// Whether to pack A (pack_a) rather than read its rows in place: in wide products, where each packed
+/// slice is swept by 8+ B panels, for row-major A, or transposed A whose depth steps lie 1 KB or more
+/// apart (a Linear's dW = dyᵀ·x over 256+ outputs): the KC steps of a tile then fall in at most 4 of
+/// L1's 64 sets and evict one another. Measured on one Zen 4 core (CPU time): SGEMM 1024³ 66 → 87
+/// GFLOP/s with the 8×2 tile; its dW (transposed A, 4 KB steps) 63 → 86 with AVX2's 6×2 (95 → 98 with
+/// 8×2); conv dx 256×576×64 70 → 94. The narrow conv forwards (N = 64, 128) and the convs' dW
+/// (transposed A with 256–768 B steps) lost 2–10 % when packed.
+template <class T>
+bool pack_a_pays(int N, int NR, std::ptrdiff_t ks) {
+    return N >= DIFFUSE_GEMM_PACK_A_TILES * NR && (ks == 1 || ks * std::ptrdiff_t(sizeof(T)) >= 1024);
+}
 
 /// C[M, N] += op(A)·op(B) with register tile Tl: B's stored rows b (pack_b), row i of C at c(i) (N
 /// contiguous values), op(A)[i, k] at a_row(i, k)[0] and op(A)[i, k + j] at a_row(i, k)[j·ks].
@@ -318,7 +325,7 @@ void gemm_add_rows(int M, int N, int K, ARow a_row, std::ptrdiff_t ks, BRows b, 
     constexpr int MR = Tl::MR, NR = Tl::NR;
     GemmScratch<T>& scratch = gemm_scratch<T>();
     T* const bpack = prepacked ? nullptr : GemmScratch<T>::fit(scratch.b, std::size_t(Tl::NC) * Tl::KC);
-    const bool packs_a = MayPackA && pack_a_pays(N, NR, ks);
+    const bool packs_a = MayPackA && pack_a_pays<T>(N, NR, ks);
     T* const apack = packs_a ? GemmScratch<T>::fit(scratch.a, std::size_t(Tl::MC) * Tl::KC) : nullptr;
     for (int jc = 0; jc < N; jc += Tl::NC) {
         const int nc = std::min(Tl::NC, N - jc);
