@@ -293,13 +293,19 @@ private:
     };
     template <class XS, int Ci>
     static Windows windows(const T* in, int g, T* buffer) {
-        constexpr int H = XS::template dim<1>, W = XS::template dim<2>, rows = H * W, E = edge_pixels(W);
-        constexpr int window = K * Ci;
-        using AW = WindowAxis<W, K, 1, Padding::same>;
-        using AH = WindowAxis<H, K, 1, Padding::same>;
+        return windows(in, g, XS::template dim<1>, XS::template dim<2>, Ci, buffer);
+    }
+    /// windows() with the sizes at run time, and not inlined: bookkeeping, compiled once per T and K
+    /// rather than once per image shape (clang unrolled its pixel loops for every shape: 15 s of -O3
+    /// in examples/train.cpp, 298 shapes).
+    [[gnu::noinline]] static Windows windows(const T* in, int g, int H, int W, int Ci, T* buffer) {
+        const int rows = H * W, E = edge_pixels(W), window = K * Ci, pad = (K - 1) / 2;
+        // taps of output position o inside an axis of n: [first(o), last(o)) (WindowAxis, "same", stride 1)
+        const auto first = [&](int o) { return o < pad ? pad - o : 0; };
+        const auto last = [&](int o, int n) { return std::max(std::min(K, n + pad - o), first(o)); };
         // edge slot of pixel ow, or -1 inside: the first pad pixels, then the last K − 1 − pad
-        const auto edge = [](int ow) {
-            return AW::first(ow) == 0 && AW::last(ow) == K ? -1 : W < K - 1 ? ow : ow < AW::pad ? ow : ow - W + K - 1;
+        const auto edge = [&](int ow) {
+            return first(ow) == 0 && last(ow, W) == K ? -1 : W < K - 1 ? ow : ow < pad ? ow : ow - W + K - 1;
         };
         const T* const zeros = buffer;
         T* const edges = buffer + window;  // [g, H, E, K·Ci]
@@ -311,7 +317,7 @@ private:
                     if (e < 0) continue;
                     T* dst = edges + ((std::size_t(i) * H + h) * E + e) * window;
                     for (int kw = 0; kw < K; ++kw, dst += Ci) {
-                        const int iw = AW::input(ow, kw);
+                        const int iw = ow - pad + kw;
                         if (iw < 0 || iw >= W) std::fill_n(dst, Ci, T(0));
                         else std::copy_n(in + ((std::size_t(i) * H + h) * W + iw) * Ci, Ci, dst);
                     }
@@ -321,7 +327,7 @@ private:
             for (int i = 0; i < g; ++i)
                 for (int oh = 0; oh < H; ++oh) {
                     const T** row = table + (std::size_t(kh) * g + i) * rows + std::size_t(oh) * W;
-                    const int ih = AH::input(oh, kh);
+                    const int ih = oh - pad + kh;
                     if (ih < 0 || ih >= H) {
                         std::fill_n(row, W, zeros);
                         continue;
@@ -329,8 +335,7 @@ private:
                     const std::size_t image_row = std::size_t(i) * H + ih;
                     for (int ow = 0; ow < W; ++ow) {
                         const int e = edge(ow);
-                        row[ow] =
-                            e < 0 ? in + (image_row * W + AW::input(ow, 0)) * Ci : edges + (image_row * E + e) * window;
+                        row[ow] = e < 0 ? in + (image_row * W + ow - pad) * Ci : edges + (image_row * E + e) * window;
                     }
                 }
         return {table, zeros, table + std::size_t(K) * g * rows};
