@@ -76,6 +76,121 @@ constexpr int conv_group(int rows, int n, int slots) {
 struct ConvNoColumns {
     static constexpr int slots = 0;
 };
+
+/// A stride-1 "same" convolution as GEMMs over its input's pixels in place (Conv2d's `implicit` path):
+/// the window table and the products, with the sizes at run time and not inlined, so they are compiled
+/// once per T and K rather than once per Conv2d and image shape (clang unrolled the table's pixel loops
+/// for every shape: 15 s of -O3 in examples/train.cpp; the GEMMs take their sizes at run time anyway).
+template <class T, int K>
+struct SameConvolution {
+    /// A "same", stride-1 window's taps at output position o inside an axis of n: [first_tap(o), end_tap(o, n))
+    /// (WindowAxis with the size at run time).
+    static constexpr int same_pad = (K - 1) / 2;
+    static constexpr int first_tap(int o) { return o < same_pad ? same_pad - o : 0; }
+    static constexpr int end_tap(int o, int n) { return std::max(std::min(K, n + same_pad - o), first_tap(o)); }
+    /// Edge pixels of a row of W for a K-wide "same" window: those whose window reaches past either end.
+    static constexpr int edge_pixels(int W) { return W < K - 1 ? W : K - 1; }
+
+    /// The rows of the implicit GEMMs over in[g, H, W, Ci] ("same", stride 1): for kernel row kh and
+    /// output pixel r of the group, table[kh·g·H·W + r] points at the K·Ci values of r's window on
+    /// input row ih = oh + kh − pad, in place. Only the windows that leave the image are built, in
+    /// buffer (Conv2d::window_values): the zero window for a kernel row above or below the image, and for
+    /// the few pixels at each row's ends (K − 1 of 32 at 32×32) a copy with zeros where the window
+    /// leaves it. So the products read what a zero-bordered copy would hold, without the copy. The
+    /// table is the calling thread's, built in one pass whose branches follow each image row's pattern
+    /// (a choice made per row in every tile was mispredicted at the edges).
+    struct Windows {
+        const T* const* table;  // [K, g·H·W]
+        const T* zeros;         // the zero window
+        const T** scratch;      // g·H·W entries for convolve_same's rows of A
+    };
+    [[gnu::noinline]] static Windows windows(const T* in, int g, int H, int W, int Ci, T* buffer) {
+        const int rows = H * W, E = edge_pixels(W), window = K * Ci;
+        // edge slot of pixel ow, or -1 inside: the first pad pixels, then the last K − 1 − pad
+        const auto edge = [&](int ow) {
+            return first_tap(ow) == 0 && end_tap(ow, W) == K ? -1
+                   : W < K - 1                               ? ow
+                   : ow < same_pad                           ? ow
+                                                             : ow - W + K - 1;
+        };
+        const T* const zeros = buffer;
+        T* const edges = buffer + window;  // [g, H, E, K·Ci]
+        std::fill_n(buffer, window, T(0));
+        for (int i = 0; i < g; ++i)
+            for (int h = 0; h < H; ++h)
+                for (int ow = 0; ow < W; ++ow) {
+                    const int e = edge(ow);
+                    if (e < 0) continue;
+                    T* dst = edges + ((std::size_t(i) * H + h) * E + e) * window;
+                    for (int kw = 0; kw < K; ++kw, dst += Ci) {
+                        const int iw = ow - same_pad + kw;
+                        if (iw < 0 || iw >= W) std::fill_n(dst, Ci, T(0));
+                        else std::copy_n(in + ((std::size_t(i) * H + h) * W + iw) * Ci, Ci, dst);
+                    }
+                }
+        const T** const table = detail::conv_row_table<const T*>(std::size_t(K + 1) * g * rows);
+        for (int kh = 0; kh < K; ++kh)
+            for (int i = 0; i < g; ++i)
+                for (int oh = 0; oh < H; ++oh) {
+                    const T** row = table + (std::size_t(kh) * g + i) * rows + std::size_t(oh) * W;
+                    const int ih = oh - same_pad + kh;
+                    if (ih < 0 || ih >= H) {
+                        std::fill_n(row, W, zeros);
+                        continue;
+                    }
+                    const std::size_t image_row = std::size_t(i) * H + ih;
+                    for (int ow = 0; ow < W; ++ow) {
+                        const int e = edge(ow);
+                        row[ow] =
+                            e < 0 ? in + (image_row * W + ow - same_pad) * Ci : edges + (image_row * E + e) * window;
+                    }
+                }
+        return {table, zeros, table + std::size_t(K) * g * rows};
+    }
+
+    /// out[g, H, W, Co] += in[g, H, W, Ci] convolved with w [Co, K, K, Ci] packed by Conv2d's
+    /// pack_weights (kernel row kh's [Co, K·Ci] block as op(B), one after another), in's windows given by
+    /// windows(); with a bias, out = bias + that convolution. One GEMM per kernel row kh over the output
+    /// pixels whose window on that row is not all zeros (a zero window adds nothing: 1/6 of the
+    /// multiply-adds at 4×4, 1/12 at 8×8): whole image rows, a range of each image's rows, so one image's
+    /// (16×16 and up) are its table's entries and strided rows of out, and a group's are gathered range
+    /// by range. The first product stores bias + its sum over out unread, after the rows it skips took
+    /// the bias (the bits of filling out with the bias and accumulating). Conv2d's forward pass, and its
+    /// input gradient with Ci = Cout, Co = Cin and the flipped weights.
+    [[gnu::noinline]] static void convolve_same(const Windows& in, int g, int H, int W, int Ci, int Co, const T* packed,
+                                                T* out, const T* bias) {
+        const int rows = H * W;
+        const std::size_t total = std::size_t(g) * rows, per_kh = packed_b_size<T>(Co, K * Ci);
+        bool stored = !bias;              // whether out holds the bias yet
+        for (int kh = 0; kh < K; ++kh) {  // out[rows of kh, Co] (+)= A_kh[rows of kh, K·Ci] · w[:, kh]ᵀ
+            int oh0 = H, oh1 = 0;         // the image rows whose window's row kh is inside: [oh0, oh1)
+            for (int oh = 0; oh < H; ++oh)
+                if (first_tap(oh) <= kh && kh < end_tap(oh, H)) oh0 = std::min(oh0, oh), oh1 = oh + 1;
+            if (oh0 >= oh1) continue;
+            const Accumulate acc = stored ? Accumulate::yes : Accumulate::no;
+            // the rows the first product skips: [0, oh0) of each image (the first kernel row that meets the
+            // image lies above the middle one, so its rows run to the image's last)
+            if (!stored)
+                for (int i = 0; i < g; ++i) detail::fill_rows(oh0 * W, Co, bias, out + std::size_t(i) * rows * Co, Co);
+            stored = true;
+            const std::size_t first = std::size_t(oh0) * W, count = std::size_t(oh1 - oh0) * W;
+            const T* const* windows_kh = in.table + kh * total;
+            if (g == 1) {
+                gemm_gathered_packed(int(count), Co, K * Ci, GatheredRows<const T>{windows_kh + first},
+                                     packed + kh * per_kh, out + first * Co, Co, acc, bias);
+                continue;
+            }
+            T** const c_rows = detail::conv_row_table<T*>(total);
+            for (int i = 0; i < g; ++i) {
+                const std::size_t from = std::size_t(i) * rows + first;
+                std::copy_n(windows_kh + from, count, in.scratch + i * count);
+                for (std::size_t r = 0; r < count; ++r) c_rows[i * count + r] = out + (from + r) * Co;
+            }
+            gemm_gathered_packed(int(g * count), Co, K * Ci, GatheredRows<const T>{in.scratch}, packed + kh * per_kh,
+                                 GatheredRows<T>{c_rows}, acc, bias);
+        }
+    }
+};
 }  // namespace detail
 
 template <class T, int Cin, int Cout, int K, int Stride = 1, Padding Pad = Padding::same>
@@ -269,120 +384,22 @@ private:
         return packed;
     }
 
-    /// Edge pixels of a row of W for a K-wide "same" window: those whose window reaches past either end.
-    static constexpr int edge_pixels(int W) { return W < K - 1 ? W : K - 1; }
+    using Same = detail::SameConvolution<T, K>;
+    using Windows = typename Same::Windows;
     /// Values windows() keeps in its buffer for g images of H×W×Ci: a zero window, then each edge
     /// pixel's window (K·Ci values, zeros where it leaves the image) for every image row.
     template <int H, int W, int Ci>
     static constexpr int window_values(int g) {
-        return K * Ci * (1 + g * H * edge_pixels(W));
+        return K * Ci * (1 + g * H * Same::edge_pixels(W));
     }
-
-    /// The rows of the implicit GEMMs over in[g, H, W, Ci] ("same", stride 1): for kernel row kh and
-    /// output pixel r of the group, table[kh·g·H·W + r] points at the K·Ci values of r's window on
-    /// input row ih = oh + kh − pad, in place. Only the windows that leave the image are built, in
-    /// buffer (window_values): the zero window for a kernel row above or below the image, and for
-    /// the few pixels at each row's ends (K − 1 of 32 at 32×32) a copy with zeros where the window
-    /// leaves it. So the products read what a zero-bordered copy would hold, without the copy. The
-    /// table is the calling thread's, built in one pass whose branches follow each image row's pattern
-    /// (a choice made per row in every tile was mispredicted at the edges).
-    struct Windows {
-        const T* const* table;  // [K, g·H·W]
-        const T* zeros;         // the zero window
-        const T** scratch;      // g·H·W entries for convolve_same's rows of A
-    };
+    /// detail::SameConvolution's window table and products for images of shape XS.
     template <class XS, int Ci>
     static Windows windows(const T* in, int g, T* buffer) {
-        return windows(in, g, XS::template dim<1>, XS::template dim<2>, Ci, buffer);
+        return Same::windows(in, g, XS::template dim<1>, XS::template dim<2>, Ci, buffer);
     }
-    /// windows() with the sizes at run time, and not inlined: bookkeeping, compiled once per T and K
-    /// rather than once per image shape (clang unrolled its pixel loops for every shape: 15 s of -O3
-    /// in examples/train.cpp, 298 shapes).
-    [[gnu::noinline]] static Windows windows(const T* in, int g, int H, int W, int Ci, T* buffer) {
-        const int rows = H * W, E = edge_pixels(W), window = K * Ci, pad = (K - 1) / 2;
-        // taps of output position o inside an axis of n: [first(o), last(o)) (WindowAxis, "same", stride 1)
-        const auto first = [&](int o) { return o < pad ? pad - o : 0; };
-        const auto last = [&](int o, int n) { return std::max(std::min(K, n + pad - o), first(o)); };
-        // edge slot of pixel ow, or -1 inside: the first pad pixels, then the last K − 1 − pad
-        const auto edge = [&](int ow) {
-            return first(ow) == 0 && last(ow, W) == K ? -1 : W < K - 1 ? ow : ow < pad ? ow : ow - W + K - 1;
-        };
-        const T* const zeros = buffer;
-        T* const edges = buffer + window;  // [g, H, E, K·Ci]
-        std::fill_n(buffer, window, T(0));
-        for (int i = 0; i < g; ++i)
-            for (int h = 0; h < H; ++h)
-                for (int ow = 0; ow < W; ++ow) {
-                    const int e = edge(ow);
-                    if (e < 0) continue;
-                    T* dst = edges + ((std::size_t(i) * H + h) * E + e) * window;
-                    for (int kw = 0; kw < K; ++kw, dst += Ci) {
-                        const int iw = ow - pad + kw;
-                        if (iw < 0 || iw >= W) std::fill_n(dst, Ci, T(0));
-                        else std::copy_n(in + ((std::size_t(i) * H + h) * W + iw) * Ci, Ci, dst);
-                    }
-                }
-        const T** const table = detail::conv_row_table<const T*>(std::size_t(K + 1) * g * rows);
-        for (int kh = 0; kh < K; ++kh)
-            for (int i = 0; i < g; ++i)
-                for (int oh = 0; oh < H; ++oh) {
-                    const T** row = table + (std::size_t(kh) * g + i) * rows + std::size_t(oh) * W;
-                    const int ih = oh - pad + kh;
-                    if (ih < 0 || ih >= H) {
-                        std::fill_n(row, W, zeros);
-                        continue;
-                    }
-                    const std::size_t image_row = std::size_t(i) * H + ih;
-                    for (int ow = 0; ow < W; ++ow) {
-                        const int e = edge(ow);
-                        row[ow] = e < 0 ? in + (image_row * W + ow - pad) * Ci : edges + (image_row * E + e) * window;
-                    }
-                }
-        return {table, zeros, table + std::size_t(K) * g * rows};
-    }
-
-    /// out[g, H, W, Co] += in[g, H, W, Ci] convolved ("same", stride 1) with w [Co, K, K, Ci] packed by
-    /// pack_weights, in's windows given by windows(); with a bias, out = bias + that convolution. One
-    /// GEMM per kernel row kh over the output pixels whose window on that row is not all zeros (a zero
-    /// window adds nothing: 1/6 of the multiply-adds at 4×4, 1/12 at 8×8): whole image rows, a range
-    /// of each image's rows, so one image's (16×16 and up) are its table's entries and strided rows of
-    /// out, and a group's are gathered range by range. The first product stores bias + its sum over
-    /// out unread, after the rows it skips took the bias (the bits of filling out with the bias and
-    /// accumulating). The forward pass, and the input gradient with Ci = Cout, Co = Cin and the flipped
-    /// weights.
     template <class XS, int Ci, int Co>
     static void convolve_same(const Windows& in, int g, const T* packed, T* out, const T* bias) {
-        constexpr int H = XS::template dim<1>, W = XS::template dim<2>, rows = H * W;
-        using AH = WindowAxis<H, K, 1, Padding::same>;
-        const std::size_t total = std::size_t(g) * rows, per_kh = packed_b_size<T>(Co, K * Ci);
-        bool stored = !bias;              // whether out holds the bias yet
-        for (int kh = 0; kh < K; ++kh) {  // out[rows of kh, Co] (+)= A_kh[rows of kh, K·Ci] · w[:, kh]ᵀ
-            int oh0 = H, oh1 = 0;         // the image rows whose window's row kh is inside: [oh0, oh1)
-            for (int oh = 0; oh < H; ++oh)
-                if (AH::first(oh) <= kh && kh < AH::last(oh)) oh0 = std::min(oh0, oh), oh1 = oh + 1;
-            if (oh0 >= oh1) continue;
-            const Accumulate acc = stored ? Accumulate::yes : Accumulate::no;
-            // the rows the first product skips: [0, oh0) of each image (the first kernel row that meets the
-            // image lies above the middle one, so its rows run to the image's last)
-            if (!stored)
-                for (int i = 0; i < g; ++i) detail::fill_rows(oh0 * W, Co, bias, out + std::size_t(i) * rows * Co, Co);
-            stored = true;
-            const std::size_t first = std::size_t(oh0) * W, count = std::size_t(oh1 - oh0) * W;
-            const T* const* windows_kh = in.table + kh * total;
-            if (g == 1) {
-                gemm_gathered_packed(int(count), Co, K * Ci, GatheredRows<const T>{windows_kh + first},
-                                     packed + kh * per_kh, out + first * Co, Co, acc, bias);
-                continue;
-            }
-            T** const c_rows = detail::conv_row_table<T*>(total);
-            for (int i = 0; i < g; ++i) {
-                const std::size_t from = std::size_t(i) * rows + first;
-                std::copy_n(windows_kh + from, count, in.scratch + i * count);
-                for (std::size_t r = 0; r < count; ++r) c_rows[i * count + r] = out + (from + r) * Co;
-            }
-            gemm_gathered_packed(int(g * count), Co, K * Ci, GatheredRows<const T>{in.scratch}, packed + kh * per_kh,
-                                 GatheredRows<T>{c_rows}, acc, bias);
-        }
+        Same::convolve_same(in, g, XS::template dim<1>, XS::template dim<2>, Ci, Co, packed, out, bias);
     }
 
     /// The weights of dx as a convolution of dy, flipped[c, kh, kw, o] = W[o, K-1-kh, K-1-kw, c], packed
