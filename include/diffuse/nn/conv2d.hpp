@@ -83,11 +83,10 @@ struct ConvNoColumns {
 /// for every shape: 15 s of -O3 in examples/train.cpp; the GEMMs take their sizes at run time anyway).
 template <class T, int K>
 struct SameConvolution {
-    /// A "same", stride-1 window's taps at output position o inside an axis of n: [first_tap(o), end_tap(o, n))
-    /// (WindowAxis with the size at run time).
-    static constexpr int same_pad = (K - 1) / 2;
-    static constexpr int first_tap(int o) { return o < same_pad ? same_pad - o : 0; }
-    static constexpr int end_tap(int o, int n) { return std::max(std::min(K, n + same_pad - o), first_tap(o)); }
+    /// A "same", stride-1 window's taps at output position o inside an axis of n: [first_tap(o), end_tap(o, n)).
+    static constexpr int same_pad = WindowAxis<1, K, 1, Padding::same>::pad;
+    static constexpr int first_tap(int o) { return window_first(o, 1, same_pad); }
+    static constexpr int end_tap(int o, int n) { return window_last(o, n, K, 1, same_pad); }
     /// Edge pixels of a row of W for a K-wide "same" window: those whose window reaches past either end.
     static constexpr int edge_pixels(int W) { return W < K - 1 ? W : K - 1; }
 

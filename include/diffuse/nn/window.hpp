@@ -13,6 +13,14 @@ namespace diffuse {
 
 enum class Padding { same, valid };
 
+/// The taps of a K-wide window at output position o (stride, pad before) that fall inside an axis of
+/// n inputs: k in [window_first(o, …), window_last(o, …)). Sizes at run time; WindowAxis fixes them.
+constexpr int window_first(int o, int stride, int pad) { return o * stride - pad < 0 ? pad - o * stride : 0; }
+constexpr int window_last(int o, int n, int k, int stride, int pad) {
+    const int l = n + pad - o * stride, first = window_first(o, stride, pad);
+    return l < k ? (l > first ? l : first) : k;
+}
+
 template <int In, int K, int Stride, Padding Pad>
 struct WindowAxis {
     static_assert(K > 0 && Stride > 0, "WindowAxis: kernel size and stride must be positive");
@@ -23,11 +31,8 @@ struct WindowAxis {
     /// Input coordinate of tap k of output position o (may fall outside [0, In)).
     static constexpr int input(int o, int k) { return o * Stride - pad + k; }
     /// Taps of output position o that fall inside the input: k in [first(o), last(o)).
-    static constexpr int first(int o) { return o * Stride - pad < 0 ? pad - o * Stride : 0; }
-    static constexpr int last(int o) {
-        const int l = In + pad - o * Stride;
-        return l < K ? (l > first(o) ? l : first(o)) : K;
-    }
+    static constexpr int first(int o) { return window_first(o, Stride, pad); }
+    static constexpr int last(int o) { return window_last(o, In, K, Stride, pad); }
 };
 
 /// The [N, Ho, Wo, C] shape a window op gives an [N, H, W, *] input.
