@@ -55,9 +55,13 @@ private:
     long count_ = 0;
 };
 
+// The functions below are templates over a defaulted parameter, never deduced, so that Eigen's eigensolver
+// is compiled only where a distance is computed: as inline functions they were compiled in every file that
+// includes diffuse.hpp (GCC: 4.8 → 13.5 s for examples/quickstart.cpp, which needs none of it).
 namespace detail {
 /// The square root of a symmetric positive semi-definite matrix.
-inline Eigen::MatrixXd psd_sqrt(const Eigen::MatrixXd& a) {
+template <int = 0>
+Eigen::MatrixXd psd_sqrt(const Eigen::MatrixXd& a) {
     const Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> es(a);
     if (es.info() != Eigen::Success) throw std::runtime_error("frechet_distance: eigendecomposition failed");
     return es.eigenvectors() * es.eigenvalues().cwiseMax(0.0).cwiseSqrt().asDiagonal() * es.eigenvectors().transpose();
@@ -65,8 +69,9 @@ inline Eigen::MatrixXd psd_sqrt(const Eigen::MatrixXd& a) {
 }  // namespace detail
 
 /// d² between N(mu1, cov1) and N(mu2, cov2).
-inline double frechet_distance(const Eigen::VectorXd& mu1, const Eigen::MatrixXd& cov1, const Eigen::VectorXd& mu2,
-                               const Eigen::MatrixXd& cov2) {
+template <int = 0>
+double frechet_distance(const Eigen::VectorXd& mu1, const Eigen::MatrixXd& cov1, const Eigen::VectorXd& mu2,
+                        const Eigen::MatrixXd& cov2) {
     if (mu1.size() != mu2.size() || cov1.rows() != mu1.size() || cov2.rows() != mu2.size())
         throw std::invalid_argument("frechet_distance: the two Gaussians must have the same dimension");
     const Eigen::MatrixXd r1 = detail::psd_sqrt(cov1);
@@ -74,7 +79,8 @@ inline double frechet_distance(const Eigen::VectorXd& mu1, const Eigen::MatrixXd
     const double cross = detail::psd_sqrt(0.5 * (m + m.transpose())).trace();
     return (mu1 - mu2).squaredNorm() + cov1.trace() + cov2.trace() - 2 * cross;
 }
-inline double frechet_distance(const FeatureStats& a, const FeatureStats& b) {
+template <int = 0>
+double frechet_distance(const FeatureStats& a, const FeatureStats& b) {
     if (a.dims() != b.dims())
         throw std::invalid_argument("frechet_distance: features of " + std::to_string(a.dims()) + " and " +
                                     std::to_string(b.dims()) + " dimensions");
