@@ -100,6 +100,9 @@ TEST_CASE("Conv2d: gradients, stride 1, same padding, several kernel sizes") {
     check_conv<3, 2, 5, 1, Padding::same, 2, 3, 4, 3, 4>();  // kernel larger than the image
     check_conv<2, 3, 2, 1, Padding::same, 2, 4, 5, 4, 5>();  // even kernel: extra padding after
     check_conv<4, 4, 4, 1, Padding::same, 1, 5, 5, 5, 5>();
+    // rows narrower than K − 1 (every window leaves the row) and 1 pixel wide
+    check_conv<2, 3, 5, 1, Padding::same, 2, 3, 2, 3, 2>();
+    check_conv<2, 2, 3, 1, Padding::same, 1, 4, 1, 4, 1>();
     // 8×8 and up: dx as dy convolved with the weights packed in flipped order (implicit_dx)
     check_conv<2, 3, 3, 1, Padding::same, 2, 8, 9, 8, 9>();
     check_conv<3, 2, 5, 1, Padding::same, 1, 9, 8, 9, 8>();
