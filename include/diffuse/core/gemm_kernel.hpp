@@ -8,6 +8,7 @@
 //   for each NC-wide block of columns, each KC-deep slice of K:    pack op(B) slice  (L3)
 //     for each MC-tall block of rows (read in place, L2):
 //       for each NR-wide panel of B, each MR-tall panel of A:      micro-kernel      (L1)
+//       (the last loop and the micro-kernels it inlines: macro_kernel, a function of its own)
 //
 // The tile is chosen per product from N, among three per instruction set, sized so that the MR·NV
 // accumulators, NV B vectors and one broadcast fit the register file (16 vector registers with
@@ -240,21 +241,33 @@ void pack_a(ARow a_row, std::ptrdiff_t ks, int i0, int mc, int k0, int kc, T* ds
     }
 }
 
+/// Row r of a packed A panel: one type for every product, so the packed micro-kernel is compiled once
+/// a tile (a lambda would make one per caller, and bench_compare.cpp compiled 50 % longer). Every
+/// panel has all MR rows (pack_a repeats the last), so its rows are one pointer and constant offsets.
+template <class T>
+struct PackedRows {
+    const T* panel;
+    const T* operator()(int r) const { return panel + r; }
+};
+
 /// C[mr, nr] += op(A)[MR rows, kc] · (B panel), for an MR × NR tile of which mr × nr is valid; or, as
 /// `start` says, C = that product (+ start's row, from the tile's first column).
 /// A is read in place, not packed: tile row r, depth k at row_of(r)[k·ks] (ks = 1 for a row-major
 /// or gathered A, lda for a transposed one). Rows past mr repeat row mr − 1 (valid memory; their
-/// results are dropped). row_of and c come by reference: by value, GCC built them on the stack with
-/// small stores and copied them with one wide load, which cannot be forwarded from those stores (a
-/// stall on every call: 8 % of the 16-channel conv's time on a Zen 4).
+/// results are dropped). row_of and c come by reference: by value, when this was a call of its own, GCC
+/// built them on the stack with small stores and copied them with one wide load, which cannot be
+/// forwarded from those stores (a stall on every call: 8 % of the 16-channel conv's time on a Zen 4).
 template <class Tl, class T, class RowOf, class CTile>
-inline void micro_kernel(int kc, const RowOf& row_of, std::ptrdiff_t ks, const T* b, const CTile& c, int mr, int nr,
-                         CStart<T> start) {
+[[gnu::always_inline]] inline void micro_kernel(int kc, const RowOf& row_of, std::ptrdiff_t ks, const T* b,
+                                                const CTile& c, int mr, int nr, CStart<T> start) {
     using V = typename Tl::V;
     constexpr int MR = Tl::MR, NV = Tl::NV, NR = Tl::NR, W = Tl::W;
+    // A packed panel's rows need no clamp; clamped, each row was a pointer of its own, and the 12×1
+    // tile's twelve do not fit x86's general registers (reloaded from the stack each step).
+    constexpr bool whole_panel = std::is_same_v<RowOf, PackedRows<T>>;
     const T* row[MR];
 #pragma GCC unroll 32
-    for (int r = 0; r < MR; ++r) row[r] = row_of(std::min(r, mr - 1));
+    for (int r = 0; r < MR; ++r) row[r] = row_of(whole_panel ? r : std::min(r, mr - 1));
     V acc[MR][NV];
 #pragma GCC unroll 32
     for (int r = 0; r < MR; ++r)
@@ -323,14 +336,6 @@ void pack_b_whole(int N, int K, BRows b, T* dst) {
     }
 }
 
-/// Row r of a packed A panel: one type for every product, so the packed micro-kernel is compiled once
-/// a tile (a lambda would make one per caller, and bench_compare.cpp compiled 50 % longer).
-template <class T>
-struct PackedRows {
-    const T* panel;
-    const T* operator()(int r) const { return panel + r; }
-};
-
 /// Whether to pack A (pack_a) rather than read its rows in place: in wide products, where each packed
 /// slice is swept by 8+ B panels, for row-major A, or transposed A whose depth steps lie 1 KB or more
 /// apart (a Linear's dW = dyᵀ·x over 256+ outputs): the KC steps of a tile then fall in at most 4 of
@@ -341,6 +346,29 @@ struct PackedRows {
 template <class T>
 bool pack_a_pays(int N, int NR, std::ptrdiff_t ks) {
     return N >= DIFFUSE_GEMM_PACK_A_TILES * NR && (ks == 1 || ks * std::ptrdiff_t(sizeof(T)) >= 1024);
+}
+
+/// The tiles of rows [ic, ic + mc) against one B panel bp (C's columns from j0, nr of them valid): A
+/// from the packed panels at apack, or in place (apack null). A function of its own, its micro-kernels
+/// inlined: inlined into the whole product, GCC's AVX2 build kept the tile's row pointers on the stack
+/// (5 reloads in the 6×2 tile's 13 loads a step, for 12 FMAs), and a call per tile cost the 16-channel
+/// conv 6 % (a Zen 4, x86-64-v3 build).
+template <class Tl, bool MayPackA, class ARow, class CRows, class T>
+[[gnu::noinline]] void macro_kernel(int kc, const ARow& a_row, std::ptrdiff_t ks, const T* apack, int pc, int ic,
+                                    int mc, const T* bp, const CRows& c_rows, std::ptrdiff_t j0, int nr,
+                                    CStart<T> first) {
+    constexpr int MR = Tl::MR;
+    for (int ir = ic; ir < ic + mc; ir += MR) {
+        const TileRows<CRows> c{c_rows, ir, j0};
+        const int mr = std::min(MR, ic + mc - ir);
+        if (MayPackA && apack) {
+            const T* ap = apack + std::ptrdiff_t(ir - ic) * kc;  // panel (ir − ic)/MR
+            micro_kernel<Tl>(kc, PackedRows<T>{ap}, MR, bp, c, mr, nr, first);
+        } else {
+            micro_kernel<Tl>(
+                kc, [&](int r) { return a_row(ir + r, pc); }, ks, bp, c, mr, nr, first);
+        }
+    }
 }
 
 /// C[M, N] += op(A)·op(B) with register tile Tl: B's stored rows b (pack_b), row i of C at c(i) (N
@@ -370,17 +398,8 @@ void gemm_add_rows(int M, int N, int K, ARow a_row, std::ptrdiff_t ks, BRows b, 
                 for (int jr = 0; jr < nc; jr += NR) {
                     const T* bp = bslice + std::ptrdiff_t(jr / NR) * kc * NR;
                     const CStart<T> first = pc == 0 ? start.from_column(jc + jr) : CStart<T>{};
-                    for (int ir = ic; ir < ic + mc; ir += MR) {
-                        const TileRows<CRows> c{c_rows, ir, jc + jr};
-                        const int mr = std::min(MR, ic + mc - ir), nr = std::min(NR, nc - jr);
-                        if (packs_a) {
-                            const T* ap = apack + std::ptrdiff_t(ir - ic) * kc;  // panel (ir − ic)/MR
-                            micro_kernel<Tl>(kc, PackedRows<T>{ap}, MR, bp, c, mr, nr, first);
-                        } else {
-                            micro_kernel<Tl>(
-                                kc, [&](int r) { return a_row(ir + r, pc); }, ks, bp, c, mr, nr, first);
-                        }
-                    }
+                    macro_kernel<Tl, MayPackA>(kc, a_row, ks, packs_a ? apack : nullptr, pc, ic, mc, bp, c_rows,
+                                               jc + jr, std::min(NR, nc - jr), first);
                 }
             }
         }
