@@ -406,15 +406,25 @@ void gemm_add_rows(int M, int N, int K, ARow a_row, std::ptrdiff_t ks, BRows b, 
     }
 }
 
+/// op(A) of a row-major A with row stride lda, read in place: op(A)[i, k] at a + i·rs + k·ks. One type
+/// for A and Aᵀ (the strides say which), so the products of every transposition share their
+/// macro-kernels (a lambda a transposition compiled 4 of each tile into every file with a Linear).
+template <class T>
+struct StridedA {
+    const T* a;
+    std::ptrdiff_t rs, ks;
+    StridedA(const T* a_, std::ptrdiff_t lda, bool trans) : a(a_), rs(trans ? 1 : lda), ks(trans ? lda : 1) {}
+    const T* operator()(std::ptrdiff_t i, std::ptrdiff_t k) const { return a + i * rs + k * ks; }
+};
+
 /// C[M, N] += op(A)·op(B) with register tile Tl, all row-major with row strides lda, ldb, ldc (or C
 /// stored as `start` says).
 template <class Tl, bool TransA, bool TransB, class T>
 void gemm_add_tiled(int M, int N, int K, const T* A, std::ptrdiff_t lda, const T* B, std::ptrdiff_t ldb, T* C,
                     std::ptrdiff_t ldc, CStart<T> start = {}) {
-    const std::ptrdiff_t rs = TransA ? 1 : lda, ks = TransA ? lda : 1;  // op(A)[i, k] = A[i·rs + k·ks]
-    gemm_add_rows<Tl, TransB>(
-        M, N, K, [=](int i, int k) { return A + i * rs + k * ks; }, ks, StridedRows<const T>{B, ldb},
-        StridedRows<T>{C, ldc}, static_cast<const T*>(nullptr), start);
+    const StridedA<T> a(A, lda, TransA);
+    gemm_add_rows<Tl, TransB>(M, N, K, a, a.ks, StridedRows<const T>{B, ldb}, StridedRows<T>{C, ldc},
+                              static_cast<const T*>(nullptr), start);
 }
 
 /// The tile's vectors for N columns: the fewest padded columns, 2 vectors on a tie (see the top).
@@ -472,9 +482,8 @@ void gemm_add_gathered(int M, int N, int K, ARow a_row, const T* B, std::ptrdiff
 /// the input windows of a convolution's weight gradient (nn/conv2d.hpp). op(A) as in gemm_add.
 template <bool TransA, class T, class BRow>
 void gemm_add_gathered_b(int M, int N, int K, const T* A, std::ptrdiff_t lda, BRow b_row, T* C, std::ptrdiff_t ldc) {
-    const std::ptrdiff_t rs = TransA ? 1 : lda, ks = TransA ? lda : 1;
-    const auto row = [=](int i, int k) { return A + i * rs + k * ks; };
-    with_tile<T>(N, [&]<class Tl>() { gemm_add_rows<Tl, false>(M, N, K, row, ks, b_row, StridedRows<T>{C, ldc}); });
+    const StridedA<T> a(A, lda, TransA);
+    with_tile<T>(N, [&]<class Tl>() { gemm_add_rows<Tl, false>(M, N, K, a, a.ks, b_row, StridedRows<T>{C, ldc}); });
 }
 
 /// Values in op(B) [K, N] packed whole for the tile of N columns.
