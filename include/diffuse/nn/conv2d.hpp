@@ -105,32 +105,23 @@ struct SameConvolution {
     };
     [[gnu::noinline]] static Windows windows(const T* in, int g, int H, int W, int Ci, T* buffer) {
         const int rows = H * W, E = edge_pixels(W), window = K * Ci;
-        // edge slot of pixel ow, or -1 inside: the first pad pixels, then the last K − 1 − pad
-        const auto edge = [&](int ow) {
-            return first_tap(ow) == 0 && end_tap(ow, W) == K ? -1
-                   : W < K - 1                               ? ow
-                   : ow < same_pad                           ? ow
-                                                             : ow - W + K - 1;
-        };
-        // The pixels whose window lies inside the row: [lo, hi), empty where W < K − 1.
+        // The windows inside the row are pixels [lo, hi) (none where W < K − 1); the E others, the first
+        // lo and the last W − hi, have edge slots 0..E − 1 in that order.
         const int lo = std::min(same_pad, W), hi = std::max(lo, W - (K - 1 - same_pad));
-        const auto edge_pixels_of_row = [&](auto f) {
-            for (int ow = 0; ow < lo; ++ow) f(ow);
-            for (int ow = hi; ow < W; ++ow) f(ow);
-        };
+        const auto edge_pixel = [&](int e) { return e < lo ? e : hi + (e - lo); };
         const T* const zeros = buffer;
         T* const edges = buffer + window;  // [g, H, E, K·Ci]
         std::fill_n(buffer, window, T(0));
         for (int i = 0; i < g; ++i)
             for (int h = 0; h < H; ++h)
-                edge_pixels_of_row([&](int ow) {
-                    T* dst = edges + ((std::size_t(i) * H + h) * E + edge(ow)) * window;
+                for (int e = 0; e < E; ++e) {
+                    T* dst = edges + ((std::size_t(i) * H + h) * E + e) * window;
                     for (int kw = 0; kw < K; ++kw, dst += Ci) {
-                        const int iw = ow - same_pad + kw;
+                        const int iw = edge_pixel(e) - same_pad + kw;
                         if (iw < 0 || iw >= W) std::fill_n(dst, Ci, T(0));
                         else std::copy_n(in + ((std::size_t(i) * H + h) * W + iw) * Ci, Ci, dst);
                     }
-                });
+                }
         const T** const table = detail::conv_row_table<const T*>(std::size_t(K + 1) * g * rows);
         for (int kh = 0; kh < K; ++kh)
             for (int i = 0; i < g; ++i)
@@ -142,7 +133,7 @@ struct SameConvolution {
                         continue;
                     }
                     const std::size_t image_row = std::size_t(i) * H + ih;
-                    edge_pixels_of_row([&](int ow) { row[ow] = edges + (image_row * E + edge(ow)) * window; });
+                    for (int e = 0; e < E; ++e) row[edge_pixel(e)] = edges + (image_row * E + e) * window;
                     // A pointer step a pixel: written as an offset product per pixel, GCC vectorised it
                     // with emulated 64-bit multiplies where it did not clone the function for the shape
                     // (3 × slower, 6 % of the 16-channel conv).
