@@ -184,8 +184,9 @@ TEST_CASE("Conv2d: the column buffer holds a group of images, never the batch") 
     static_assert(Small::images == 1 && Big::images == 1);  // 256 rows an image: one GEMM each
     CHECK(sizeof(Big) == sizeof(Small));
     // read in place: a slot holds the zero window and each image row's two edge windows (K·C values)
-    // of x (16 channels) or dy (32), and the weight-gradient partial
-    constexpr int windows = 3 * 32 * (1 + 16 * 2), dweight = 32 * 9 * 16;
+    // of x (16 channels), for the weight gradient (the forward and dx read x and dy in place), and the
+    // weight-gradient partial
+    constexpr int windows = 3 * 16 * (1 + 16 * 2), dweight = 32 * 9 * 16;
     CHECK(sizeof(Small) == conv_default_slots * (windows + dweight) * sizeof(float));
     CHECK(sizeof(L::Cache<Shape<1, 16, 16, 16>>) == (windows + dweight) * sizeof(float));
     // 4×4 images (16 rows) go 16 to a GEMM, however large the batch; their input gradient builds the

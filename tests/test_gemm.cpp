@@ -6,6 +6,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <limits>
 #include <type_traits>
@@ -179,6 +180,36 @@ TEST_CASE("gemm_gathered_packed: B packed once gives gemm_gathered's bits") {
         gemm_gathered_packed(M, N, K, row, packed_b.data(), from_bt.data(), N);
         CHECK(from_bt == direct);
     }
+}
+
+TEST_CASE("gemm_gathered_packed: a range of depths gives the bits of the whole product over zeros") {
+    // a convolution's edge pixels multiply only their window's taps inside the image: A's rows hold the
+    // depths [begin, end), the product must equal the one over all K with zeros elsewhere in A, for
+    // ranges that start and end inside a KC slice (256), on its bounds, across two, and inside one
+    const int M = 37, K = 600;
+    for (int N : {64, 16})
+        for (auto [begin, end] : {std::array{100, 500}, std::array{256, 300}, std::array{0, 200}, std::array{300, 600},
+                                  std::array{511, 513}, std::array{-5, 700}})
+            for (Accumulate acc : {Accumulate::yes, Accumulate::no}) {
+                Operands o(M, N, K, Trans::N, Trans::T, 0, std::uint64_t(17 + N + begin));
+                const int b = std::max(begin, 0), e = std::min(end, K);
+                std::vector<float> zeroed(o.A.size(), 0.0f), bias(static_cast<std::size_t>(N));
+                for (int i = 0; i < M; ++i)
+                    std::copy(o.A.begin() + i * o.lda + b, o.A.begin() + i * o.lda + e, zeroed.begin() + i * o.lda + b);
+                for (int j = 0; j < N; ++j) bias[std::size_t(j)] = float(j) - 7.5f;
+                AlignedBuffer<float> packed_b(packed_b_size<float>(N, K));
+                pack_b<Trans::T>(N, K, o.B.data(), o.ldb, packed_b.data());
+                std::vector<float> whole = o.C, ranged = o.C;
+                gemm_gathered_packed(
+                    M, N, K, [&](int i) { return zeroed.data() + std::size_t(i) * o.lda; }, packed_b.data(),
+                    whole.data(), N, acc, bias.data());
+                gemm_gathered_packed(
+                    M, N, K, [&](int i) { return o.A.data() + std::size_t(i) * o.lda + b; }, packed_b.data(),
+                    ranged.data(), N, acc, bias.data(), Depths{begin, end});
+                INFO("N=", N, " depths [", begin, ", ", end, ") accumulate=", acc == Accumulate::yes);
+                CHECK(whole != o.C);
+                CHECK(ranged == whole);
+            }
 }
 
 TEST_CASE("gemm_gathered_b: B's rows gathered from anywhere give gemm's bits") {

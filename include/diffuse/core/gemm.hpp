@@ -203,29 +203,33 @@ template <class T, class BRow>
 void pack_b_rows(int N, int K, BRow b_row, T* dst) {
     if (N > 0 && K > 0) detail::packed::pack_b_for_gathered<false>(N, K, b_row, dst);
 }
+/// The depths [begin, end) of K that gemm_gathered_packed multiplies, the others counting as zeros.
+using detail::packed::Depths;
 /// gemm_gathered with op(B) packed by pack_b: the same bits, without packing B again. Row i of C at
 /// c_rows(i) (N contiguous values): rows gathered (GatheredRows, such as the output pixels of a
 /// convolution whose window rows are not all zero) or strided. With Accumulate::no, C = A·op(B) + row
 /// (row: N values added to every row of C, or none), C unread: the bits of filling C's rows with `row`
-/// and accumulating.
+/// and accumulating. With `depths`, only those depths are multiplied, row i of A holding their values
+/// at a_row(i): the bits of the whole product with zeros elsewhere in A (a convolution's edge pixels,
+/// whose windows leave the image).
 template <class T, class ARow, class CRows>
 requires std::is_same_v<CRows, GatheredRows<T>> || std::is_same_v<CRows, detail::packed::StridedRows<T>>
 void gemm_gathered_packed(int M, int N, int K, ARow a_row, const T* packed_b, CRows c_rows,
-                          Accumulate acc = Accumulate::yes, const T* row = nullptr) {
+                          Accumulate acc = Accumulate::yes, const T* row = nullptr, Depths depths = {}) {
     using Start = detail::packed::CStart<T>;
     if (M <= 0 || N <= 0) return;
-    if (K <= 0) {
+    if (std::min(K, depths.end) <= std::max(0, depths.begin)) {
         if (acc == Accumulate::no) detail::fill_rows(M, N, row, c_rows);
         return;
     }
     detail::packed::gemm_add_gathered<false>(M, N, K, a_row, packed_b, 0, c_rows, packed_b,
-                                             acc == Accumulate::yes ? Start{} : Start{Start::store, row});
+                                             acc == Accumulate::yes ? Start{} : Start{Start::store, row}, depths);
 }
 /// gemm_gathered_packed into C with row stride ldc.
 template <class T, class ARow>
 void gemm_gathered_packed(int M, int N, int K, ARow a_row, const T* packed_b, T* C, int ldc,
-                          Accumulate acc = Accumulate::yes, const T* row = nullptr) {
-    gemm_gathered_packed(M, N, K, a_row, packed_b, detail::packed::StridedRows<T>{C, ldc}, acc, row);
+                          Accumulate acc = Accumulate::yes, const T* row = nullptr, Depths depths = {}) {
+    gemm_gathered_packed(M, N, K, a_row, packed_b, detail::packed::StridedRows<T>{C, ldc}, acc, row, depths);
 }
 
 }  // namespace diffuse

@@ -183,6 +183,14 @@ struct CStart {
     CStart from_column(std::ptrdiff_t j) const { return {kind, row ? row + j : row}; }
 };
 
+/// The depths [begin, end) of a product that one call multiplies; the others count as zeros (the taps of a
+/// convolution's window that fall in its padding). The sums are still cut into KC slices where the whole
+/// product's are, and a zero product leaves an FMA chain's +0 or sum as it is, so the bits are those of
+/// the whole product over zeros (unless a skipped B value is an infinity or NaN).
+struct Depths {
+    int begin = 0, end = 1 << 30;
+};
+
 /// Rows i0.. of C from column j0, as a micro-kernel's tile sees them: one type per kind of C rows,
 /// so the micro-kernel is not compiled once per caller.
 template <class CRows>
@@ -375,30 +383,39 @@ template <class Tl, bool MayPackA, class ARow, class CRows, class T>
 /// contiguous values), op(A)[i, k] at a_row(i, k)[0] and op(A)[i, k + j] at a_row(i, k)[j·ks].
 /// With `prepacked` (pack_b_whole's layout), B is not packed again: its slices are read from there.
 /// MayPackA = false (gathered rows: the convolutions' narrow products) leaves pack_a out of the build.
-/// The first KC slice meets C as `start` says (CStart); the others are added.
+/// Only the depths in `depths` are multiplied (1 ≤ their count). The first KC slice that holds some
+/// meets C as `start` says (CStart); the others are added.
 template <class Tl, bool TransB, bool MayPackA = true, class ARow, class BRows, class CRows,
           class T = typename Tl::V::value_type>
 void gemm_add_rows(int M, int N, int K, ARow a_row, std::ptrdiff_t ks, BRows b, CRows c_rows,
-                   const T* prepacked = nullptr, CStart<T> start = {}) {
+                   const T* prepacked = nullptr, CStart<T> start = {}, Depths depths = {}) {
     constexpr int MR = Tl::MR, NR = Tl::NR;
     GemmScratch<T>& scratch = gemm_scratch<T>();
     T* const bpack = prepacked ? nullptr : GemmScratch<T>::fit(scratch.b, std::size_t(Tl::NC) * Tl::KC);
     const bool packs_a = MayPackA && pack_a_pays<T>(N, NR, ks);
     T* const apack = packs_a ? GemmScratch<T>::fit(scratch.a, std::size_t(Tl::MC) * Tl::KC) : nullptr;
+    const int k0 = std::max(depths.begin, 0), k1 = std::min(depths.end, K);
     for (int jc = 0; jc < N; jc += Tl::NC) {
         const int nc = std::min(Tl::NC, N - jc);
-        for (int pc = 0; pc < K; pc += Tl::KC) {
-            const int kc = std::min(Tl::KC, K - pc);
-            const T* bslice = prepacked ? prepacked + packed_b_offset<Tl>(K, jc, nc, pc) : bpack;
-            if (!prepacked) pack_b<NR, TransB>(b, pc, kc, jc, nc, bpack);
+        for (int pc = k0 / Tl::KC * Tl::KC; pc < k1; pc += Tl::KC) {
+            // slice [pc, pc + KC) of K, of which depths [lo, lo + kc) are multiplied
+            const int lo = std::max(pc, k0), kc = std::min(pc + Tl::KC, k1) - lo;
+            const T* bslice = bpack;
+            std::ptrdiff_t panel = std::ptrdiff_t(kc) * NR;  // from one B panel to the next
+            if (prepacked) {
+                panel = std::ptrdiff_t(std::min(Tl::KC, K - pc)) * NR;
+                bslice = prepacked + packed_b_offset<Tl>(K, jc, nc, pc) + std::ptrdiff_t(lo - pc) * NR;
+            } else {
+                pack_b<NR, TransB>(b, lo, kc, jc, nc, bpack);
+            }
             for (int ic = 0; ic < M; ic += Tl::MC) {
                 const int mc = std::min(Tl::MC, M - ic);
                 if constexpr (MayPackA)
-                    if (packs_a) pack_a<MR>(a_row, ks, ic, mc, pc, kc, apack);
+                    if (packs_a) pack_a<MR>(a_row, ks, ic, mc, lo, kc, apack);
                 for (int jr = 0; jr < nc; jr += NR) {
-                    const T* bp = bslice + std::ptrdiff_t(jr / NR) * kc * NR;
-                    const CStart<T> first = pc == 0 ? start.from_column(jc + jr) : CStart<T>{};
-                    macro_kernel<Tl, MayPackA>(kc, a_row, ks, packs_a ? apack : nullptr, pc, ic, mc, bp, c_rows,
+                    const T* bp = bslice + jr / NR * panel;
+                    const CStart<T> first = lo == k0 ? start.from_column(jc + jr) : CStart<T>{};
+                    macro_kernel<Tl, MayPackA>(kc, a_row, ks, packs_a ? apack : nullptr, lo, ic, mc, bp, c_rows,
                                                jc + jr, std::min(NR, nc - jr), first);
                 }
             }
@@ -465,16 +482,18 @@ void gemm_add(int M, int N, int K, const T* A, std::ptrdiff_t lda, const T* B, s
     with_tile<T>(N, [&]<class Tl>() { gemm_add_tiled<Tl, TransA, TransB>(M, N, K, A, lda, B, ldb, C, ldc, start); });
 }
 
-/// C[M, N] += A·op(B), row i of A being K contiguous values at a_row(i): rows gathered from anywhere
-/// (nn/conv2d.hpp's implicit im2col). Any T: the same packed kernel for float and double.
-/// With `prepacked` (pack_b_for_gathered's output for this N, K), B and ldb are unused. C met as
-/// `start` says.
+/// C[M, N] += A·op(B) over `depths` of K, row i of A being their values, contiguous, at a_row(i): rows
+/// gathered from anywhere (nn/conv2d.hpp's implicit im2col). Any T: the same packed kernel for float
+/// and double. With `prepacked` (pack_b_for_gathered's output for this N, K), B and ldb are unused. C
+/// met as `start` says.
 template <bool TransB, class T, class ARow, class CRows>
 void gemm_add_gathered(int M, int N, int K, ARow a_row, const T* B, std::ptrdiff_t ldb, CRows c_rows,
-                       const T* prepacked = nullptr, CStart<T> start = {}) {
-    const auto row = [&](int i, int k) { return a_row(i) + k; };
+                       const T* prepacked = nullptr, CStart<T> start = {}, Depths depths = {}) {
+    const int k0 = std::max(depths.begin, 0);
+    const auto row = [&](int i, int k) { return a_row(i) + (k - k0); };
     with_tile<T>(N, [&]<class Tl>() {
-        gemm_add_rows<Tl, TransB, false>(M, N, K, row, 1, StridedRows<const T>{B, ldb}, c_rows, prepacked, start);
+        gemm_add_rows<Tl, TransB, false>(M, N, K, row, 1, StridedRows<const T>{B, ldb}, c_rows, prepacked, start,
+                                         depths);
     });
 }
 

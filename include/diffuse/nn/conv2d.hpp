@@ -7,7 +7,7 @@
 // Memory: the column matrix of a group of G images, [G·Ho·Wo, K·K·Cin], is built in one of `Slots`
 // buffers of the Cache and never for the whole batch (stable-diffusion.cpp #261); a stride-1 "same"
 // conv reads its windows in place instead (`implicit` below) and its slots hold only the windows
-// that leave the image (and, at 4×4, the input gradient's columns). G is the fewest
+// that leave the image, for the weight gradient (and, at 4×4, the input gradient's columns). G is the fewest
 // images giving a GEMM at least kConvGemmRows rows deep (1 for 16×16 images and up, 4 at 8×8, 16 at
 // 4×4; capped by the images of a slot): a 4×4 image alone is a 16-row GEMM that spends its time
 // packing. Slot s handles a fixed contiguous block of the batch; slots run in parallel
@@ -87,28 +87,30 @@ struct SameConvolution {
     static constexpr int same_pad = WindowAxis<1, K, 1, Padding::same>::pad;
     static constexpr int first_tap(int o) { return window_first(o, 1, same_pad); }
     static constexpr int end_tap(int o, int n) { return window_last(o, n, K, 1, same_pad); }
-    /// Edge pixels of a row of W for a K-wide "same" window: those whose window reaches past either end.
-    static constexpr int edge_pixels(int W) { return W < K - 1 ? W : K - 1; }
-
-    /// The rows of the implicit GEMMs over in[g, H, W, Ci] ("same", stride 1): for kernel row kh and
-    /// output pixel r of the group, table[kh·g·H·W + r] points at the K·Ci values of r's window on
-    /// input row ih = oh + kh − pad, in place. Only the windows that leave the image are built, in
-    /// buffer (Conv2d::window_values): the zero window for a kernel row above or below the image, and for
-    /// the few pixels at each row's ends (K − 1 of 32 at 32×32) a copy with zeros where the window
-    /// leaves it. So the products read what a zero-bordered copy would hold, without the copy. The
-    /// table is the calling thread's, built in one pass whose branches follow each image row's pattern
-    /// (a choice made per row in every tile was mispredicted at the edges).
-    struct Windows {
-        const T* const* table;  // [K, g·H·W]
-        const T* zeros;         // the zero window
-        const T** scratch;      // g·H·W entries for convolve_same's rows of A
+    /// A row of W output pixels: [lo, hi) are those whose window stays inside the row (none where
+    /// W < K − 1); the first lo and the last W − hi are its edge pixels, numbered 0..edges − 1 in that
+    /// order.
+    struct RowPixels {
+        int lo, hi, edges;
+        constexpr int edge_pixel(int e) const { return e < lo ? e : hi + (e - lo); }
     };
-    [[gnu::noinline]] static Windows windows(const T* in, int g, int H, int W, int Ci, T* buffer) {
-        const int rows = H * W, E = edge_pixels(W), window = K * Ci;
-        // The windows inside the row are pixels [lo, hi) (none where W < K − 1); the E others, the first
-        // lo and the last W − hi, have edge slots 0..E − 1 in that order.
+    static constexpr RowPixels row_pixels(int W) {
         const int lo = std::min(same_pad, W), hi = std::max(lo, W - (K - 1 - same_pad));
-        const auto edge_pixel = [&](int e) { return e < lo ? e : hi + (e - lo); };
+        return {lo, hi, lo + W - hi};
+    }
+
+    /// The rows of the implicit GEMMs of the weight gradient over in[g, H, W, Ci] ("same", stride 1):
+    /// for kernel row kh and output pixel r of the group, table[kh·g·H·W + r] points at the K·Ci values
+    /// of r's window on input row ih = oh + kh − pad, in place. Only the windows that leave the image
+    /// are built, in buffer (Conv2d::window_values): the zero window for a kernel row above or below the
+    /// image, and for the few pixels at each row's ends (K − 1 of 32 at 32×32) a copy with zeros where
+    /// the window leaves it. So the products read what a zero-bordered copy would hold, without the
+    /// copy. The table is the calling thread's, built in one pass whose branches follow each image row's
+    /// pattern (a choice made per row in every tile was mispredicted at the edges).
+    [[gnu::noinline]] static const T* const* windows(const T* in, int g, int H, int W, int Ci, T* buffer) {
+        const int rows = H * W, window = K * Ci;
+        const RowPixels pixels = row_pixels(W);
+        const int E = pixels.edges;
         const T* const zeros = buffer;
         T* const edges = buffer + window;  // [g, H, E, K·Ci]
         std::fill_n(buffer, window, T(0));
@@ -117,12 +119,12 @@ struct SameConvolution {
                 for (int e = 0; e < E; ++e) {
                     T* dst = edges + ((std::size_t(i) * H + h) * E + e) * window;
                     for (int kw = 0; kw < K; ++kw, dst += Ci) {
-                        const int iw = edge_pixel(e) - same_pad + kw;
+                        const int iw = pixels.edge_pixel(e) - same_pad + kw;
                         if (iw < 0 || iw >= W) std::fill_n(dst, Ci, T(0));
                         else std::copy_n(in + ((std::size_t(i) * H + h) * W + iw) * Ci, Ci, dst);
                     }
                 }
-        const T** const table = detail::conv_row_table<const T*>(std::size_t(K + 1) * g * rows);
+        const T** const table = detail::conv_row_table<const T*>(std::size_t(K) * g * rows);
         for (int kh = 0; kh < K; ++kh)
             for (int i = 0; i < g; ++i)
                 for (int oh = 0; oh < H; ++oh) {
@@ -133,31 +135,35 @@ struct SameConvolution {
                         continue;
                     }
                     const std::size_t image_row = std::size_t(i) * H + ih;
-                    for (int e = 0; e < E; ++e) row[edge_pixel(e)] = edges + (image_row * E + e) * window;
+                    for (int e = 0; e < E; ++e) row[pixels.edge_pixel(e)] = edges + (image_row * E + e) * window;
                     // A pointer step a pixel: written as an offset product per pixel, GCC vectorised it
                     // with emulated 64-bit multiplies where it did not clone the function for the shape
                     // (3 × slower, 6 % of the 16-channel conv).
-                    if (lo < hi) {
-                        const T* window_in = in + (image_row * W + std::size_t(lo - same_pad)) * Ci;
-                        for (int ow = lo; ow < hi; ++ow, window_in += Ci) row[ow] = window_in;
+                    if (pixels.lo < pixels.hi) {
+                        const T* window_in = in + (image_row * W + std::size_t(pixels.lo - same_pad)) * Ci;
+                        for (int ow = pixels.lo; ow < pixels.hi; ++ow, window_in += Ci) row[ow] = window_in;
                     }
                 }
-        return {table, zeros, table + std::size_t(K) * g * rows};
+        return table;
     }
 
     /// out[g, H, W, Co] += in[g, H, W, Ci] convolved with w [Co, K, K, Ci] packed by Conv2d's
-    /// pack_weights (kernel row kh's [Co, K·Ci] block as op(B), one after another), in's windows given by
-    /// windows(); with a bias, out = bias + that convolution. One GEMM per kernel row kh over the output
-    /// pixels whose window on that row is not all zeros (a zero window adds nothing: 1/6 of the
-    /// multiply-adds at 4×4, 1/12 at 8×8): whole image rows, a range of each image's rows, so one image's
-    /// (16×16 and up) are its table's entries and strided rows of out, and a group's are gathered range
-    /// by range. The first product stores bias + its sum over out unread, after the rows it skips took
-    /// the bias (the bits of filling out with the bias and accumulating). Conv2d's forward pass, and its
-    /// input gradient with Ci = Cout, Co = Cin and the flipped weights.
-    [[gnu::noinline]] static void convolve_same(const Windows& in, int g, int H, int W, int Ci, int Co, const T* packed,
+    /// pack_weights (kernel row kh's [Co, K·Ci] block as op(B), one after another), in read in place;
+    /// with a bias, out = bias + that convolution. For each kernel row kh, over the output rows whose
+    /// window row kh lies in the image (a window row in the padding adds nothing: 1/6 of the
+    /// multiply-adds at 4×4, 1/12 at 8×8): one GEMM for the pixels whose window row stays inside the
+    /// image row, and one per edge pixel of a row over only the taps inside it (Depths: 1/6 of the rest
+    /// at 4×4, 1/12 at 8×8), with the bits of multiplying the padding's zeros. The first products store
+    /// bias + their sums over out unread, after the rows they skip took the bias (the bits of filling
+    /// out with the bias and accumulating). Conv2d's forward pass, and its input gradient with Ci = Cout,
+    /// Co = Cin and the flipped weights.
+    [[gnu::noinline]] static void convolve_same(const T* in, int g, int H, int W, int Ci, int Co, const T* packed,
                                                 T* out, const T* bias) {
         const int rows = H * W;
-        const std::size_t total = std::size_t(g) * rows, per_kh = packed_b_size<T>(Co, K * Ci);
+        const RowPixels pixels = row_pixels(W);
+        const std::size_t per_kh = packed_b_size<T>(Co, K * Ci);
+        const T** const a_rows = detail::conv_row_table<const T*>(std::size_t(g) * rows);
+        T** const c_rows = detail::conv_row_table<T*>(std::size_t(g) * rows);
         bool stored = !bias;              // whether out holds the bias yet
         for (int kh = 0; kh < K; ++kh) {  // out[rows of kh, Co] (+)= A_kh[rows of kh, K·Ci] · w[:, kh]ᵀ
             int oh0 = H, oh1 = 0;         // the image rows whose window's row kh is inside: [oh0, oh1)
@@ -165,26 +171,29 @@ struct SameConvolution {
                 if (first_tap(oh) <= kh && kh < end_tap(oh, H)) oh0 = std::min(oh0, oh), oh1 = oh + 1;
             if (oh0 >= oh1) continue;
             const Accumulate acc = stored ? Accumulate::yes : Accumulate::no;
-            // the rows the first product skips: [0, oh0) of each image (the first kernel row that meets the
+            // the rows the first products skip: [0, oh0) of each image (the first kernel row that meets the
             // image lies above the middle one, so its rows run to the image's last)
             if (!stored)
                 for (int i = 0; i < g; ++i) detail::fill_rows(oh0 * W, Co, bias, out + std::size_t(i) * rows * Co, Co);
             stored = true;
-            const std::size_t first = std::size_t(oh0) * W, count = std::size_t(oh1 - oh0) * W;
-            const T* const* windows_kh = in.table + kh * total;
-            if (g == 1) {
-                gemm_gathered_packed(int(count), Co, K * Ci, GatheredRows<const T>{windows_kh + first},
-                                     packed + kh * per_kh, out + first * Co, Co, acc, bias);
-                continue;
+            // pixels [ow0, ow1) of those rows, their window's taps [t0, t1) on row kh
+            const auto product = [&](int ow0, int ow1, int t0, int t1) {
+                int m = 0;
+                for (int i = 0; i < g; ++i)
+                    for (int oh = oh0; oh < oh1; ++oh) {
+                        const std::ptrdiff_t in_row = std::ptrdiff_t(i) * H + oh - same_pad + kh, out_row = i * H + oh;
+                        const T* a = in + (in_row * W + ow0 - same_pad + t0) * Ci;
+                        T* c = out + (out_row * W + ow0) * Co;
+                        for (int ow = ow0; ow < ow1; ++ow, ++m, a += Ci, c += Co) a_rows[m] = a, c_rows[m] = c;
+                    }
+                gemm_gathered_packed(m, Co, K * Ci, GatheredRows<const T>{a_rows}, packed + kh * per_kh,
+                                     GatheredRows<T>{c_rows}, acc, bias, Depths{t0 * Ci, t1 * Ci});
+            };
+            if (pixels.lo < pixels.hi) product(pixels.lo, pixels.hi, 0, K);
+            for (int e = 0; e < pixels.edges; ++e) {
+                const int ow = pixels.edge_pixel(e);
+                product(ow, ow + 1, first_tap(ow), end_tap(ow, W));
             }
-            T** const c_rows = detail::conv_row_table<T*>(total);
-            for (int i = 0; i < g; ++i) {
-                const std::size_t from = std::size_t(i) * rows + first;
-                std::copy_n(windows_kh + from, count, in.scratch + i * count);
-                for (std::size_t r = 0; r < count; ++r) c_rows[i * count + r] = out + (from + r) * Co;
-            }
-            gemm_gathered_packed(int(g * count), Co, K * Ci, GatheredRows<const T>{in.scratch}, packed + kh * per_kh,
-                                 GatheredRows<T>{c_rows}, acc, bias);
         }
     }
 };
@@ -202,10 +211,10 @@ struct Conv2d {
     static constexpr bool pointwise = K == 1 && Stride == 1;
     /// Stride 1, "same" padding: no im2col either. The GEMMs read the input's pixels in place, one
     /// K-slice per kernel row kh: output pixel (oh, ow) reads the K·Cin contiguous values of its
-    /// window's row ih = oh + kh − pad, against the weights [Cout, kh, 0:K, 0:Cin] (forward), or into
-    /// dW[:, kh] (backward). Only the windows that leave the image are built, in the slot's buffer
-    /// (windows()). Against im2col's columns: the VAE step 7 % faster on a Zen 4, a 28 % smaller UNet
-    /// workspace at batch 16.
+    /// window's row ih = oh + kh − pad, against the weights [Cout, kh, 0:K, 0:Cin] (forward; an edge
+    /// pixel only its taps inside the image), or into dW[:, kh] (backward, where the windows that leave
+    /// the image are built in the slot's buffer: windows()). Against im2col's columns: the VAE step 7 %
+    /// faster on a Zen 4, a 28 % smaller UNet workspace at batch 16.
     static constexpr bool implicit = K > 1 && Stride == 1 && Pad == Padding::same;
 
     Param<T, Cout, K, K, Cin> weight{Init::FanIn(patch)};
@@ -220,8 +229,8 @@ struct Conv2d {
     template <class XShape>
     using output_shape = WindowOutput<XShape, K, Stride, Pad, Cout>;
 
-    /// Values a slot's buffer holds for a group of g images of shape XS: the windows convolve_same
-    /// builds (of x, and of dy), or the column matrix.
+    /// Values a slot's buffer holds for a group of g images of shape XS: the windows of x that leave
+    /// the image (the weight gradient's), or the column matrix.
     template <class XS>
     static constexpr int slot_values(int g);
 
@@ -239,12 +248,10 @@ struct Conv2d {
                                               y.data());
         } else if constexpr (implicit) {
             const T* packed = pack_weights<Cin, Cout>(weight.value_ptr);
-            for_each_group<XS, C>([&](int s, int n, int g) {
-                T* buffer = cache.col.data() + std::size_t(s) * cache.col.size / C::slots;
+            for_each_group<XS, C>([&](int, int n, int g) {
                 T* yn = y.data() + std::size_t(n) * Geometry<XS>::rows * Cout;
-                convolve_same<XS, Cin, Cout>(
-                    windows<XS, Cin>(x.data() + std::size_t(n) * Geometry<XS>::in_image, g, buffer), g, packed, yn,
-                    bias.value_ptr);
+                convolve_same<XS, Cin, Cout>(x.data() + std::size_t(n) * Geometry<XS>::in_image, g, packed, yn,
+                                             bias.value_ptr);
             });
         } else {
             constexpr int rows = Geometry<XS>::rows;
@@ -292,7 +299,7 @@ struct Conv2d {
                 T* const dweight = cache.dweight.data() + s * wsize;
                 if constexpr (implicit) {
                     // dW_s[:, kh] [Cout, K·Cin] += dyᵀ[Cout, g·rows] · windows_kh[g·rows, K·Cin], x read in place
-                    const T* const* rows_x = windows<XS, Cin>(x.data() + image(0), g, col).table;
+                    const T* const* rows_x = windows<XS, Cin>(x.data() + image(0), g, col);
                     for (int kh = 0; kh < K; ++kh)
                         gemm_gathered_b<Trans::T>(Cout, K * Cin, g * rows, dyn, Cout,
                                                   GatheredRows<const T>{rows_x + std::size_t(kh) * g * rows},
@@ -305,9 +312,8 @@ struct Conv2d {
                 if (!dx.data()) return;
                 if constexpr (implicit_dx<XS>()) {
                     // dx is the convolution of dy, zero-bordered, with the flipped weights: the forward's
-                    // implicit GEMM over dy in place, its edge windows in the slot's buffer (x's are spent)
-                    convolve_same<XS, Cout, Cin>(windows<XS, Cout>(dyn, g, col), g, packed_flipped,
-                                                 dx.data() + image(0), nullptr);
+                    // implicit GEMMs over dy in place
+                    convolve_same<XS, Cout, Cin>(dyn, g, packed_flipped, dx.data() + image(0), nullptr);
                 } else {
                     // dcol[g·rows, patch] = dy[g·rows, Cout] · W[Cout, patch], folded back onto the images
                     gemm<Trans::N, Trans::N>(g * rows, patch, Cout, dyn, weight.value_ptr, col, Accumulate::no);
@@ -382,20 +388,19 @@ private:
     }
 
     using Same = detail::SameConvolution<T, K>;
-    using Windows = typename Same::Windows;
     /// Values windows() keeps in its buffer for g images of H×W×Ci: a zero window, then each edge
     /// pixel's window (K·Ci values, zeros where it leaves the image) for every image row.
     template <int H, int W, int Ci>
     static constexpr int window_values(int g) {
-        return K * Ci * (1 + g * H * Same::edge_pixels(W));
+        return K * Ci * (1 + g * H * Same::row_pixels(W).edges);
     }
     /// detail::SameConvolution's window table and products for images of shape XS.
     template <class XS, int Ci>
-    static Windows windows(const T* in, int g, T* buffer) {
+    static const T* const* windows(const T* in, int g, T* buffer) {
         return Same::windows(in, g, XS::template dim<1>, XS::template dim<2>, Ci, buffer);
     }
     template <class XS, int Ci, int Co>
-    static void convolve_same(const Windows& in, int g, const T* packed, T* out, const T* bias) {
+    static void convolve_same(const T* in, int g, const T* packed, T* out, const T* bias) {
         Same::convolve_same(in, g, XS::template dim<1>, XS::template dim<2>, Ci, Co, packed, out, bias);
     }
 
@@ -476,9 +481,7 @@ constexpr int Conv2d<T, Cin, Cout, K, Stride, Pad>::slot_values(int g) {
     using G = Geometry<XS>;
     const int columns = g * G::rows * patch;
     if constexpr (!implicit) return columns;
-    else
-        return std::max(window_values<G::H, G::W, Cin>(g),
-                        implicit_dx<XS>() ? window_values<G::H, G::W, Cout>(g) : columns);
+    else return std::max(window_values<G::H, G::W, Cin>(g), implicit_dx<XS>() ? 0 : columns);
 }
 
 }  // namespace diffuse
