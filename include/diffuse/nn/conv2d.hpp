@@ -368,9 +368,11 @@ private:
 
     /// The input gradient by implicit GEMM too (see `implicit`), for odd K (dy's border is then x's)
     /// and images of 8×8 and more. At 4×4 the dcol GEMM + col2im was faster when dy was copied with its
-    /// border (128→128, batch 32, fwd+bwd on 2 Zen 4 threads: 1.52 ms against 1.95); with zero windows
-    /// skipped the implicit GEMM is 1-3 % faster there, but the change of rounding moved test_lora's
-    /// trained-and-fine-tuned samples across its bar, and so it waits.
+    /// border (128→128, batch 32, fwd+bwd on 2 Zen 4 threads: 1.52 ms against 1.95). Now that edge
+    /// pixels skip their padding taps, the implicit GEMM would be faster there too (fwd+bwd 1.12×, the
+    /// training step 1.03× on one Zen 5 core), but its change of rounding moves test_lora's fine-tuned
+    /// samples to its bar (0.74 → 0.79 of their starting distance, bar 0.8), an effect that test draws
+    /// from 4 samples and that stays within their noise when drawn from 16: so it waits for that test.
     template <class XS>
     static constexpr bool implicit_dx() {
         using G = Geometry<XS>;
