@@ -2,8 +2,10 @@
 
 #include <omp.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -30,6 +32,10 @@ void check_conv() {
     auto x = make<Tensor<double, N, H, W, Cin>>(), dx = make<Tensor<double, N, H, W, Cin>>();
     auto y = make<Tensor<double, N, Ho, Wo, Cout>>();
     auto cache = make<Cache>();
+    if constexpr (requires { cache->dweight; }) {  // a cache is scratch: nothing may be read before it is written
+        std::fill(cache->col.begin(), cache->col.end(), std::numeric_limits<double>::quiet_NaN());
+        std::fill(cache->dweight.begin(), cache->dweight.end(), std::numeric_limits<double>::quiet_NaN());
+    }
     fill_normal(*x, rng);
     auto probes = testing::probes(store);
     probes.push_back(testing::probe("x", *x, *dx));

@@ -177,13 +177,21 @@ struct GatheredRows {
     T* operator()(std::ptrdiff_t i) const { return rows[i]; }
 };
 
-/// C[M, N] += op(A)·B on the calling thread, row k of B (N contiguous values) at b_row(k): B gathered
+/// C[M, N] (+)= op(A)·B on the calling thread, row k of B (N contiguous values) at b_row(k): B gathered
 /// from anywhere, such as the input windows of a convolution's weight gradient (nn/conv2d.hpp). Our
-/// packed kernel for float and double alike; lda and ldc are row strides.
+/// packed kernel for float and double alike; lda and ldc are row strides. With Accumulate::no, C is
+/// stored unread, with the bits of zeroing it first.
 template <Trans TA, class T, class BRow>
-void gemm_gathered_b(int M, int N, int K, const T* A, int lda, BRow b_row, T* C, int ldc) {
-    if (M <= 0 || N <= 0 || K <= 0) return;
-    detail::packed::gemm_add_gathered_b<TA == Trans::T>(M, N, K, A, lda, b_row, C, ldc);
+void gemm_gathered_b(int M, int N, int K, const T* A, int lda, BRow b_row, T* C, int ldc,
+                     Accumulate acc = Accumulate::yes) {
+    using Start = detail::packed::CStart<T>;
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0) {
+        if (acc == Accumulate::no) detail::fill_rows(M, N, static_cast<const T*>(nullptr), C, ldc);
+        return;
+    }
+    detail::packed::gemm_add_gathered_b<TA == Trans::T>(M, N, K, A, lda, b_row, C, ldc,
+                                                        acc == Accumulate::yes ? Start{} : Start{Start::store});
 }
 
 /// op(B) [K, N] packed once for many gemm_gathered_packed calls with the same B (a convolution's

@@ -498,11 +498,16 @@ void gemm_add_gathered(int M, int N, int K, ARow a_row, const T* B, std::ptrdiff
 }
 
 /// C[M, N] += op(A)·B, row k of B (N contiguous values) at b_row(k): B gathered from anywhere, such as
-/// the input windows of a convolution's weight gradient (nn/conv2d.hpp). op(A) as in gemm_add.
+/// the input windows of a convolution's weight gradient (nn/conv2d.hpp). op(A) as in gemm_add; C met
+/// as `start` says.
 template <bool TransA, class T, class BRow>
-void gemm_add_gathered_b(int M, int N, int K, const T* A, std::ptrdiff_t lda, BRow b_row, T* C, std::ptrdiff_t ldc) {
+void gemm_add_gathered_b(int M, int N, int K, const T* A, std::ptrdiff_t lda, BRow b_row, T* C, std::ptrdiff_t ldc,
+                         CStart<T> start = {}) {
     const StridedA<T> a(A, lda, TransA);
-    with_tile<T>(N, [&]<class Tl>() { gemm_add_rows<Tl, false>(M, N, K, a, a.ks, b_row, StridedRows<T>{C, ldc}); });
+    with_tile<T>(N, [&]<class Tl>() {
+        gemm_add_rows<Tl, false>(M, N, K, a, a.ks, b_row, StridedRows<T>{C, ldc}, static_cast<const T*>(nullptr),
+                                 start);
+    });
 }
 
 /// Values in op(B) [K, N] packed whole for the tile of N columns.

@@ -297,17 +297,20 @@ struct Conv2d {
                 const auto image = [&](int i) { return std::size_t(n + i) * Geometry<XS>::in_image; };
                 const auto col_of = [&](int i) { return col + std::size_t(i) * rows * patch; };
                 T* const dweight = cache.dweight.data() + s * wsize;
+                // the slot's first group stores its partial unread: the bits of zeroing it first, without
+                // that pass over Cout·K·K·Cin values a slot
+                const Accumulate into_dw = n == slot_begin<XS, C>(s) ? Accumulate::no : Accumulate::yes;
                 if constexpr (implicit) {
                     // dW_s[:, kh] [Cout, K·Cin] += dyᵀ[Cout, g·rows] · windows_kh[g·rows, K·Cin], x read in place
                     const T* const* rows_x = windows<XS, Cin>(x.data() + image(0), g, col);
                     for (int kh = 0; kh < K; ++kh)
                         gemm_gathered_b<Trans::T>(Cout, K * Cin, g * rows, dyn, Cout,
                                                   GatheredRows<const T>{rows_x + std::size_t(kh) * g * rows},
-                                                  dweight + kh * K * Cin, patch);
+                                                  dweight + kh * K * Cin, patch, into_dw);
                 } else {
                     for (int i = 0; i < g; ++i) im2col<XS>(x.data() + image(i), col_of(i));
                     // dW_s[Cout, patch] += dyᵀ[Cout, g·rows] · col[g·rows, patch]
-                    gemm<Trans::T, Trans::N>(Cout, patch, g * rows, dyn, col, dweight, Accumulate::yes);
+                    gemm<Trans::T, Trans::N>(Cout, patch, g * rows, dyn, col, dweight, into_dw);
                 }
                 if (!dx.data()) return;
                 if constexpr (implicit_dx<XS>()) {
@@ -326,7 +329,8 @@ struct Conv2d {
                 C::slots,
                 [&](int s0, int s1) {
                     for (int s = s0; s < s1; ++s) {
-                        std::fill_n(cache.dweight.data() + s * wsize, wsize, T(0));
+                        if (slot_begin<XS, C>(s) == slot_begin<XS, C>(s + 1))  // a slot without images
+                            std::fill_n(cache.dweight.data() + s * wsize, wsize, T(0));
                         each_group_of_slot<XS, C>(s, group);
                     }
                 },
@@ -423,13 +427,16 @@ private:
         return packed;
     }
 
-    /// f(s, first image, images) over slot s's groups of at most C::images images: the contiguous block
-    /// [s·N/S, (s+1)·N/S) of the batch, in order.
+    /// The first image of slot s: the slot's block of the batch is [slot_begin(s), slot_begin(s + 1)).
+    template <class XS, class C>
+    static constexpr int slot_begin(int s) {
+        return int(std::size_t(s) * XS::first / C::slots);
+    }
+    /// f(s, first image, images) over slot s's groups of at most C::images images, in order.
     template <class XS, class C, class F>
     static void each_group_of_slot(int s, F& f) {
-        constexpr int N = XS::first, S = C::slots, G = C::images;
-        const int end = int(std::size_t(s + 1) * N / S);
-        for (int n = int(std::size_t(s) * N / S); n < end; n += G) f(s, n, std::min(G, end - n));
+        const int end = slot_begin<XS, C>(s + 1);
+        for (int n = slot_begin<XS, C>(s); n < end; n += C::images) f(s, n, std::min(C::images, end - n));
     }
     /// each_group_of_slot over every slot, slots in parallel.
     template <class XS, class C, class F>
