@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "diffuse/core/aligned_buffer.hpp"
+#include "diffuse/core/parallel.hpp"
 #include "diffuse/core/rng.hpp"
 #include "diffuse/core/tensor.hpp"
 
@@ -161,7 +162,11 @@ public:
             if (i.name == name) return i;
         throw std::out_of_range("ParamStore: no parameter named " + std::string(name));
     }
-    void zero_grad() { std::fill(grads_.begin(), grads_.end(), T(0)); }
+    void zero_grad() {
+        for_each_flat_chunk(grads_.size(), [&](std::size_t b, std::size_t e) {
+            std::fill(grads_.begin() + b, grads_.begin() + e, T(0));
+        });
+    }
 
 private:
     static void initialize(T* p, std::size_t n, const Init& init, Rng& rng) {
