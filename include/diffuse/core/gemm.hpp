@@ -99,6 +99,13 @@ inline constexpr double kGemmParallelWork = 1 << 22;
 /// Smallest block of C rows or columns handed to a thread, and the most blocks of one product.
 inline constexpr int kGemmBlock = 64, kGemmMaxBlocks = 32;
 
+/// How a product's first depth slice meets C for `acc`: added, or stored unread (plus `row`, if set).
+template <class T>
+packed::CStart<T> start_for(Accumulate acc, const T* row = nullptr) {
+    using Start = packed::CStart<T>;
+    return acc == Accumulate::yes ? Start{} : Start{Start::store, row};
+}
+
 /// gemm, with the first depth slice meeting C as `start` says.
 template <Trans TA, Trans TB, class T>
 void gemm_start(int M, int N, int K, const T* A, const T* B, T* C, packed::CStart<T> start, int lda, int ldb, int ldc) {
@@ -147,8 +154,7 @@ inline constexpr bool rows_cut_freely = std::is_same_v<T, float>;
 /// (0 means contiguous). Never allocates once each thread has seen a product this large.
 template <Trans TA, Trans TB, class T>
 void gemm(int M, int N, int K, const T* A, const T* B, T* C, Accumulate acc, int lda = 0, int ldb = 0, int ldc = 0) {
-    using Start = detail::packed::CStart<T>;
-    detail::gemm_start<TA, TB>(M, N, K, A, B, C, acc == Accumulate::no ? Start{Start::store} : Start{}, lda, ldb, ldc);
+    detail::gemm_start<TA, TB>(M, N, K, A, B, C, detail::start_for<T>(acc), lda, ldb, ldc);
 }
 
 /// C = op(A)·op(B) + row, the N values of `row` added to every row of C (a bias): the bits of filling C
@@ -184,14 +190,12 @@ struct GatheredRows {
 template <Trans TA, class T, class BRow>
 void gemm_gathered_b(int M, int N, int K, const T* A, int lda, BRow b_row, T* C, int ldc,
                      Accumulate acc = Accumulate::yes) {
-    using Start = detail::packed::CStart<T>;
     if (M <= 0 || N <= 0) return;
     if (K <= 0) {
         if (acc == Accumulate::no) detail::fill_rows(M, N, static_cast<const T*>(nullptr), C, ldc);
         return;
     }
-    detail::packed::gemm_add_gathered_b<TA == Trans::T>(M, N, K, A, lda, b_row, C, ldc,
-                                                        acc == Accumulate::yes ? Start{} : Start{Start::store});
+    detail::packed::gemm_add_gathered_b<TA == Trans::T>(M, N, K, A, lda, b_row, C, ldc, detail::start_for<T>(acc));
 }
 
 /// op(B) [K, N] packed once for many gemm_gathered_packed calls with the same B (a convolution's
@@ -224,14 +228,13 @@ template <class T, class ARow, class CRows>
 requires std::is_same_v<CRows, GatheredRows<T>> || std::is_same_v<CRows, detail::packed::StridedRows<T>>
 void gemm_gathered_packed(int M, int N, int K, ARow a_row, const T* packed_b, CRows c_rows,
                           Accumulate acc = Accumulate::yes, const T* row = nullptr, Depths depths = {}) {
-    using Start = detail::packed::CStart<T>;
     if (M <= 0 || N <= 0) return;
-    if (std::min(K, depths.end) <= std::max(0, depths.begin)) {
+    if (const Depths d = depths.within(K); d.end <= d.begin) {
         if (acc == Accumulate::no) detail::fill_rows(M, N, row, c_rows);
         return;
     }
-    detail::packed::gemm_add_gathered<false>(M, N, K, a_row, packed_b, 0, c_rows, packed_b,
-                                             acc == Accumulate::yes ? Start{} : Start{Start::store, row}, depths);
+    detail::packed::gemm_add_gathered<false>(M, N, K, a_row, packed_b, 0, c_rows, packed_b, detail::start_for(acc, row),
+                                             depths);
 }
 /// gemm_gathered_packed into C with row stride ldc.
 template <class T, class ARow>

@@ -189,6 +189,8 @@ struct CStart {
 /// the whole product over zeros (unless a skipped B value is an infinity or NaN).
 struct Depths {
     int begin = 0, end = 1 << 30;
+    /// The range within a product of depth K.
+    Depths within(int K) const { return {std::max(begin, 0), std::min(end, K)}; }
 };
 
 /// Rows i0.. of C from column j0, as a micro-kernel's tile sees them: one type per kind of C rows,
@@ -394,7 +396,7 @@ void gemm_add_rows(int M, int N, int K, ARow a_row, std::ptrdiff_t ks, BRows b, 
     T* const bpack = prepacked ? nullptr : GemmScratch<T>::fit(scratch.b, std::size_t(Tl::NC) * Tl::KC);
     const bool packs_a = MayPackA && pack_a_pays<T>(N, NR, ks);
     T* const apack = packs_a ? GemmScratch<T>::fit(scratch.a, std::size_t(Tl::MC) * Tl::KC) : nullptr;
-    const int k0 = std::max(depths.begin, 0), k1 = std::min(depths.end, K);
+    const auto [k0, k1] = depths.within(K);
     for (int jc = 0; jc < N; jc += Tl::NC) {
         const int nc = std::min(Tl::NC, N - jc);
         for (int pc = k0 / Tl::KC * Tl::KC; pc < k1; pc += Tl::KC) {
@@ -489,7 +491,7 @@ void gemm_add(int M, int N, int K, const T* A, std::ptrdiff_t lda, const T* B, s
 template <bool TransB, class T, class ARow, class CRows>
 void gemm_add_gathered(int M, int N, int K, ARow a_row, const T* B, std::ptrdiff_t ldb, CRows c_rows,
                        const T* prepacked = nullptr, CStart<T> start = {}, Depths depths = {}) {
-    const int k0 = std::max(depths.begin, 0);
+    const int k0 = depths.within(K).begin;
     const auto row = [&](int i, int k) { return a_row(i) + (k - k0); };
     with_tile<T>(N, [&]<class Tl>() {
         gemm_add_rows<Tl, TransB, false>(M, N, K, row, 1, StridedRows<const T>{B, ldb}, c_rows, prepacked, start,
