@@ -195,13 +195,13 @@ TEST_CASE("Conv2d: the column buffer holds a group of images, never the batch") 
     constexpr int windows = 3 * 16 * (1 + 16 * 2), dweight = 32 * 9 * 16;
     CHECK(sizeof(Small) == conv_default_slots * (windows + dweight) * sizeof(float));
     CHECK(sizeof(L::Cache<Shape<1, 16, 16, 16>>) == (windows + dweight) * sizeof(float));
-    // 4×4 images (16 rows) go 16 to a GEMM, however large the batch; their input gradient builds the
-    // group's columns (implicit_dx)
+    // 4×4 images (16 rows) go 16 to a GEMM, however large the batch; a slot holds the group's edge
+    // windows (16 images of 4 rows, two each) and no columns: the input gradient reads dy in place too
     using Group = L::Cache<Shape<64, 4, 4, 16>>;
     using Huge = L::Cache<Shape<1024, 4, 4, 16>>;
     static_assert(Group::images == kConvGemmRows / 16 && Huge::images == Group::images);
     CHECK(sizeof(Huge) == sizeof(Group));
-    CHECK(sizeof(Group) == conv_default_slots * (16 * 16 * 9 * 16 + dweight) * sizeof(float));
+    CHECK(sizeof(Group) == conv_default_slots * (3 * 16 * (1 + 16 * 4 * 2) + dweight) * sizeof(float));
     // a strided conv builds the columns of its group: 8×8 outputs, 4 images to a GEMM
     using Strided = Conv2d<float, 16, 32, 3, 2>::Cache<Shape<64, 16, 16, 16>>;
     static_assert(Strided::images == 4);

@@ -1,7 +1,7 @@
 // LoRA fine-tuning: the adapter's hand-derived backward against central differences; a Tiny model
-// fine-tuned through adapters and a trigger word on a few images of its own kind, whose samples move
-// towards them; the adapter file round-trips; strength 0 is the base model bitwise; merged weights
-// sample what the unmerged adapters do.
+// fine-tuned through adapters and a trigger word on a few images of its own kind, whose guess of a
+// clean image from a noisy one of them moves towards them; the adapter file round-trips; strength 0 is
+// the base model bitwise; merged weights sample what the unmerged adapters do.
 #include <doctest/doctest.h>
 
 #include <omp.h>
@@ -113,7 +113,7 @@ std::unique_ptr<Model> base_model(const std::string& dir) {
     for (int i = 0; i < 500; ++i) trainer.vae_step();
     trainer.measure_latent_scale();
     for (int i = 0; i < 2000; ++i) trainer.diffusion_step();
-    model->ema.copy_to(model->diffusion_store);  // raw weights = EMA: sample_latents and generate() agree
+    model->ema.copy_to(model->diffusion_store);  // raw weights = EMA: the loss and generate() agree
     model->save(file);
     return model;
 }
@@ -142,37 +142,54 @@ std::unique_ptr<Images> sample(Model& model, const std::string& prompt) {
 
 using Latents = Tensor<float, 4, Model::latent_size, Model::latent_size, Model::latent_channels>;
 
-/// The latents the sampler draws for four copies of a prompt (50 DDIM steps, unguided, a fixed
-/// seed), before the decoder: the Tiny VAE, trained for seconds, decodes most latents alike.
-std::unique_ptr<Latents> sample_latents(Model& model, const std::string& prompt) {
-    auto ws = make<Model::SampleWorkspace<4>>();
-    Model::SampleOptions o;
-    o.sampler.steps = 50;
-    o.sampler.guidance = 1;
-    o.seed = 11;
-    const std::array<std::string, 4> prompts{prompt, prompt, prompt, prompt};
-    model.encode_prompts<4>(prompts, "", o.sampler.guidance != 1, *ws);
-    diffusion::sample(model.schedule, Model::sampler_options(o), o.seed, ws->latents,
-                      Model::ContextDenoiser<4>{model.unet(), *ws}, ws->sampler);
-    auto out = make<Latents>();
-    std::copy(ws->latents.begin(), ws->latents.end(), out->begin());
-    return out;
-}
-
-/// Mean squared distance of sampled latents to the latent of the sparkly picture (the posterior mean
-/// of an image bright on its left half, dark on its right).
-double distance_to_sparkly(Model& model, const Latents& samples) {
+/// The sparkly picture (bright on its left half, dark on its right) as the model's latent: the posterior mean.
+std::unique_ptr<Tensor<float, 1, Model::latent_size, Model::latent_size, Model::latent_channels>> sparkly_latent(
+    Model& model) {
     auto images = make<Tensor<float, 1, kSide, kSide, 1>>();
     for (int y = 0; y < kSide; ++y)
         for (int x = 0; x < kSide; ++x) (*images)(0, y, x, 0) = x < kSide / 2 ? 0.85f : -0.85f;
-    Tensor<float, 1, Model::latent_size, Model::latent_size, Model::latent_channels> target;
-    model.encode(*images, target);
-    double d = 0;
-    for (std::size_t i = 0; i < samples.size; ++i) {
-        const double e = samples.data()[i] - target.data()[i % target.size];
-        d += e * e;
+    auto latent = make<Tensor<float, 1, Model::latent_size, Model::latent_size, Model::latent_channels>>();
+    model.encode(*images, *latent);
+    return latent;
+}
+
+/// How far the model's guess of the clean latent, from a noisy sparkly latent and the prompt, lies from
+/// the sparkly latent: the mean squared error of the predicted x0 over 64 fixed draws of noise and
+/// timestep in the schedule's upper half (where the picture comes from the prompt more than from the
+/// noisy input), the same draws on every call. Sampling would judge the same through 50 steps, each
+/// adding its noise: from a few samples a change of rounding in the weights moves the result more than
+/// a short fine-tuning does.
+double x0_error(Model& model, const std::string& prompt) {
+    constexpr int kDraws = 16;
+    const auto z0_one = sparkly_latent(model);
+    auto ws = make<Model::SampleWorkspace<4>>();
+    const std::array<std::string, 4> prompts{prompt, prompt, prompt, prompt};
+    model.encode_prompts<4>(prompts, "", false, *ws);
+    auto z0 = make<Latents>(), noise = make<Latents>(), zt = make<Latents>(), y = make<Latents>(), x0 = make<Latents>();
+    for (std::size_t i = 0; i < z0->size; ++i) z0->data()[i] = z0_one->data()[i % z0_one->size];
+    const std::size_t item = z0_one->size;
+    const int steps = model.schedule.steps();
+    Tensor<std::int32_t, 4> t;
+    Rng rng(5);
+    double sum = 0;
+    for (int d = 0; d < kDraws; ++d) {
+        for (int i = 0; i < 4; ++i) t[std::size_t(i)] = std::int32_t(steps / 2 + (4 * d + i) * steps / (8 * kDraws));
+        fill_normal(*noise, rng);
+        diffusion::add_noise(model.schedule, *z0, *noise, t, *zt);
+        diffusion::DenoiseCall<float> call;
+        call.z = zt->data(), call.out = y->data(), call.timesteps = t.data(), call.batch = 4, call.item_size = item;
+        Model::ContextDenoiser<4>{model.unet(), *ws}(call);
+        for (int i = 0; i < 4; ++i) {
+            const std::size_t at = std::size_t(i) * item;
+            diffusion::to_eps_x0(Model::prediction, model.schedule.alpha_bar(t[std::size_t(i)]), zt->data() + at,
+                                 y->data() + at, item, static_cast<float*>(nullptr), x0->data() + at);
+        }
+        for (std::size_t j = 0; j < x0->size; ++j) {
+            const double e = double(x0->data()[j]) - double(z0->data()[j]);
+            sum += e * e;
+        }
     }
-    return d / double(samples.size);
+    return sum / double(kDraws * x0->size);
 }
 
 double max_abs_difference(const Images& a, const Images& b) {
@@ -213,7 +230,7 @@ TEST_CASE("LoRA: a fresh set changes nothing, and the trigger word takes the fir
 }
 
 TEST_CASE(
-    "LoRA: fine-tuning moves samples towards the images; the file round-trips; strength 0 is the base; "
+    "LoRA: fine-tuning moves the model's guess towards the images; the file round-trips; strength 0 is the base; "
     "merged equals unmerged") {
     test_files::TempDir base_dir, tune_dir;
     write_base_folder(base_dir.path.string());
@@ -221,18 +238,20 @@ TEST_CASE(
     const std::string prompt = "a sparkly square";
 
     auto model = base_model(base_dir.path.string());
-    const double before = distance_to_sparkly(*model, *sample_latents(*model, prompt));
+    const double before = x0_error(*model, prompt);
 
     Adapters lora(*model, lora_options(4, "sparkly", 1));
     {
         Tuner tuner(*model, lora, test_files::load_gray_folder(tune_dir.path.string(), kSide),
-                    {.seed = 2, .lr = 3e-2, .warmup_steps = 2, .caption_dropout = 0});
-        for (int i = 0; i < 150; ++i) tuner.step();
+                    {.seed = 2, .lr = 3e-3, .warmup_steps = 2, .caption_dropout = 0});
+        for (int i = 0; i < 300; ++i) tuner.step();
     }
     const auto tuned = sample(*model, prompt);
-    const double after = distance_to_sparkly(*model, *sample_latents(*model, prompt));
-    MESSAGE("distance of the samples to the fine-tuning images: " << before << " -> " << after);
-    CHECK(after < 0.8 * before);
+    const double after = x0_error(*model, prompt);
+    MESSAGE("error of the prompt's predicted x0 on the fine-tuning picture: " << before << " -> " << after);
+    // Tuner seeds 2-7 give 0.84-0.89 here and 0.80-0.92 from step 150 on (the rank-4 adapters on attention
+    // alone level off near 0.85); with the adapters' Adam step taken out, 1.
+    CHECK(after < 0.95 * before);
 
     // The base weights were not touched: a second base model (same seed, same training) at strength 0
     // samples bitwise what this one does at strength 0, trigger word included.

@@ -7,12 +7,11 @@
 // Memory: the column matrix of a group of G images, [G·Ho·Wo, K·K·Cin], is built in one of `Slots`
 // buffers of the Cache and never for the whole batch (stable-diffusion.cpp #261); a stride-1 "same"
 // conv reads its windows in place instead (`implicit` below) and its slots hold only the windows
-// that leave the image, for the weight gradient (and, at 4×4, the input gradient's columns). G is the fewest
-// images giving a GEMM at least kConvGemmRows rows deep (1 for 16×16 images and up, 4 at 8×8, 16 at
-// 4×4; capped by the images of a slot): a 4×4 image alone is a 16-row GEMM that spends its time
-// packing. Slot s handles a fixed contiguous block of the batch; slots run in parallel
-// (parallel_for), groups within a slot in order. A 1×1 stride-1 conv is a plain GEMM over all
-// pixels and needs no columns at all.
+// that leave the image, for the weight gradient. G is the fewest images giving a GEMM at least
+// kConvGemmRows rows deep (1 for 16×16 images and up, 4 at 8×8, 16 at 4×4; capped by the images of a
+// slot): a 4×4 image alone is a 16-row GEMM that spends its time packing. Slot s handles a fixed
+// contiguous block of the batch; slots run in parallel (parallel_for), groups within a slot in order.
+// A 1×1 stride-1 conv is a plain GEMM over all pixels and needs no columns at all.
 //
 // Backward, per group:  dW += colᵀ·dY,  dX += col2im(dY·W) (or dY convolved with the flipped
 // weights),  db += Σ dY.
@@ -290,7 +289,7 @@ struct Conv2d {
         } else {
             constexpr int rows = Geometry<XS>::rows;
             constexpr std::size_t wsize = std::size_t(Cout) * patch;
-            const T* const packed_flipped = implicit_dx<XS>() && dx.data() ? pack_flipped_weights() : nullptr;
+            const T* const packed_flipped = implicit_dx && dx.data() ? pack_flipped_weights() : nullptr;
             const auto group = [&](int s, int n, int g) {
                 T* col = cache.col.data() + std::size_t(s) * cache.col.size / C::slots;
                 const T* dyn = dy.data() + std::size_t(n) * rows * Cout;
@@ -313,7 +312,7 @@ struct Conv2d {
                     gemm<Trans::T, Trans::N>(Cout, patch, g * rows, dyn, col, dweight, into_dw);
                 }
                 if (!dx.data()) return;
-                if constexpr (implicit_dx<XS>()) {
+                if constexpr (implicit_dx) {
                     // dx is the convolution of dy, zero-bordered, with the flipped weights: the forward's
                     // implicit GEMMs over dy in place
                     convolve_same<XS, Cout, Cin>(dyn, g, packed_flipped, dx.data() + image(0), nullptr);
@@ -370,18 +369,11 @@ private:
                       "Conv2d: the cache must be this layer's Cache<input shape>");
     }
 
-    /// The input gradient by implicit GEMM too (see `implicit`), for odd K (dy's border is then x's)
-    /// and images of 8×8 and more. At 4×4 the dcol GEMM + col2im was faster when dy was copied with its
-    /// border (128→128, batch 32, fwd+bwd on 2 Zen 4 threads: 1.52 ms against 1.95). Now that edge
-    /// pixels skip their padding taps, the implicit GEMM would be faster there too (fwd+bwd 1.12×, the
-    /// training step 1.03× on one Zen 5 core), but its change of rounding moves test_lora's fine-tuned
-    /// samples to its bar (0.74 → 0.79 of their starting distance, bar 0.8), an effect that test draws
-    /// from 4 samples and that stays within their noise when drawn from 16: so it waits for that test.
-    template <class XS>
-    static constexpr bool implicit_dx() {
-        using G = Geometry<XS>;
-        return implicit && K % 2 == 1 && G::H >= 8 && G::W >= 8;
-    }
+    /// The input gradient by implicit GEMM too (see `implicit`), for odd K (dy's border is then x's). At
+    /// 4×4 it lost to a dcol GEMM + col2im while the edge pixels multiplied their padding taps; since they
+    /// skip them it wins there too (128→128 4×4, batch 32, fwd+bwd 1.12×, the training step 1.03× on one
+    /// Zen 5 core) and the slots hold no columns.
+    static constexpr bool implicit_dx = implicit && K % 2 == 1;
 
     /// w [Co, K, K, Ci] packed for convolve_same, once a call rather than once a group of images:
     /// kernel row kh's [Co, K·Ci] block as op(B), one after another, in the calling thread's buffer.
@@ -490,7 +482,7 @@ constexpr int Conv2d<T, Cin, Cout, K, Stride, Pad>::slot_values(int g) {
     using G = Geometry<XS>;
     const int columns = g * G::rows * patch;
     if constexpr (!implicit) return columns;
-    else return std::max(window_values<G::H, G::W, Cin>(g), implicit_dx<XS>() ? 0 : columns);
+    else return std::max(window_values<G::H, G::W, Cin>(g), implicit_dx ? 0 : columns);
 }
 
 }  // namespace diffuse
