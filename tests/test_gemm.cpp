@@ -212,6 +212,46 @@ TEST_CASE("gemm_gathered_packed: a range of depths gives the bits of the whole p
             }
 }
 
+TEST_CASE("gemm_gathered_packed_segments: the bits of one call a segment") {
+    // a convolution's kernel rows in one call: segment s reads A's rows s·a_step values on and the s-th
+    // packed B; it must equal a call a segment, the first with `acc` and the bias, the others adding.
+    // M = 37 (a partial tile), N = 20 (a partial panel), 16 and 64; C's rows gathered out of order
+    const int M = 37, K = 48, segments = 3, a_step = 7 * K + 3;
+    for (int N : {16, 20, 64})
+        for (Accumulate acc : {Accumulate::yes, Accumulate::no}) {
+            Rng rng(std::uint64_t(31 + N));
+            std::vector<float> a(std::size_t(M + 2) * a_step * segments), b(std::size_t(segments) * N * K),
+                bias(static_cast<std::size_t>(N)), c(std::size_t(M) * N);
+            for (auto* v : {&a, &b, &bias, &c})
+                for (float& x : *v) x = float(rng.normal());
+            const std::size_t block = packed_b_size<float>(N, K);
+            AlignedBuffer<float> packed(block * segments);
+            for (int s = 0; s < segments; ++s)
+                pack_b<Trans::T>(N, K, b.data() + std::size_t(s) * N * K, K, packed.data() + s * block);
+            std::vector<const float*> a_rows(static_cast<std::size_t>(M));
+            std::vector<float*> want_rows(static_cast<std::size_t>(M)), got_rows(static_cast<std::size_t>(M));
+            std::vector<float> want = c, got = c;
+            for (int i = 0; i < M; ++i) {
+                a_rows[std::size_t(i)] = a.data() + std::size_t(i) * (K + 1);  // overlapping rows, as windows
+                const std::size_t at = std::size_t((i * 5) % M) * N;
+                want_rows[std::size_t(i)] = want.data() + at, got_rows[std::size_t(i)] = got.data() + at;
+            }
+            for (int s = 0; s < segments; ++s) {
+                std::vector<const float*> shifted(a_rows);
+                for (const float*& r : shifted) r += s * a_step;
+                gemm_gathered_packed(M, N, K, GatheredRows<const float>{shifted.data()}, packed.data() + s * block,
+                                     GatheredRows<float>{want_rows.data()}, s == 0 ? acc : Accumulate::yes,
+                                     s == 0 ? bias.data() : nullptr);
+            }
+            gemm_gathered_packed_segments(M, N, K, GatheredRows<const float>{a_rows.data()}, packed.data(),
+                                          GatheredRows<float>{got_rows.data()}, acc, bias.data(),
+                                          Segments{segments, a_step, std::ptrdiff_t(block)});
+            INFO("N=", N, " accumulate=", acc == Accumulate::yes);
+            CHECK(want != c);
+            CHECK(got == want);
+        }
+}
+
 TEST_CASE("gemm_gathered_b: B's rows gathered from anywhere give gemm's bits") {
     // A transposed (a convolution's dyᵀ), B's rows gathered backwards from a strided buffer and one
     // row repeated (its windows, the zero window shared); K = 600 (three KC slices), N = 48 and 144

@@ -236,6 +236,18 @@ void gemm_gathered_packed(int M, int N, int K, ARow a_row, const T* packed_b, CR
     detail::packed::gemm_add_gathered<false>(M, N, K, a_row, packed_b, 0, c_rows, packed_b, detail::start_for(acc, row),
                                              depths);
 }
+/// The depth below which gemm_gathered_packed_segments runs (one KC slice).
+inline constexpr int kGemmDepthSlice = DIFFUSE_GEMM_KC;
+using detail::packed::Segments;
+/// gemm_gathered_packed of depth K (≤ kGemmDepthSlice) run seg.count times, the s-th on A's rows
+/// s·seg.a_step values on and packed B s·seg.b_step values on: the bits of seg.count calls, the first
+/// with `acc` and `row`, the others accumulating (a convolution's kernel rows, nn/conv2d.hpp).
+template <class T>
+void gemm_gathered_packed_segments(int M, int N, int K, GatheredRows<const T> a_rows, const T* packed_b,
+                                   GatheredRows<T> c_rows, Accumulate acc, const T* row, Segments seg) {
+    if (M <= 0 || N <= 0) return;
+    detail::packed::gemm_add_gathered_segments(M, N, K, a_rows, packed_b, c_rows, detail::start_for(acc, row), seg);
+}
 /// gemm_gathered_packed into C with row stride ldc.
 template <class T, class ARow>
 void gemm_gathered_packed(int M, int N, int K, ARow a_row, const T* packed_b, T* C, int ldc,

@@ -193,6 +193,16 @@ struct Depths {
     Depths within(int K) const { return {std::max(begin, 0), std::min(end, K)}; }
 };
 
+/// A product run as `count` products of the same depth, one after another into C: the s-th reads A's rows
+/// s·a_step values on and packed B s·b_step values on, and is added to C as a call of its own would add
+/// it (the first meets C as the call's CStart says), so the bits are those of `count` calls. A
+/// convolution's kernel rows for the pixels whose window is inside the image: one micro-kernel call for
+/// all of them, its tile's row pointers set up once rather than once a kernel row (nn/conv2d.hpp).
+struct Segments {
+    int count = 1;
+    std::ptrdiff_t a_step = 0, b_step = 0;
+};
+
 /// Rows i0.. of C from column j0, as a micro-kernel's tile sees them: one type per kind of C rows,
 /// so the micro-kernel is not compiled once per caller.
 template <class CRows>
@@ -261,15 +271,16 @@ struct PackedRows {
 };
 
 /// C[mr, nr] += op(A)[MR rows, kc] · (B panel), for an MR × NR tile of which mr × nr is valid; or, as
-/// `start` says, C = that product (+ start's row, from the tile's first column).
+/// `start` says, C = that product (+ start's row, from the tile's first column). Segmented: seg.count
+/// such products in turn (Segments).
 /// A is read in place, not packed: tile row r, depth k at row_of(r)[k·ks] (ks = 1 for a row-major
 /// or gathered A, lda for a transposed one). Rows past mr repeat row mr − 1 (valid memory; their
 /// results are dropped). row_of and c come by reference: by value, when this was a call of its own, GCC
 /// built them on the stack with small stores and copied them with one wide load, which cannot be
 /// forwarded from those stores (a stall on every call: 8 % of the 16-channel conv's time on a Zen 4).
-template <class Tl, class T, class RowOf, class CTile>
+template <class Tl, bool Segmented = false, class T, class RowOf, class CTile>
 [[gnu::always_inline]] inline void micro_kernel(int kc, const RowOf& row_of, std::ptrdiff_t ks, const T* b,
-                                                const CTile& c, int mr, int nr, CStart<T> start) {
+                                                const CTile& c, int mr, int nr, CStart<T> start, Segments seg = {}) {
     using V = typename Tl::V;
     constexpr int MR = Tl::MR, NV = Tl::NV, NR = Tl::NR, W = Tl::W;
     // A packed panel's rows need no clamp; clamped, each row was a pointer of its own, and the 12×1
@@ -278,50 +289,76 @@ template <class Tl, class T, class RowOf, class CTile>
     const T* row[MR];
 #pragma GCC unroll 32
     for (int r = 0; r < MR; ++r) row[r] = row_of(whole_panel ? r : std::min(r, mr - 1));
-    V acc[MR][NV];
-#pragma GCC unroll 32
-    for (int r = 0; r < MR; ++r)
-#pragma GCC unroll 4
-        for (int v = 0; v < NV; ++v) acc[r][v] = V(T(0));
-    for (std::ptrdiff_t k = 0, at = 0; k < kc; ++k, at += ks, b += NR) {
-        V bv[NV];
-#pragma GCC unroll 4
-        for (int v = 0; v < NV; ++v) bv[v] = V::load_aligned(b + v * W);
-#pragma GCC unroll 32
-        for (int r = 0; r < MR; ++r) {
-            const V ar(row[r][at]);
-#pragma GCC unroll 4
-            for (int v = 0; v < NV; ++v) acc[r][v] = xsimd::fma(ar, bv[v], acc[r][v]);
-        }
-    }
-    if (mr == MR && nr == NR) {
-        if (start.kind == CStart<T>::add) {
-#pragma GCC unroll 32
-            for (int r = 0; r < MR; ++r)
-#pragma GCC unroll 4
-                for (int v = 0; v < NV; ++v) {
-                    T* out = c(r) + v * W;
-                    (V::load_unaligned(out) + acc[r][v]).store_unaligned(out);
-                }
-            return;
-        }
-        V base[NV];
-#pragma GCC unroll 4
-        for (int v = 0; v < NV; ++v) base[v] = start.row ? V::load_unaligned(start.row + v * W) : V(T(0));
+    const int segments = Segmented ? seg.count : 1;
+    // Segments of a whole tile carry C's running value in registers where they fit twice the accumulators
+    // (the 12×1 tile on AVX-512): the same additions, without a pass over C a segment.
+    constexpr bool carry = Segmented && 2 * MR * NV + NV + 1 <= vector_registers<T>;
+    [[maybe_unused]] V run[carry ? MR : 1][NV];  // C's tile between segments
+    for (int s = 0; s < segments; ++s, start = CStart<T>{}) {
+        const T* bs = b + (Segmented ? s * seg.b_step : 0);
+        V acc[MR][NV];
 #pragma GCC unroll 32
         for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 4
-            for (int v = 0; v < NV; ++v) (acc[r][v] + base[v]).store_unaligned(c(r) + v * W);
-        return;
-    }
-    alignas(64) T tile[MR][NR];
-    for (int r = 0; r < MR; ++r)
-        for (int v = 0; v < NV; ++v) acc[r][v].store_aligned(tile[r] + v * W);
-    for (int r = 0; r < mr; ++r)
-        for (int j = 0; j < nr; ++j) {
-            T& out = c(r)[j];
-            out = tile[r][j] + (start.kind == CStart<T>::add ? out : start.row ? start.row[j] : T(0));
+            for (int v = 0; v < NV; ++v) acc[r][v] = V(T(0));
+        for (std::ptrdiff_t k = 0, at = 0; k < kc; ++k, at += ks, bs += NR) {
+            V bv[NV];
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; ++v) bv[v] = V::load_aligned(bs + v * W);
+#pragma GCC unroll 32
+            for (int r = 0; r < MR; ++r) {
+                const V ar(row[r][at]);
+#pragma GCC unroll 4
+                for (int v = 0; v < NV; ++v) acc[r][v] = xsimd::fma(ar, bv[v], acc[r][v]);
+            }
         }
+        if constexpr (Segmented) {
+#pragma GCC unroll 32
+            for (int r = 0; r < MR; ++r) row[r] += seg.a_step;
+        }
+        V base[NV];  // what a stored C starts from
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) base[v] = start.row ? V::load_unaligned(start.row + v * W) : V(T(0));
+        if constexpr (carry) {
+            if (mr == MR && nr == NR) {
+#pragma GCC unroll 32
+                for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+                    for (int v = 0; v < NV; ++v) {
+                        if (s > 0) run[r][v] = run[r][v] + acc[r][v];
+                        else if (start.kind == CStart<T>::add) run[r][v] = V::load_unaligned(c(r) + v * W) + acc[r][v];
+                        else run[r][v] = acc[r][v] + base[v];
+                        if (s == segments - 1) run[r][v].store_unaligned(c(r) + v * W);
+                    }
+                continue;
+            }
+        }
+        if (mr == MR && nr == NR) {
+            if (start.kind == CStart<T>::add) {
+#pragma GCC unroll 32
+                for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+                    for (int v = 0; v < NV; ++v) {
+                        T* out = c(r) + v * W;
+                        (V::load_unaligned(out) + acc[r][v]).store_unaligned(out);
+                    }
+                continue;
+            }
+#pragma GCC unroll 32
+            for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+                for (int v = 0; v < NV; ++v) (acc[r][v] + base[v]).store_unaligned(c(r) + v * W);
+            continue;
+        }
+        alignas(64) T tile[MR][NR];
+        for (int r = 0; r < MR; ++r)
+            for (int v = 0; v < NV; ++v) acc[r][v].store_aligned(tile[r] + v * W);
+        for (int r = 0; r < mr; ++r)
+            for (int j = 0; j < nr; ++j) {
+                T& out = c(r)[j];
+                out = tile[r][j] + (start.kind == CStart<T>::add ? out : start.row ? start.row[j] : T(0));
+            }
+    }
 }
 
 /// B packed whole, once for many products with the same B (a convolution's weights, read by every
@@ -363,10 +400,10 @@ bool pack_a_pays(int N, int NR, std::ptrdiff_t ks) {
 /// inlined: inlined into the whole product, GCC's AVX2 build kept the tile's row pointers on the stack
 /// (5 reloads in the 6×2 tile's 13 loads a step, for 12 FMAs), and a call per tile cost the 16-channel
 /// conv 6 % (a Zen 4, x86-64-v3 build).
-template <class Tl, bool MayPackA, class ARow, class CRows, class T>
+template <class Tl, bool MayPackA, bool Segmented = false, class ARow, class CRows, class T>
 [[gnu::noinline]] void macro_kernel(int kc, const ARow& a_row, std::ptrdiff_t ks, const T* apack, int pc, int ic,
                                     int mc, const T* bp, const CRows& c_rows, std::ptrdiff_t j0, int nr,
-                                    CStart<T> first) {
+                                    CStart<T> first, Segments seg = {}) {
     constexpr int MR = Tl::MR;
     for (int ir = ic; ir < ic + mc; ir += MR) {
         const TileRows<CRows> c{c_rows, ir, j0};
@@ -375,8 +412,8 @@ template <class Tl, bool MayPackA, class ARow, class CRows, class T>
             const T* ap = apack + std::ptrdiff_t(ir - ic) * kc;  // panel (ir − ic)/MR
             micro_kernel<Tl>(kc, PackedRows<T>{ap}, MR, bp, c, mr, nr, first);
         } else {
-            micro_kernel<Tl>(
-                kc, [&](int r) { return a_row(ir + r, pc); }, ks, bp, c, mr, nr, first);
+            micro_kernel<Tl, Segmented>(
+                kc, [&](int r) { return a_row(ir + r, pc); }, ks, bp, c, mr, nr, first, seg);
         }
     }
 }
@@ -496,6 +533,25 @@ void gemm_add_gathered(int M, int N, int K, ARow a_row, const T* B, std::ptrdiff
     with_tile<T>(N, [&]<class Tl>() {
         gemm_add_rows<Tl, TransB, false>(M, N, K, row, 1, StridedRows<const T>{B, ldb}, c_rows, prepacked, start,
                                          depths);
+    });
+}
+
+/// gemm_add_gathered over prepacked B in seg.count segments (Segments) of depth K ≤ KC each, row i of
+/// A's first at a_row(i): the bits of seg.count calls, the first meeting C as `start` says.
+template <class T, class ARow, class CRows>
+void gemm_add_gathered_segments(int M, int N, int K, ARow a_row, const T* prepacked, CRows c_rows, CStart<T> start,
+                                Segments seg) {
+    const auto row = [&](int i, int) { return a_row(i); };
+    with_tile<T>(N, [&]<class Tl>() {
+        for (int jc = 0; jc < N; jc += Tl::NC) {
+            const int nc = std::min(Tl::NC, N - jc);
+            const T* const bslice = prepacked + packed_b_offset<Tl>(K, jc, nc, 0);
+            for (int ic = 0; ic < M; ic += Tl::MC)
+                for (int jr = 0; jr < nc; jr += Tl::NR)
+                    macro_kernel<Tl, false, true>(K, row, 1, static_cast<const T*>(nullptr), 0, ic,
+                                                  std::min(Tl::MC, M - ic), bslice + std::ptrdiff_t(jr) * K, c_rows,
+                                                  jc + jr, std::min(Tl::NR, nc - jr), start.from_column(jc + jr), seg);
+        }
     });
 }
 

@@ -163,7 +163,25 @@ struct SameConvolution {
         const std::size_t per_kh = packed_b_size<T>(Co, K * Ci);
         const T** const a_rows = detail::conv_row_table<const T*>(std::size_t(g) * rows);
         T** const c_rows = detail::conv_row_table<T*>(std::size_t(g) * rows);
-        bool stored = !bias;              // whether out holds the bias yet
+        bool stored = !bias;  // whether out holds the bias yet
+        // The pixels whose whole window lies in the image, rows [fh0, fh1) and columns [lo, hi): all K
+        // kernel rows in one product (Segments: window row kh is kh image rows below row 0's, its weights
+        // the next packed block), where the window fits one depth slice. The 16-channel conv's kernel rows
+        // are 48 deep, and each cost a tile its set-up and a pass over C.
+        const int fh0 = same_pad, fh1 = H - (K - 1 - same_pad);
+        const bool fused = K * Ci <= kGemmDepthSlice && fh0 < fh1 && pixels.lo < pixels.hi;
+        if (fused) {
+            int m = 0;
+            for (int i = 0; i < g; ++i)
+                for (int oh = fh0; oh < fh1; ++oh) {
+                    const T* a = in + ((std::ptrdiff_t(i) * H + oh - same_pad) * W + pixels.lo - same_pad) * Ci;
+                    T* c = out + ((std::ptrdiff_t(i) * H + oh) * W + pixels.lo) * Co;
+                    for (int ow = pixels.lo; ow < pixels.hi; ++ow, ++m, a += Ci, c += Co) a_rows[m] = a, c_rows[m] = c;
+                }
+            gemm_gathered_packed_segments(m, Co, K * Ci, GatheredRows<const T>{a_rows}, packed, GatheredRows<T>{c_rows},
+                                          bias ? Accumulate::no : Accumulate::yes, bias,
+                                          Segments{K, std::ptrdiff_t(W) * Ci, std::ptrdiff_t(per_kh)});
+        }
         for (int kh = 0; kh < K; ++kh) {  // out[rows of kh, Co] (+)= A_kh[rows of kh, K·Ci] · w[:, kh]ᵀ
             int oh0 = H, oh1 = 0;         // the image rows whose window's row kh is inside: [oh0, oh1)
             for (int oh = 0; oh < H; ++oh)
@@ -175,11 +193,12 @@ struct SameConvolution {
             if (!stored)
                 for (int i = 0; i < g; ++i) detail::fill_rows(oh0 * W, Co, bias, out + std::size_t(i) * rows * Co, Co);
             stored = true;
-            // pixels [ow0, ow1) of those rows, their window's taps [t0, t1) on row kh
-            const auto product = [&](int ow0, int ow1, int t0, int t1) {
+            // pixels [ow0, ow1) of those rows (but the fused ones), their window's taps [t0, t1) on row kh
+            const auto product = [&](int ow0, int ow1, int t0, int t1, bool but_fused) {
                 int m = 0;
                 for (int i = 0; i < g; ++i)
                     for (int oh = oh0; oh < oh1; ++oh) {
+                        if (but_fused && oh >= fh0 && oh < fh1) continue;
                         const std::ptrdiff_t in_row = std::ptrdiff_t(i) * H + oh - same_pad + kh, out_row = i * H + oh;
                         const T* a = in + (in_row * W + ow0 - same_pad + t0) * Ci;
                         T* c = out + (out_row * W + ow0) * Co;
@@ -188,10 +207,10 @@ struct SameConvolution {
                 gemm_gathered_packed(m, Co, K * Ci, GatheredRows<const T>{a_rows}, packed + kh * per_kh,
                                      GatheredRows<T>{c_rows}, acc, bias, Depths{t0 * Ci, t1 * Ci});
             };
-            if (pixels.lo < pixels.hi) product(pixels.lo, pixels.hi, 0, K);
+            if (pixels.lo < pixels.hi) product(pixels.lo, pixels.hi, 0, K, fused);
             for (int e = 0; e < pixels.edges; ++e) {
                 const int ow = pixels.edge_pixel(e);
-                product(ow, ow + 1, first_tap(ow), end_tap(ow, W));
+                product(ow, ow + 1, first_tap(ow), end_tap(ow, W), false);
             }
         }
     }
