@@ -170,18 +170,25 @@ struct SameConvolution {
         // are 48 deep, and each cost a tile its set-up and a pass over C.
         const int fh0 = same_pad, fh1 = H - (K - 1 - same_pad);
         const bool fused = K * Ci <= kGemmDepthSlice && fh0 < fh1 && pixels.lo < pixels.hi;
-        if (fused) {
+        // The table of pixels [ow0, ow1) on rows [oh0, oh1) of every image, skipping the fused rows if
+        // asked: A at their window's tap t0 on kernel row kh, C at the pixel. Returns their count.
+        const auto gather = [&](int oh0, int oh1, bool but_fused, int ow0, int ow1, int kh, int t0) {
             int m = 0;
             for (int i = 0; i < g; ++i)
-                for (int oh = fh0; oh < fh1; ++oh) {
-                    const T* a = in + ((std::ptrdiff_t(i) * H + oh - same_pad) * W + pixels.lo - same_pad) * Ci;
-                    T* c = out + ((std::ptrdiff_t(i) * H + oh) * W + pixels.lo) * Co;
-                    for (int ow = pixels.lo; ow < pixels.hi; ++ow, ++m, a += Ci, c += Co) a_rows[m] = a, c_rows[m] = c;
+                for (int oh = oh0; oh < oh1; ++oh) {
+                    if (but_fused && oh >= fh0 && oh < fh1) continue;
+                    const std::ptrdiff_t in_row = std::ptrdiff_t(i) * H + oh - same_pad + kh, out_row = i * H + oh;
+                    const T* a = in + (in_row * W + ow0 - same_pad + t0) * Ci;
+                    T* c = out + (out_row * W + ow0) * Co;
+                    for (int ow = ow0; ow < ow1; ++ow, ++m, a += Ci, c += Co) a_rows[m] = a, c_rows[m] = c;
                 }
-            gemm_gathered_packed_segments(m, Co, K * Ci, GatheredRows<const T>{a_rows}, packed, GatheredRows<T>{c_rows},
+            return m;
+        };
+        if (fused)
+            gemm_gathered_packed_segments(gather(fh0, fh1, false, pixels.lo, pixels.hi, 0, 0), Co, K * Ci,
+                                          GatheredRows<const T>{a_rows}, packed, GatheredRows<T>{c_rows},
                                           bias ? Accumulate::no : Accumulate::yes, bias,
                                           Segments{K, std::ptrdiff_t(W) * Ci, std::ptrdiff_t(per_kh)});
-        }
         for (int kh = 0; kh < K; ++kh) {  // out[rows of kh, Co] (+)= A_kh[rows of kh, K·Ci] · w[:, kh]ᵀ
             int oh0 = H, oh1 = 0;         // the image rows whose window's row kh is inside: [oh0, oh1)
             for (int oh = 0; oh < H; ++oh)
@@ -195,17 +202,9 @@ struct SameConvolution {
             stored = true;
             // pixels [ow0, ow1) of those rows (but the fused ones), their window's taps [t0, t1) on row kh
             const auto product = [&](int ow0, int ow1, int t0, int t1, bool but_fused) {
-                int m = 0;
-                for (int i = 0; i < g; ++i)
-                    for (int oh = oh0; oh < oh1; ++oh) {
-                        if (but_fused && oh >= fh0 && oh < fh1) continue;
-                        const std::ptrdiff_t in_row = std::ptrdiff_t(i) * H + oh - same_pad + kh, out_row = i * H + oh;
-                        const T* a = in + (in_row * W + ow0 - same_pad + t0) * Ci;
-                        T* c = out + (out_row * W + ow0) * Co;
-                        for (int ow = ow0; ow < ow1; ++ow, ++m, a += Ci, c += Co) a_rows[m] = a, c_rows[m] = c;
-                    }
-                gemm_gathered_packed(m, Co, K * Ci, GatheredRows<const T>{a_rows}, packed + kh * per_kh,
-                                     GatheredRows<T>{c_rows}, acc, bias, Depths{t0 * Ci, t1 * Ci});
+                gemm_gathered_packed(gather(oh0, oh1, but_fused, ow0, ow1, kh, t0), Co, K * Ci,
+                                     GatheredRows<const T>{a_rows}, packed + kh * per_kh, GatheredRows<T>{c_rows}, acc,
+                                     bias, Depths{t0 * Ci, t1 * Ci});
             };
             if (pixels.lo < pixels.hi) product(pixels.lo, pixels.hi, 0, K, fused);
             for (int e = 0; e < pixels.edges; ++e) {
