@@ -62,6 +62,13 @@ inline void for_each_flat_chunk(std::size_t n, F f) {
     parallel_chunks(n, kFlatChunk, f);
 }
 
+/// p[0, n) = v, by every thread where n is large (for_each_flat_chunk): a tensor's or a parameter store's
+/// gradients, zeroed before each backward pass.
+template <class T>
+inline void parallel_fill(T* p, std::size_t n, T v) {
+    for_each_flat_chunk(n, [&](std::size_t b, std::size_t e) { std::fill(p + b, p + e, v); });
+}
+
 inline int num_threads() { return omp_in_parallel() ? 1 : omp_get_max_threads(); }
 
 /// first(t, n) on each thread t of n, then, once every thread has finished it, then(t, n): one parallel

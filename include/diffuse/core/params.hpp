@@ -162,11 +162,7 @@ public:
             if (i.name == name) return i;
         throw std::out_of_range("ParamStore: no parameter named " + std::string(name));
     }
-    void zero_grad() {
-        for_each_flat_chunk(grads_.size(), [&](std::size_t b, std::size_t e) {
-            std::fill(grads_.begin() + b, grads_.begin() + e, T(0));
-        });
-    }
+    void zero_grad() { parallel_fill(grads_.data(), grads_.size(), T(0)); }
 
 private:
     static void initialize(T* p, std::size_t n, const Init& init, Rng& rng) {
