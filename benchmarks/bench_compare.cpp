@@ -188,40 +188,34 @@ struct DiffusionWeights {
 /// train: one text-encoder + UNet step at the training batch, from given inputs.
 struct TrainCase : Case {
     static constexpr int N = kTrainBatch, h = Model::latent_size, L = Model::latent_channels;
-    static constexpr int Ctx = Model::context_length, D = Model::context_width;
-    using Text = Model::Text;
-    using Net = Model::Denoiser;
+    static constexpr int Ctx = Model::context_length;
+    using Pass = LatentDiffusionTrainer<float, presets::Default, N>::Pass;  // the trainer's: two halves
     struct Work {
+        Tensor<std::int32_t, N, Ctx> ids;
+        Tensor<bool, N, Ctx> pad_mask;
         Tensor<float, N, h, h, L> zt, target, y, dy;
         Tensor<std::int32_t, N> t;
-        Text::Workspace<N> text;  // ids and pad_mask are the inputs
-        Tensor<float, N, Ctx, D> dctx;
-        Net::Workspace<N> unet;
     };
     DiffusionWeights m;
     std::unique_ptr<Work> w = make<Work>();
+    std::unique_ptr<Pass> pass;
     std::unique_ptr<Adam<float>> adam;
 
     /// Forward and backward; leaves the gradients in the store; returns the loss.
     float forward_backward() {
-        const Text& text = m.part.text_encoder;
-        const Net& net = m.part.unet;
-        text.forward(w->text.ids, w->text.pad_mask, w->text.context, w->text);
-        net.forward(w->zt, w->t, w->text.context, w->text.pad_mask, w->y, w->unet);
+        pass->forward(cview(w->ids), cview(w->pad_mask), cview(w->zt), cview(w->t), w->y.view());
         w->dy.fill(0);
         const float loss = mse_loss(w->y, w->target, w->dy);
         m.store.zero_grad();
-        w->dctx.fill(0);
-        net.backward(w->zt, w->t, w->text.context, w->text.pad_mask, w->y, w->unet, w->dy, View<float, N, h, h, L>(),
-                     w->dctx);
-        text.encode_backward(w->text, w->dctx);
+        pass->backward(cview(w->zt), cview(w->t), cview(w->y), cview(w->dy));
         return loss;
     }
 
     std::string setup(const std::string& dir, const std::string& model_path) override {
         m.load(model_path);
+        pass = std::make_unique<Pass>(m.part, m.store);
         adam = std::make_unique<Adam<float>>(m.store, AdamOptions{.lr = LatentDiffusionTrainOptions{}.lr});
-        m.tokenizer.encode_batch<N, Ctx>(training_prompts<N>(), w->text.ids.view(), w->text.pad_mask.view());
+        m.tokenizer.encode_batch<N, Ctx>(training_prompts<N>(), w->ids.view(), w->pad_mask.view());
         Rng rng(101);
         fill_normal(w->zt, rng);
         fill_normal(w->target, rng);
@@ -229,15 +223,17 @@ struct TrainCase : Case {
         Writer in;
         in.add("zt", w->zt);
         in.add("t", w->t);
-        in.add("ids", w->text.ids);
-        in.add("mask", w->text.pad_mask);
+        in.add("ids", w->ids);
+        in.add("mask", w->pad_mask);
         in.add("target", w->target);
         in.save(dir + "/in.safetensors");
         Writer out;
         out.scalar("loss", forward_backward());
         out.params(m.store, m.store.grads(), "grad.");
         out.save(dir + "/out.safetensors");
-        const double bytes = 4.0 * sizeof(float) * DiffusionWeights::count + sizeof(Work);
+        // Parameters, gradients (the second half's too), Adam's m and v; inputs, outputs, workspaces.
+        const double bytes = (4.0 + (Pass::parts - 1)) * sizeof(float) * DiffusionWeights::count + sizeof(Work) +
+                             double(Pass::workspace_bytes);
         return Json{}
             .str("kind", "train")
             .num("batch", N)
@@ -257,23 +253,27 @@ struct TrainCase : Case {
 struct VaeCase : Case {
     static constexpr int N = kTrainBatch;
     using Vae = Model::Vae;
+    using Pass = LatentDiffusionTrainer<float, presets::Default, N>::VaeTrainPass;  // the trainer's: two halves
+    struct Work {
+        Tensor<float, N, Model::image_size, Model::image_size, Model::image_channels> x;
+        Tensor<float, N, Model::latent_size, Model::latent_size, Model::latent_channels> eps;
+    };
     Model::VaePart part;
     ParamStore<float> store;
-    std::unique_ptr<Vae::Workspace<N>> w = make<Vae::Workspace<N>>();
+    std::unique_ptr<Work> w = make<Work>();
+    std::unique_ptr<Pass> pass;
     std::unique_ptr<Adam<float>> adam;
     const float beta = float(LatentDiffusionTrainOptions{}.kl_weight);
 
     Vae::Losses forward_backward() {
-        const Vae& vae = part.vae;
-        const auto l = vae.forward(*w, beta);
         store.zero_grad();
-        vae.backward(*w, beta);
-        return l;
+        return pass->step(cview(w->x), cview(w->eps), beta);
     }
 
     std::string setup(const std::string& dir, const std::string& model_path) override {
         store.bind(part, 0);
         io::read_store_buffer(io::SafetensorsFile(model_path), store, store.values(), "");
+        pass = std::make_unique<Pass>(part, store);
         adam = std::make_unique<Adam<float>>(store, AdamOptions{.lr = LatentDiffusionTrainOptions{}.vae_lr});
         Rng rng(102);
         fill_uniform(w->x, rng, -1, 1);
@@ -289,7 +289,9 @@ struct VaeCase : Case {
         out.scalar("kl", l.kl);
         out.params(store, store.grads(), "grad.");
         out.save(dir + "/out.safetensors");
-        const double bytes = 4.0 * sizeof(float) * Vae::parameter_count + sizeof(Vae::Workspace<N>);
+        // Parameters, gradients (the second half's too), Adam's m and v; inputs, workspaces.
+        const double bytes = (4.0 + (Pass::parts - 1)) * sizeof(float) * Vae::parameter_count + sizeof(Work) +
+                             double(Pass::workspace_bytes);
         return Json{}
             .str("kind", "vae")
             .num("batch", N)

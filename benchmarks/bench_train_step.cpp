@@ -37,12 +37,13 @@ using Trainer = LatentDiffusionTrainer<float, presets::Default, kBatch>;
 double constexpr_training_bytes(const io::FashionMnist& data) {
     constexpr double f = sizeof(float);
     constexpr double vae = Model::vae_parameter_count, diffusion = Model::diffusion_parameter_count;
-    const double params = f * (4 * vae + 5 * diffusion);  // values, grads, Adam m, v (+ EMA shadow)
+    // values, grads, Adam m, v (+ EMA shadow), + the second half's gradients (train/batch_halves.hpp)
+    constexpr int second = Trainer::Pass::parts - 1;
+    const double params = f * ((4 + second) * vae + (5 + second) * diffusion);
     constexpr int h = Model::latent_size, L = Model::latent_channels;
-    const double workspaces =
-        double(Model::Vae::workspace_bytes<kBatch>) + double(Model::Text::workspace_bytes<kBatch>) +
-        double(Model::Denoiser::workspace_bytes<kBatch>) + sizeof(Model::Vae::EncoderT::Cache<kBatch>) +
-        f * kBatch * (2 * 32 * 32 + 10 * h * h * L);  // batches, latents, noise, targets
+    const double workspaces = double(Trainer::VaeTrainPass::workspace_bytes) + double(Trainer::Pass::workspace_bytes) +
+                              sizeof(Model::Vae::EncoderT::Cache<kBatch>) +
+                              f * kBatch * (4 * 32 * 32 + 11 * h * h * L);  // batches, latents, noise, targets
     const double dataset = double(data.images.pixels.size()) + double(data.labels.labels.size());
     return params + workspaces + dataset;
 }

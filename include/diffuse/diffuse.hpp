@@ -94,9 +94,11 @@
 
 // train: optimizers, schedules, trainers, checkpoints
 #include "diffuse/train/adam.hpp"
+#include "diffuse/train/batch_halves.hpp"
 #include "diffuse/train/checkpoint.hpp"
 #include "diffuse/train/classifier_training.hpp"
 #include "diffuse/train/data_parallel.hpp"
+#include "diffuse/train/diffusion_pass.hpp"
 #include "diffuse/train/ema.hpp"
 #include "diffuse/train/grad_clip.hpp"
 #include "diffuse/train/latent_diffusion_trainer.hpp"
@@ -105,6 +107,7 @@
 #include "diffuse/train/numerical_fault.hpp"
 #include "diffuse/train/progress.hpp"
 #include "diffuse/train/seed_diffusion_training.hpp"
+#include "diffuse/train/vae_pass.hpp"
 
 // app: generation, reconstruction, scoring
 #include "diffuse/app/class_prompts.hpp"

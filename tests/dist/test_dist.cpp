@@ -4,7 +4,9 @@
 //      inside GEMMs, and a sum over 8 images is not bitwise the sum of two sums over 4;
 //   2. the replicas stay bitwise identical on every rank (every parameter, EMA, Adam moment);
 //   3. synchronize() makes them start equal: rank > 0 is built from another seed;
-//   4. buckets are reduced while the backward pass runs (some start before average());
+//   4. buckets are reduced while the backward pass runs (some start before average()): the distributed
+//      run takes its batches whole (Parts = 1; as two halves, the reduction starts after the backward
+//      pass), the one-process runs in halves (the trainer's default);
 //   5. a checkpoint the R-rank run wrote resumes in one process (another number of ranks) and
 //      continues as the distributed run did, within the same tolerance.
 // Exit code 0 on success, 1 on a failed check, 77 (CTest: skipped) without Fashion-MNIST.
@@ -37,8 +39,8 @@ constexpr int kVaeSteps = 4, kDiffusionSteps = 6, kSaveAt = 3;  // checkpoint af
 constexpr double kTolerance = 1e-4;
 
 using Model = LatentDiffusion<float, presets::Tiny>;
-template <int N>
-using Trainer = LatentDiffusionTrainer<float, presets::Tiny, N>;
+template <int N, int Parts = default_batch_parts<N>>
+using Trainer = LatentDiffusionTrainer<float, presets::Tiny, N, data::FashionSource, Parts>;
 
 int failures = 0;
 int my_rank = 0;
@@ -67,8 +69,8 @@ LatentDiffusionTrainOptions options() {
 }
 
 /// Losses and grad norms of `diffusion` diffusion steps.
-template <int N>
-void diffusion_steps(Trainer<N>& t, int diffusion, std::vector<double>& trace) {
+template <class Tr>
+void diffusion_steps(Tr& t, int diffusion, std::vector<double>& trace) {
     for (int i = 0; i < diffusion; ++i) {
         const auto s = t.diffusion_step();
         trace.push_back(s.loss);
@@ -77,8 +79,8 @@ void diffusion_steps(Trainer<N>& t, int diffusion, std::vector<double>& trace) {
 }
 
 /// VAE steps, the latent scale and the first kSaveAt diffusion steps.
-template <int N>
-std::vector<double> first_part(Trainer<N>& t) {
+template <class Tr>
+std::vector<double> first_part(Tr& t) {
     std::vector<double> trace;
     for (int i = 0; i < kVaeSteps; ++i) {
         const auto s = t.vae_step();
@@ -110,8 +112,8 @@ void expect_close(const std::vector<double>& a, const std::vector<double>& b, co
 }
 
 /// Every trained buffer of a's run against b's, within the tolerance.
-template <int NA, int NB>
-void expect_close_state(const Trainer<NA>& a, const Trainer<NB>& b, const char* what) {
+template <class A, class B>
+void expect_close_state(const A& a, const B& b, const char* what) {
     const Model &ma = a.model, &mb = b.model;
     const auto close = [&](const float* x, const float* y, std::size_t n, const char* buffer) {
         const double d = relative_difference(x, y, n);
@@ -128,8 +130,8 @@ void expect_close_state(const Trainer<NA>& a, const Trainer<NB>& b, const char* 
 }
 
 /// FNV-1a over every trained buffer's bits: equal on every rank iff the replicas are identical.
-template <int N>
-std::uint64_t state_hash(const Trainer<N>& t) {
+template <class Tr>
+std::uint64_t state_hash(const Tr& t) {
     std::uint64_t h = 1469598103934665603ULL;
     const auto add = [&](const float* p, std::size_t n) {
         const auto* b = reinterpret_cast<const unsigned char*>(p);
@@ -151,7 +153,7 @@ void run(int ranks) {
     // Small buckets: the Tiny UNet's gradients span several, so reports start some early.
     dist::MpiDataParallel<float> parallel(MPI_COMM_WORLD, 16 << 10);
     Model model(my_rank == 0 ? 7 : 8);  // other ranks start elsewhere: synchronize() must fix it
-    Trainer<N> dp(model, images(), options(), &parallel);
+    Trainer<N, 1> dp(model, images(), options(), &parallel);
     dp.synchronize();
     std::vector<double> trace = first_part(dp);
     if (my_rank == 0) save_checkpoint(path, dp);

@@ -188,21 +188,29 @@ private:
     AlignedBuffer<T> values_, grads_;
 };
 
-/// Binds a second instance of a model's parameter tree to another buffer of the store's layout
-/// (e.g. averaged weights): each Param of `model` points into `values` at the offset its name has
-/// in `store`, and has no gradient. Forward passes through `model` then read those weights, with
-/// no copy and no change to the store's model.
+/// Binds a second instance of a model's parameter tree to other buffers of the store's layout: each
+/// Param of `model` points into `values` and `grads` (null: no gradient) at the offset its name has in
+/// `store`. Passes through `model` then read those weights and write those gradients, with no copy and
+/// no change to the store's model: averaged weights for sampling (bind_values), or the same weights
+/// with gradients of their own for a second share of a batch (train/diffusion_pass.hpp).
 template <class T, class Model>
-void bind_values(Model& model, const ParamStore<T>& store, T* values) {
+void bind_buffers(Model& model, const ParamStore<T>& store, T* values, T* grads) {
     std::size_t i = 0;
     for_each_param(model, [&](const std::string& name, auto& p) {
         const auto& infos = store.infos();
         if (i >= infos.size() || infos[i].name != name)
-            throw std::logic_error("bind_values: parameter " + name + " is not laid out as in the store");
-        p.value_ptr = values + infos[i++].offset;
-        p.grad_ptr = nullptr;
+            throw std::logic_error("bind_buffers: parameter " + name + " is not laid out as in the store");
+        p.value_ptr = values + infos[i].offset;
+        p.grad_ptr = grads ? grads + infos[i].offset : nullptr;
+        ++i;
     });
-    if (i != store.infos().size()) throw std::logic_error("bind_values: the model has fewer parameters than the store");
+    if (i != store.infos().size())
+        throw std::logic_error("bind_buffers: the model has fewer parameters than the store");
+}
+/// bind_buffers with no gradient: a model instance that reads `values` (e.g. averaged weights).
+template <class T, class Model>
+void bind_values(Model& model, const ParamStore<T>& store, T* values) {
+    bind_buffers(model, store, values, static_cast<T*>(nullptr));
 }
 
 /// Parameter count of a model type, known at compile time: sums Param sizes through the visitor.

@@ -45,8 +45,8 @@ enum Counter {
 }
 
 /// Writes model + trainer state to path (atomically: an interrupted save keeps the old file).
-template <class T, class Preset, int N, class Source>
-void save_checkpoint(const std::string& path, const LatentDiffusionTrainer<T, Preset, N, Source>& tr) {
+template <class T, class Preset, int N, class Source, int Parts>
+void save_checkpoint(const std::string& path, const LatentDiffusionTrainer<T, Preset, N, Source, Parts>& tr) {
     namespace cd = checkpoint_detail;
     const auto& m = tr.model;
     io::SafetensorsWriter w;
@@ -85,8 +85,8 @@ void save_checkpoint(const std::string& path, const LatentDiffusionTrainer<T, Pr
 }
 
 /// Restores model + trainer from a checkpoint written by save_checkpoint for the same preset. The trainer must have been built with the same data and options (seed) as the saved run.
-template <class T, class Preset, int N, class Source>
-void load_checkpoint(const std::string& path, LatentDiffusionTrainer<T, Preset, N, Source>& tr) {
+template <class T, class Preset, int N, class Source, int Parts>
+void load_checkpoint(const std::string& path, LatentDiffusionTrainer<T, Preset, N, Source, Parts>& tr) {
     namespace cd = checkpoint_detail;
     const io::SafetensorsFile f(path);
     auto& m = tr.model;

@@ -23,12 +23,16 @@
 // shadow and count, data position, step counters, latent scale) — there is no generator to carry.
 //
 // With a DataParallel of R ranks, each rank holds a replica and takes images [r·N, (r+1)·N) of every
-// global batch of R·N; gradients are averaged over the ranks (the UNet's as its backward pass
-// finishes each part) before clipping, so every rank takes the same step; losses are reported as the
+// global batch of R·N; gradients are averaged over the ranks (with Parts = 1, the UNet's as its
+// backward pass finishes each part) before clipping, so every rank takes the same step; losses are reported as the
 // global batch's.
 //
 // A NaN or Inf in a step's loss or gradients stops training with a NumericalFault naming the step
 // and the first parameter tensor that holds one (train/numerical_fault.hpp), before the update.
+//
+// Both phases run each batch as Parts shares (by default two halves, on two threads at once:
+// train/batch_halves.hpp, train/vae_pass.hpp, train/diffusion_pass.hpp); the gradients' bits follow
+// Parts, never the thread count.
 //
 // Workspaces are allocated on a phase's first step, once; later steps allocate nothing (the
 // captions are written into strings reserved for the longest one; tests/test_allocations.cpp).
@@ -51,11 +55,13 @@
 #include "diffuse/sample/noise_schedule.hpp"
 #include "diffuse/train/adam.hpp"
 #include "diffuse/train/data_parallel.hpp"
+#include "diffuse/train/diffusion_pass.hpp"
 #include "diffuse/train/ema.hpp"
 #include "diffuse/train/grad_clip.hpp"
 #include "diffuse/train/lr_schedule.hpp"
 #include "diffuse/train/numerical_fault.hpp"
 #include "diffuse/train/progress.hpp"
+#include "diffuse/train/vae_pass.hpp"
 
 namespace diffuse {
 
@@ -101,7 +107,7 @@ inline constexpr int data_side = ModelSide;
 template <int ModelSide>
 inline constexpr int data_side<data::FashionSource, ModelSide> = data::kPaddedSize;
 
-template <class T, class Preset, int N, class Source = data::FashionSource>
+template <class T, class Preset, int N, class Source = data::FashionSource, int Parts = default_batch_parts<N>>
 class LatentDiffusionTrainer {
 public:
     using Model = LatentDiffusion<T, Preset>;
@@ -109,6 +115,8 @@ public:
     using Text = typename Model::Text;
     using Denoiser = typename Model::Denoiser;
     using Options = LatentDiffusionTrainOptions;
+    using Pass = DiffusionPass<T, Preset, N, Parts>;
+    using VaeTrainPass = VaePass<T, Preset, N, Parts>;
     static constexpr int batch = N;
     static constexpr int S = Model::image_size, C = Model::image_channels;
     static constexpr int h = Model::latent_size, L = Model::latent_channels;
@@ -164,17 +172,17 @@ public:
 
     /// One VAE training step on the next batch.
     VaeStats vae_step() {
-        if (!vae_ws_) vae_ws_ = make<VaeWorkspace>();
+        if (!vae_ws_) {
+            vae_ws_ = make<VaeWorkspace>();
+            vae_pass_ = std::make_unique<VaeTrainPass>(model.vae_part, model.vae_store);
+        }
         auto& ws = *vae_ws_;
-        next_batch(ws.batch, ws.vae.x);
-        fill_normal_per_image(ws.vae.eps, kVaeNoise, vae_steps);
-        const Vae& vae = model.vae();
-        const T beta = T(options.kl_weight);
-        const auto l = vae.forward(ws.vae, beta);
+        next_batch(ws.batch, ws.x);
+        fill_normal_per_image(ws.eps, kVaeNoise, vae_steps);
         auto& store = model.vae_store;
         store.zero_grad();
         if (parallel) parallel->begin(store.grads(), store.size());
-        vae.backward(ws.vae, beta);
+        const auto l = vae_pass_->step(cview(ws.x), cview(ws.eps), T(options.kl_weight));
         if (parallel) parallel->average();
         std::array<double, 3> loss{double(l.total), double(l.reconstruction), double(l.kl)};
         global_mean(loss);
@@ -246,20 +254,17 @@ public:
             diffusion::min_snr_weights(sched, ws.t, options.min_snr_gamma, Model::prediction, ws.w);
         else ws.w.fill(T(1));
 
-        const Text& text = model.text_encoder();
-        const Denoiser& net = model.unet();
-        text.template encode<N>(model.tokenizer, captions_, ws.text);
-        net.forward(ws.zt, ws.t, ws.text.context, ws.text.pad_mask, ws.y, ws.unet);
+        Text::check_tokenizer(model.tokenizer);
+        model.tokenizer.template encode_batch<N, Ctx>(captions_, ws.ids.view(), ws.pad_mask.view());
+        auto& pass = *diff_pass_;
+        pass.forward(cview(ws.ids), cview(ws.pad_mask), cview(ws.zt), cview(ws.t), ws.y.view());
         DiffusionStats s;
         weighted_mse(ws, s);
 
         auto& store = model.diffusion_store;
         store.zero_grad();
-        ws.dctx.fill(T(0));
         if (parallel) parallel->begin(store.grads(), store.size());
-        net.backward(ws.zt, ws.t, ws.text.context, ws.text.pad_mask, ws.y, ws.unet, ws.dy, View<T, N, h, h, L>(),
-                     ws.dctx, ReportFinished<T>{parallel});
-        text.encode_backward(ws.text, ws.dctx);
+        pass.backward(cview(ws.zt), cview(ws.t), cview(ws.y), cview(ws.dy), ReportFinished<T>{parallel});
         if (parallel) parallel->average();
         std::array<double, 2> loss{s.loss, s.weighted_loss};
         global_mean(loss);
@@ -328,7 +333,8 @@ private:
 
     struct VaeWorkspace {
         Tensor<T, N, DS, DS, C> batch;
-        typename Vae::template Workspace<N> vae;
+        Tensor<T, N, S, S, C> x;    // images at the model's size
+        Tensor<T, N, h, h, L> eps;  // the VAE's sampling noise
     };
     struct DiffusionWorkspace {
         Tensor<T, N, DS, DS, C> batch;
@@ -337,14 +343,16 @@ private:
         Tensor<T, N, h, h, 2 * L> moments;
         Tensor<T, N, h, h, L> eps, z0, noise, zt, target, y, dy;  // eps: the VAE's sampling noise
         Tensor<std::int32_t, N> t;
-        Tensor<T, N> w;  // per-sample loss weights
-        typename Text::template Workspace<N> text;
-        Tensor<T, N, Ctx, D> dctx;
-        typename Denoiser::template Workspace<N> unet;
+        Tensor<T, N> w;                    // per-sample loss weights
+        Tensor<std::int32_t, N, Ctx> ids;  // the captions' tokens
+        Tensor<bool, N, Ctx> pad_mask;
     };
 
     DiffusionWorkspace& diffusion_ws() {
-        if (!diff_ws_) diff_ws_ = make<DiffusionWorkspace>();
+        if (!diff_ws_) {
+            diff_ws_ = make<DiffusionWorkspace>();
+            diff_pass_ = std::make_unique<Pass>(model.diffusion_part, model.diffusion_store);
+        }
         return *diff_ws_;
     }
 
@@ -402,7 +410,9 @@ private:
 
     std::array<std::string, N> captions_;
     std::unique_ptr<VaeWorkspace> vae_ws_;
+    std::unique_ptr<VaeTrainPass> vae_pass_;  // the VAE's workspaces, with vae_ws_
     std::unique_ptr<DiffusionWorkspace> diff_ws_;
+    std::unique_ptr<Pass> diff_pass_;  // the text encoder and UNet's workspaces, with diff_ws_
 };
 
 }  // namespace diffuse

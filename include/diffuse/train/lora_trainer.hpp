@@ -39,7 +39,8 @@ class LoraTrainer {
 public:
     using Model = LatentDiffusion<T, Preset>;
     using Adapters = LoraAdapters<T, Preset>;
-    using Base = LatentDiffusionTrainer<T, Preset, N, Source>;
+    // The batch runs whole (Parts = 1): the adapters' hooks are shared by any second instance of the layers.
+    using Base = LatentDiffusionTrainer<T, Preset, N, Source, 1>;
 
     struct Stats {
         double loss = 0, grad_norm = 0, lr = 0;
