@@ -13,8 +13,8 @@
 // parameter gradients into a buffer of its own, added to the store's after the backward pass, element by
 // element. Every other sum is per image, so the gradients' bits follow the split, never the thread count;
 // they differ from the whole batch's by float rounding (each reduction over the batch is cut in two).
-// Layers with hooks that every instance shares (LoRA adapters) must run whole: the second instance would
-// add into the same adapter gradients at the same time.
+// Layers with hooks attached to the model's own instance (LoRA adapters) must run whole: the second
+// instance is built fresh, without them.
 #ifndef DIFFUSE_TRAIN_BATCH_HALVES_HPP
 #define DIFFUSE_TRAIN_BATCH_HALVES_HPP
 

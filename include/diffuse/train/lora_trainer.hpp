@@ -39,7 +39,8 @@ class LoraTrainer {
 public:
     using Model = LatentDiffusion<T, Preset>;
     using Adapters = LoraAdapters<T, Preset>;
-    // The batch runs whole (Parts = 1): the adapters' hooks are shared by any second instance of the layers.
+    // The batch runs whole (Parts = 1): the adapters hook into the model's own layers, which a second
+    // instance for a second half would not have.
     using Base = LatentDiffusionTrainer<T, Preset, N, Source, 1>;
 
     struct Stats {
