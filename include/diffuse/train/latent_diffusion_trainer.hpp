@@ -338,8 +338,8 @@ private:
     };
     struct DiffusionWorkspace {
         Tensor<T, N, DS, DS, C> batch;
-        Tensor<T, N, S, S, C> x;  // images at the model's size
-        typename Vae::EncoderT::template Cache<N> enc;
+        Tensor<T, N, S, S, C> x;                                                   // images at the model's size
+        std::array<typename Vae::EncoderT::template Cache<N / Parts>, Parts> enc;  // a share's each
         Tensor<T, N, h, h, 2 * L> moments;
         Tensor<T, N, h, h, L> eps, z0, noise, zt, target, y, dy;  // eps: the VAE's sampling noise
         Tensor<std::int32_t, N> t;
@@ -376,9 +376,16 @@ private:
         else box_downsample<T, N, S, C, DS>(cview(full), mview(x));
     }
 
-    /// ws.z0 = scale · (mean + σ·ε) from the frozen encoder, ε from stream (purpose, step).
+    /// ws.z0 = scale · (mean + σ·ε) from the frozen encoder, ε from stream (purpose, step). The encoder runs
+    /// the passes' shares, at once on two threads (its forward is per image: the same bits as one batch).
     void sample_latents(DiffusionWorkspace& ws, T scale, Stream purpose, std::int64_t step) {
-        model.vae().encoder.forward(ws.x, ws.moments, ws.enc);
+        constexpr int P = N / Parts;
+        const auto encode = [&](int k) {
+            model.vae().encoder.forward(ws.x.template items<P>(k * P), ws.moments.template items<P>(k * P),
+                                        ws.enc[std::size_t(k)]);
+        };
+        if constexpr (Parts == 1) encode(0);
+        else run_pair([&] { encode(0); }, [&] { encode(1); });
         fill_normal_per_image(ws.eps, purpose, step);
         vae::reparameterize(ws.moments, ws.eps, ws.z0);
         for (auto& v : ws.z0) v *= scale;
