@@ -264,10 +264,22 @@ void pack_a(ARow a_row, std::ptrdiff_t ks, int i0, int mc, int k0, int kc, T* ds
 /// Row r of a packed A panel: one type for every product, so the packed micro-kernel is compiled once
 /// a tile (a lambda would make one per caller, and bench_compare.cpp compiled 50 % longer). Every
 /// panel has all MR rows (pack_a repeats the last), so its rows are one pointer and constant offsets.
+/// A whole tile of a transposed A read in place has its rows side by side too (StridedA, rs = 1).
 template <class T>
 struct PackedRows {
     const T* panel;
     const T* operator()(int r) const { return panel + r; }
+};
+
+/// op(A) of a row-major A with row stride lda, read in place: op(A)[i, k] at a + i·rs + k·ks. One type
+/// for A and Aᵀ (the strides say which), so the products of every transposition share their
+/// macro-kernels (a lambda a transposition compiled 4 of each tile into every file with a Linear).
+template <class T>
+struct StridedA {
+    const T* a;
+    std::ptrdiff_t rs, ks;
+    StridedA(const T* a_, std::ptrdiff_t lda, bool trans) : a(a_), rs(trans ? 1 : lda), ks(trans ? lda : 1) {}
+    const T* operator()(std::ptrdiff_t i, std::ptrdiff_t k) const { return a + i * rs + k * ks; }
 };
 
 /// C[mr, nr] += op(A)[MR rows, kc] · (B panel), for an MR × NR tile of which mr × nr is valid; or, as
@@ -289,6 +301,13 @@ template <class Tl, bool Segmented = false, class T, class RowOf, class CTile>
     const T* row[MR];
 #pragma GCC unroll 32
     for (int r = 0; r < MR; ++r) row[r] = row_of(whole_panel ? r : std::min(r, mr - 1));
+    // Rows are read at offsets from −kc·ks up to 0: the counter ends the loop at zero and no register holds
+    // its bound. The 12×1 tile's twelve row pointers, the counter, B and the bound were one more than x86's
+    // 15 general registers, and GCC moved two row pointers through vector registers each step, on the FMA
+    // ports (14 of their uops for 12 FMAs).
+    const std::ptrdiff_t span = std::ptrdiff_t(kc) * ks;
+#pragma GCC unroll 32
+    for (int r = 0; r < MR; ++r) row[r] += span;
     const int segments = Segmented ? seg.count : 1;
     // Segments of a whole tile carry C's running value in registers where they fit twice the accumulators
     // (the 12×1 tile on AVX-512): the same additions, without a pass over C a segment.
@@ -301,7 +320,7 @@ template <class Tl, bool Segmented = false, class T, class RowOf, class CTile>
         for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 4
             for (int v = 0; v < NV; ++v) acc[r][v] = V(T(0));
-        for (std::ptrdiff_t k = 0, at = 0; k < kc; ++k, at += ks, bs += NR) {
+        for (std::ptrdiff_t at = -span; at != 0; at += ks, bs += NR) {
             V bv[NV];
 #pragma GCC unroll 4
             for (int v = 0; v < NV; ++v) bv[v] = V::load_aligned(bs + v * W);
@@ -405,12 +424,20 @@ template <class Tl, bool MayPackA, bool Segmented = false, class ARow, class CRo
                                     int mc, const T* bp, const CRows& c_rows, std::ptrdiff_t j0, int nr,
                                     CStart<T> first, Segments seg = {}) {
     constexpr int MR = Tl::MR;
+    // A transposed A read in place has a whole tile's rows side by side: one pointer, as in a packed panel.
+    // As MR pointers (+ the counter, B and the depth step) they left too few general registers, and GCC
+    // moved rows through vector registers and the stack each step (a conv's weight gradient, dyᵀ·windows).
+    constexpr bool strided = std::is_same_v<ARow, StridedA<T>> && !Segmented;
+    bool side_by_side = false;
+    if constexpr (strided) side_by_side = a_row.rs == 1;
     for (int ir = ic; ir < ic + mc; ir += MR) {
         const TileRows<CRows> c{c_rows, ir, j0};
         const int mr = std::min(MR, ic + mc - ir);
         if (MayPackA && apack) {
             const T* ap = apack + std::ptrdiff_t(ir - ic) * kc;  // panel (ir − ic)/MR
             micro_kernel<Tl>(kc, PackedRows<T>{ap}, MR, bp, c, mr, nr, first);
+        } else if (side_by_side && mr == MR) {
+            if constexpr (strided) micro_kernel<Tl>(kc, PackedRows<T>{a_row(ir, pc)}, ks, bp, c, mr, nr, first);
         } else {
             micro_kernel<Tl, Segmented>(
                 kc, [&](int r) { return a_row(ir + r, pc); }, ks, bp, c, mr, nr, first, seg);
@@ -461,17 +488,6 @@ void gemm_add_rows(int M, int N, int K, ARow a_row, std::ptrdiff_t ks, BRows b, 
         }
     }
 }
-
-/// op(A) of a row-major A with row stride lda, read in place: op(A)[i, k] at a + i·rs + k·ks. One type
-/// for A and Aᵀ (the strides say which), so the products of every transposition share their
-/// macro-kernels (a lambda a transposition compiled 4 of each tile into every file with a Linear).
-template <class T>
-struct StridedA {
-    const T* a;
-    std::ptrdiff_t rs, ks;
-    StridedA(const T* a_, std::ptrdiff_t lda, bool trans) : a(a_), rs(trans ? 1 : lda), ks(trans ? lda : 1) {}
-    const T* operator()(std::ptrdiff_t i, std::ptrdiff_t k) const { return a + i * rs + k * ks; }
-};
 
 /// C[M, N] += op(A)·op(B) with register tile Tl, all row-major with row strides lda, ldb, ldc (or C
 /// stored as `start` says).
