@@ -282,6 +282,14 @@ struct StridedA {
     const T* operator()(std::ptrdiff_t i, std::ptrdiff_t k) const { return a + i * rs + k * ks; }
 };
 
+/// A B panel read where its rows lie, not packed: depth k's NR values at rows[k] + col (a convolution's
+/// windows for its weight gradient, GatheredRows; whole panels only).
+template <class T>
+struct GatheredPanel {
+    const T* const* rows;
+    std::ptrdiff_t col;
+};
+
 /// C[mr, nr] += op(A)[MR rows, kc] · (B panel), for an MR × NR tile of which mr × nr is valid; or, as
 /// `start` says, C = that product (+ start's row, from the tile's first column). Segmented: seg.count
 /// such products in turn (Segments).
@@ -290,14 +298,17 @@ struct StridedA {
 /// results are dropped). row_of and c come by reference: by value, when this was a call of its own, GCC
 /// built them on the stack with small stores and copied them with one wide load, which cannot be
 /// forwarded from those stores (a stall on every call: 8 % of the 16-channel conv's time on a Zen 4).
-template <class Tl, bool Segmented = false, class T, class RowOf, class CTile>
-[[gnu::always_inline]] inline void micro_kernel(int kc, const RowOf& row_of, std::ptrdiff_t ks, const T* b,
+template <class Tl, bool Segmented = false, class T, class RowOf, class BPanel, class CTile>
+[[gnu::always_inline]] inline void micro_kernel(int kc, const RowOf& row_of, std::ptrdiff_t ks, const BPanel& b,
                                                 const CTile& c, int mr, int nr, CStart<T> start, Segments seg = {}) {
     using V = typename Tl::V;
     constexpr int MR = Tl::MR, NV = Tl::NV, NR = Tl::NR, W = Tl::W;
     // A packed panel's rows need no clamp; clamped, each row was a pointer of its own, and the 12×1
     // tile's twelve do not fit x86's general registers (reloaded from the stack each step).
     constexpr bool whole_panel = std::is_same_v<RowOf, PackedRows<T>>;
+    constexpr bool gathered_b = std::is_same_v<BPanel, GatheredPanel<T>>;
+    static_assert(gathered_b || std::is_same_v<BPanel, const T*>, "micro_kernel: B is a packed panel or gathered");
+    static_assert(!(gathered_b && Segmented), "micro_kernel: gathered B panels are not segmented");
     const T* row[MR];
 #pragma GCC unroll 32
     for (int r = 0; r < MR; ++r) row[r] = row_of(whole_panel ? r : std::min(r, mr - 1));
@@ -314,16 +325,26 @@ template <class Tl, bool Segmented = false, class T, class RowOf, class CTile>
     constexpr bool carry = Segmented && 2 * MR * NV + NV + 1 <= vector_registers<T>;
     [[maybe_unused]] V run[carry ? MR : 1][NV];  // C's tile between segments
     for (int s = 0; s < segments; ++s, start = CStart<T>{}) {
-        const T* bs = b + (Segmented ? s * seg.b_step : 0);
+        [[maybe_unused]] const T* bs = nullptr;
+        [[maybe_unused]] const T* const* brow = nullptr;
+        if constexpr (gathered_b) brow = b.rows;
+        else bs = b + (Segmented ? s * seg.b_step : 0);
         V acc[MR][NV];
 #pragma GCC unroll 32
         for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 4
             for (int v = 0; v < NV; ++v) acc[r][v] = V(T(0));
-        for (std::ptrdiff_t at = -span; at != 0; at += ks, bs += NR) {
+        for (std::ptrdiff_t at = -span; at != 0; at += ks) {
             V bv[NV];
+            if constexpr (gathered_b) {
+                const T* const bk = *brow++ + b.col;
 #pragma GCC unroll 4
-            for (int v = 0; v < NV; ++v) bv[v] = V::load_aligned(bs + v * W);
+                for (int v = 0; v < NV; ++v) bv[v] = V::load_unaligned(bk + v * W);
+            } else {
+#pragma GCC unroll 4
+                for (int v = 0; v < NV; ++v) bv[v] = V::load_aligned(bs + v * W);
+                bs += NR;
+            }
 #pragma GCC unroll 32
             for (int r = 0; r < MR; ++r) {
                 const V ar(row[r][at]);
@@ -419,9 +440,9 @@ bool pack_a_pays(int N, int NR, std::ptrdiff_t ks) {
 /// inlined: inlined into the whole product, GCC's AVX2 build kept the tile's row pointers on the stack
 /// (5 reloads in the 6×2 tile's 13 loads a step, for 12 FMAs), and a call per tile cost the 16-channel
 /// conv 6 % (a Zen 4, x86-64-v3 build).
-template <class Tl, bool MayPackA, bool Segmented = false, class ARow, class CRows, class T>
+template <class Tl, bool MayPackA, bool Segmented = false, class ARow, class CRows, class T, class BPanel>
 [[gnu::noinline]] void macro_kernel(int kc, const ARow& a_row, std::ptrdiff_t ks, const T* apack, int pc, int ic,
-                                    int mc, const T* bp, const CRows& c_rows, std::ptrdiff_t j0, int nr,
+                                    int mc, const BPanel& bp, const CRows& c_rows, std::ptrdiff_t j0, int nr,
                                     CStart<T> first, Segments seg = {}) {
     constexpr int MR = Tl::MR;
     // A transposed A read in place has a whole tile's rows side by side: one pointer, as in a packed panel.
@@ -461,6 +482,13 @@ void gemm_add_rows(int M, int N, int K, ARow a_row, std::ptrdiff_t ks, BRows b, 
     const bool packs_a = MayPackA && pack_a_pays<T>(N, NR, ks);
     T* const apack = packs_a ? GemmScratch<T>::fit(scratch.a, std::size_t(Tl::MC) * Tl::KC) : nullptr;
     const auto [k0, k1] = depths.within(K);
+    // Gathered rows of B (a convolution's windows, for its weight gradient) are read where they lie when
+    // every panel is whole and few row tiles read them: packing copied each value once for ⌈M/MR⌉ tiles (2
+    // at 16 output channels), into a slice of KC·N values that left L1 for L2.
+    constexpr bool gathered_b = !TransB && requires(const BRows& r) {
+        requires std::is_same_v<decltype(r.rows), const T* const*>;
+    };
+    const bool b_in_place = gathered_b && !prepacked && N % NR == 0 && M <= 8 * MR;
     for (int jc = 0; jc < N; jc += Tl::NC) {
         const int nc = std::min(Tl::NC, N - jc);
         for (int pc = k0 / Tl::KC * Tl::KC; pc < k1; pc += Tl::KC) {
@@ -471,7 +499,7 @@ void gemm_add_rows(int M, int N, int K, ARow a_row, std::ptrdiff_t ks, BRows b, 
             if (prepacked) {
                 panel = std::ptrdiff_t(std::min(Tl::KC, K - pc)) * NR;
                 bslice = prepacked + packed_b_offset<Tl>(K, jc, nc, pc) + std::ptrdiff_t(lo - pc) * NR;
-            } else {
+            } else if (!b_in_place) {
                 pack_b<NR, TransB>(b, lo, kc, jc, nc, bpack);
             }
             for (int ic = 0; ic < M; ic += Tl::MC) {
@@ -479,10 +507,17 @@ void gemm_add_rows(int M, int N, int K, ARow a_row, std::ptrdiff_t ks, BRows b, 
                 if constexpr (MayPackA)
                     if (packs_a) pack_a<MR>(a_row, ks, ic, mc, lo, kc, apack);
                 for (int jr = 0; jr < nc; jr += NR) {
-                    const T* bp = bslice + jr / NR * panel;
                     const CStart<T> first = lo == k0 ? start.from_column(jc + jr) : CStart<T>{};
-                    macro_kernel<Tl, MayPackA>(kc, a_row, ks, packs_a ? apack : nullptr, lo, ic, mc, bp, c_rows,
-                                               jc + jr, std::min(NR, nc - jr), first);
+                    const auto run = [&](const auto& bp) {
+                        macro_kernel<Tl, MayPackA>(kc, a_row, ks, packs_a ? apack : nullptr, lo, ic, mc, bp, c_rows,
+                                                   jc + jr, std::min(NR, nc - jr), first);
+                    };
+                    if constexpr (gathered_b)
+                        if (b_in_place) {
+                            run(GatheredPanel<T>{b.rows + lo, jc + jr});
+                            continue;
+                        }
+                    run(bslice + jr / NR * panel);
                 }
             }
         }
