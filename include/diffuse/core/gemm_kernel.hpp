@@ -477,11 +477,6 @@ template <class Tl, bool TransB, bool MayPackA = true, class ARow, class BRows, 
 void gemm_add_rows(int M, int N, int K, ARow a_row, std::ptrdiff_t ks, BRows b, CRows c_rows,
                    const T* prepacked = nullptr, CStart<T> start = {}, Depths depths = {}) {
     constexpr int MR = Tl::MR, NR = Tl::NR;
-    GemmScratch<T>& scratch = gemm_scratch<T>();
-    T* const bpack = prepacked ? nullptr : GemmScratch<T>::fit(scratch.b, std::size_t(Tl::NC) * Tl::KC);
-    const bool packs_a = MayPackA && pack_a_pays<T>(N, NR, ks);
-    T* const apack = packs_a ? GemmScratch<T>::fit(scratch.a, std::size_t(Tl::MC) * Tl::KC) : nullptr;
-    const auto [k0, k1] = depths.within(K);
     // Gathered rows of B (a convolution's windows, for its weight gradient) are read where they lie when
     // every panel is whole and few row tiles read them: packing copied each value once for ⌈M/MR⌉ tiles (2
     // at 16 output channels), into a slice of KC·N values that left L1 for L2.
@@ -489,6 +484,11 @@ void gemm_add_rows(int M, int N, int K, ARow a_row, std::ptrdiff_t ks, BRows b, 
         requires std::is_same_v<decltype(r.rows), const T* const*>;
     };
     const bool b_in_place = gathered_b && !prepacked && N % NR == 0 && M <= 8 * MR;
+    GemmScratch<T>& scratch = gemm_scratch<T>();
+    T* const bpack = prepacked || b_in_place ? nullptr : GemmScratch<T>::fit(scratch.b, std::size_t(Tl::NC) * Tl::KC);
+    const bool packs_a = MayPackA && pack_a_pays<T>(N, NR, ks);
+    T* const apack = packs_a ? GemmScratch<T>::fit(scratch.a, std::size_t(Tl::MC) * Tl::KC) : nullptr;
+    const auto [k0, k1] = depths.within(K);
     for (int jc = 0; jc < N; jc += Tl::NC) {
         const int nc = std::min(Tl::NC, N - jc);
         for (int pc = k0 / Tl::KC * Tl::KC; pc < k1; pc += Tl::KC) {

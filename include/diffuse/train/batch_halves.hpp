@@ -33,6 +33,14 @@ namespace diffuse {
 template <int N>
 inline constexpr int default_batch_parts = N % 2 == 0 ? 2 : 1;
 
+/// f(k) for each share k of Parts (1: whole, 2: halves): both at once where two threads are available.
+template <int Parts, class F>
+void run_shares(F f) {
+    static_assert(Parts == 1 || Parts == 2, "run_shares: a batch runs whole or as two halves");
+    if constexpr (Parts == 1) f(0);
+    else run_pair([&] { f(0); }, [&] { f(1); });
+}
+
 /// The Parts shares of a batch (1: whole, 2: halves), each with its workspace `Share` and the instance of
 /// `Layers` it runs through: the model part itself (bound to `store`) for the first, for the second a
 /// second instance with the store's weights and gradients of its own, zero between steps.
@@ -54,8 +62,7 @@ public:
     /// f(k, layers, share) for each share k: both at once where two threads are available.
     template <class F>
     void run(F f) {
-        if constexpr (Parts == 1) f(0, *first_, share(0));
-        else run_pair([&] { f(0, *first_, share(0)); }, [&] { f(1, second_->layers, share(1)); });
+        run_shares<Parts>([&](int k) { f(k, k == 0 ? *first_ : second_->layers, share(k)); });
     }
 
     /// After a backward pass through every share: the store's gradients += the second half's, which are

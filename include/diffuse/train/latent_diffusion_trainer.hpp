@@ -54,6 +54,7 @@
 #include "diffuse/models/latent_diffusion.hpp"
 #include "diffuse/sample/noise_schedule.hpp"
 #include "diffuse/train/adam.hpp"
+#include "diffuse/train/batch_halves.hpp"
 #include "diffuse/train/data_parallel.hpp"
 #include "diffuse/train/diffusion_pass.hpp"
 #include "diffuse/train/ema.hpp"
@@ -380,12 +381,10 @@ private:
     /// the passes' shares, at once on two threads (its forward is per image: the same bits as one batch).
     void sample_latents(DiffusionWorkspace& ws, T scale, Stream purpose, std::int64_t step) {
         constexpr int P = N / Parts;
-        const auto encode = [&](int k) {
+        run_shares<Parts>([&](int k) {
             model.vae().encoder.forward(ws.x.template items<P>(k * P), ws.moments.template items<P>(k * P),
                                         ws.enc[std::size_t(k)]);
-        };
-        if constexpr (Parts == 1) encode(0);
-        else run_pair([&] { encode(0); }, [&] { encode(1); });
+        });
         fill_normal_per_image(ws.eps, purpose, step);
         vae::reparameterize(ws.moments, ws.eps, ws.z0);
         for (auto& v : ws.z0) v *= scale;
